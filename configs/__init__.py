@@ -1,0 +1,1 @@
+"""Hydra configs shipped with the package (``initialize_config_module("splatworld.configs")``)."""

@@ -1,0 +1,18 @@
+"""Rasterizer backends, camera paths and video writing."""
+
+from splatworld.render.api import RenderOutput, available_backends, default_backend, render, resolve_backend
+from splatworld.render.paths import orbit_path
+from splatworld.render.projection import RasterSettings
+from splatworld.render.video import FrameWriter, write_video
+
+__all__ = [
+    "FrameWriter",
+    "RasterSettings",
+    "RenderOutput",
+    "available_backends",
+    "default_backend",
+    "orbit_path",
+    "render",
+    "resolve_backend",
+    "write_video",
+]

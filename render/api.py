@@ -1,0 +1,173 @@
+"""The one rendering entry point and its backend registry."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from splatworld.errors import BackendUnavailableError, ConfigError
+from splatworld.render.projection import Projected, RasterSettings, project_gaussians, sh_colors
+from splatworld.scene.cameras import Camera
+from splatworld.scene.gaussians import Gaussians
+
+
+class RenderOutput(NamedTuple):
+    """What a render returns for one camera.
+
+    Attributes:
+        rgb: ``[H, W, 3]`` float in [0, 1] (background composited).
+        depth: ``[H, W]`` expected z-depth in metres (0 where nothing was drawn).
+        alpha: ``[H, W]`` accumulated opacity.
+        object_id: ``[H, W]`` int64 id of the Gaussian with the largest blending weight
+            (0 = static scene), -1 where nothing was drawn.
+    """
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    alpha: torch.Tensor
+    object_id: torch.Tensor
+
+
+def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
+    from splatworld.render.raster_torch import rasterize_torch
+
+    projected = project_gaussians(g, cam, s)
+    colors = sh_colors(g, cam.center)
+    return RenderOutput(*rasterize_torch(projected, colors, g.object_ids, cam.width, cam.height, bg, s))
+
+
+def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
+    from splatworld.render.raster_cpu import project_cpu, rasterize_cpu
+
+    with torch.no_grad():
+        g32 = g.to(dtype=torch.float32)
+        colors = sh_colors(g32, cam.center).numpy()
+    arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (g32.means, g32.quats, g32.log_scales,
+                                                                  g32.opacity_logits))
+    projected = Projected(*project_cpu(*arrays, cam.viewmat.numpy(), cam.fx, cam.fy, cam.cx, cam.cy,
+                                       cam.width, cam.height, s))
+    out = rasterize_cpu(projected, np.ascontiguousarray(colors), g.object_ids.numpy(), cam.width, cam.height,
+                        bg.double().numpy(), s)
+    return RenderOutput(*(torch.from_numpy(a) for a in out))
+
+
+def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
+    """gsplat's CUDA ``rasterization``.
+
+    gsplat does not report per-Gaussian weights, so the id map here is the object
+    whose Gaussians together have the largest blending weight (one-hot id channels);
+    it equals the CPU backends' map except where two objects' weights nearly tie.
+    """
+    from gsplat import rasterization
+
+    dev = torch.device("cuda")
+    gd = g.to(device=dev, dtype=torch.float32)
+    common = dict(
+        means=gd.means, quats=gd.quats, scales=gd.scales, opacities=gd.opacities,
+        viewmats=cam.viewmat.to(dev, torch.float32)[None], Ks=cam.K.to(dev, torch.float32)[None],
+        width=cam.width, height=cam.height, near_plane=s.near_plane, far_plane=s.far_plane,
+        eps2d=s.eps2d, tile_size=s.tile_size, packed=False,
+    )
+    colors, alphas, _ = rasterization(colors=gd.sh, sh_degree=g.sh_degree, render_mode="RGB+ED", **common)
+    alpha = alphas[0, ..., 0]
+    rgb = colors[0, ..., :3] + (1 - alpha)[..., None] * bg.to(dev, torch.float32)
+    depth = torch.where(alpha > 0, colors[0, ..., 3], torch.zeros_like(alpha))
+    unique_ids, inverse = torch.unique(gd.object_ids, return_inverse=True)
+    one_hot = torch.nn.functional.one_hot(inverse, len(unique_ids)).float()
+    weights, _, _ = rasterization(colors=one_hot, render_mode="RGB", **common)
+    best = unique_ids[weights[0].argmax(dim=-1)]
+    object_id = torch.where(alpha > 0, best, torch.full_like(best, -1))
+    return RenderOutput(rgb.cpu(), depth.cpu(), alpha.cpu(), object_id.cpu())
+
+
+def _cpu_available() -> str | None:
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        return f"numba is not installed ({exc})"
+    return None
+
+
+def _gsplat_available() -> str | None:
+    if not torch.cuda.is_available():
+        return "gsplat's rasterizer is CUDA only and torch.cuda.is_available() is False"
+    try:
+        import gsplat  # noqa: F401
+    except ImportError as exc:
+        return f"gsplat is not installed ({exc}); pip install gsplat"
+    return None
+
+
+BACKENDS: dict[str, tuple[Callable, Callable[[], str | None]]] = {
+    "torch": (_render_torch, lambda: None),
+    "cpu": (_render_cpu, _cpu_available),
+    "gsplat": (_render_gsplat, _gsplat_available),
+}
+
+
+def available_backends() -> list[str]:
+    """Backends that can run on this machine."""
+    return [name for name, (_, why_not) in BACKENDS.items() if why_not() is None]
+
+
+def default_backend() -> str:
+    """``gsplat`` where CUDA works, else the fast ``cpu`` backend, else ``torch``."""
+    for name in ("gsplat", "cpu", "torch"):
+        if BACKENDS[name][1]() is None:
+            return name
+    return "torch"
+
+
+def resolve_backend(name: str) -> str:
+    """Validate a backend name (``auto`` picks :func:`default_backend`).
+
+    Raises:
+        ConfigError: unknown name (the message lists valid ones).
+        BackendUnavailableError: a known backend that cannot run here (says why).
+    """
+    if name == "auto":
+        return default_backend()
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown renderer backend {name!r}; valid: {['auto', *BACKENDS]}")
+    why_not = BACKENDS[name][1]()
+    if why_not is not None:
+        raise BackendUnavailableError(f"renderer backend {name!r} cannot run here: {why_not}")
+    return name
+
+
+def render(
+    gaussians: Gaussians,
+    camera: Camera,
+    *,
+    background=(0.0, 0.0, 0.0),
+    backend: str = "auto",
+    settings: RasterSettings | None = None,
+) -> RenderOutput:
+    """Rasterize Gaussians from one camera into RGB, depth, alpha and an object-id map.
+
+    Args:
+        gaussians: N Gaussians in world coordinates.
+        camera: pinhole camera (OpenCV world-to-camera); fixes the image size.
+        background: RGB ``[3]`` in [0, 1] behind everything.
+        backend: ``"auto"``, ``"torch"`` (differentiable reference), ``"cpu"`` (numba,
+            forward only) or ``"gsplat"`` (CUDA).
+        settings: compositing rules; :class:`RasterSettings` defaults if omitted.
+
+    Returns:
+        :class:`RenderOutput` of CPU tensors.
+
+    Example:
+        >>> from splatworld.scene import Camera, Gaussians, look_at
+        >>> g = Gaussians.from_points(torch.zeros(1, 3), torch.ones(1, 3), scale=0.05)
+        >>> cam = Camera.from_fov(60.0, 32, 32, look_at([0.0, -1.0, 0.0], [0.0, 0.0, 0.0]))
+        >>> out = render(g, cam, backend="cpu")
+        >>> out.rgb.shape, int(out.object_id[16, 16])
+        (torch.Size([32, 32, 3]), 0)
+    """
+    fn = BACKENDS[resolve_backend(backend)][0]
+    bg = torch.as_tensor(background, dtype=gaussians.dtype)
+    if bg.shape != (3,):
+        raise ConfigError(f"background must be 3 values (RGB), got shape {list(bg.shape)}")
+    return fn(gaussians, camera, bg, settings or RasterSettings())

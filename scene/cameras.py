@@ -1,0 +1,136 @@
+"""Pinhole cameras.
+
+Inside the code a camera is OpenCV: world-to-camera ``viewmat`` (x right, y down,
+looking along +z). On disk (episode format, nerfstudio ``transforms.json``) a pose
+is camera-to-world with OpenGL axes (x right, y up, looking along -z). The two
+differ by a flip of the camera's y and z axes; convert once, at load time, with
+:func:`nerfstudio_to_opencv` and back with :func:`opencv_to_nerfstudio`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from kornia.geometry.linalg import inverse_transformation
+
+from splatworld.errors import ShapeError, check_shape
+
+# Right-multiplying a camera-to-world matrix by this flips the camera's y and z axes.
+_GL_CV_FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+def nerfstudio_to_opencv(c2w_gl: torch.Tensor) -> torch.Tensor:
+    """OpenCV world-to-camera ``[..., 4, 4]`` from nerfstudio camera-to-world ``[..., 4, 4]`` (OpenGL axes)."""
+    check_shape("c2w", c2w_gl, (..., 4, 4))
+    c2w_cv = c2w_gl @ _GL_CV_FLIP.to(c2w_gl)
+    return inverse_transformation(c2w_cv.reshape(-1, 4, 4)).reshape(c2w_gl.shape)
+
+
+def opencv_to_nerfstudio(viewmat: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`nerfstudio_to_opencv`."""
+    check_shape("viewmat", viewmat, (..., 4, 4))
+    c2w_cv = inverse_transformation(viewmat.reshape(-1, 4, 4)).reshape(viewmat.shape)
+    return c2w_cv @ _GL_CV_FLIP.to(viewmat)
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera: intrinsics in pixels and an OpenCV world-to-camera matrix.
+
+    Attributes:
+        fx, fy, cx, cy: intrinsics in pixels (pixel centres at half-integers).
+        width, height: image size in pixels.
+        viewmat: ``[4, 4]`` world-to-camera, OpenCV axes.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    viewmat: torch.Tensor
+
+    def __post_init__(self) -> None:
+        check_shape("viewmat", self.viewmat, (4, 4))
+        if self.width <= 0 or self.height <= 0:
+            raise ShapeError(f"camera size must be positive, got {self.width}x{self.height}")
+        if not torch.isfinite(self.viewmat).all():
+            raise ShapeError("viewmat has non-finite entries")
+
+    @classmethod
+    def from_fov(cls, fov_y_deg: float, width: int, height: int, viewmat: torch.Tensor) -> Camera:
+        """Square-pixel camera with a vertical field of view in degrees, principal point at the centre."""
+        f = 0.5 * height / torch.tan(torch.deg2rad(torch.tensor(fov_y_deg / 2.0))).item()
+        return cls(f, f, width / 2.0, height / 2.0, width, height, viewmat)
+
+    @classmethod
+    def from_nerfstudio(cls, fx, fy, cx, cy, width, height, c2w_gl: torch.Tensor) -> Camera:
+        """Camera from nerfstudio intrinsics and a camera-to-world ``transform_matrix`` (OpenGL axes)."""
+        c2w = torch.as_tensor(c2w_gl, dtype=torch.float64)
+        return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height), nerfstudio_to_opencv(c2w))
+
+    @property
+    def K(self) -> torch.Tensor:
+        """``[3, 3]`` intrinsic matrix."""
+        return torch.tensor(
+            [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]], dtype=self.viewmat.dtype
+        )
+
+    @property
+    def c2w_nerfstudio(self) -> torch.Tensor:
+        """``[4, 4]`` camera-to-world with OpenGL axes, as written to ``transforms.json``."""
+        return opencv_to_nerfstudio(self.viewmat)
+
+    @property
+    def center(self) -> torch.Tensor:
+        """``[3]`` camera centre in world coordinates."""
+        rot, t = self.viewmat[:3, :3], self.viewmat[:3, 3]
+        return -rot.T @ t
+
+    def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
+        """Points ``[..., 3]`` in the camera frame (OpenCV)."""
+        vm = self.viewmat.to(points.dtype)
+        return points @ vm[:3, :3].T + vm[:3, 3]
+
+    def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]``."""
+        pc = self.world_to_camera(points)
+        z = pc[..., 2]
+        uv = torch.stack([self.fx * pc[..., 0] / z + self.cx, self.fy * pc[..., 1] / z + self.cy], dim=-1)
+        return uv, z
+
+    def backproject(self, depth: torch.Tensor) -> torch.Tensor:
+        """World points ``[H, W, 3]`` of a z-depth image ``[H, W]`` (pixel centres)."""
+        check_shape("depth", depth, (self.height, self.width))
+        v, u = torch.meshgrid(
+            torch.arange(self.height, dtype=depth.dtype) + 0.5,
+            torch.arange(self.width, dtype=depth.dtype) + 0.5,
+            indexing="ij",
+        )
+        pc = torch.stack([(u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth], dim=-1)
+        vm = self.viewmat.to(depth.dtype)
+        return (pc - vm[:3, 3]) @ vm[:3, :3]
+
+
+def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
+    """OpenCV world-to-camera ``[4, 4]`` (float64) for a camera at ``eye`` looking at ``target``.
+
+    ``up`` is the world direction that appears up in the image (z-up world by default).
+    """
+    eye, target, up = (torch.as_tensor(v, dtype=torch.float64) for v in (eye, target, up))
+    forward = target - eye
+    if forward.norm() < 1e-12:
+        raise ShapeError("look_at: eye and target coincide")
+    z = forward / forward.norm()
+    x = torch.linalg.cross(z, up)
+    if x.norm() < 1e-9:  # looking straight along `up`: pick any perpendicular
+        x = torch.linalg.cross(z, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    rot = torch.stack([x, y, z])  # rows: camera axes in world coordinates
+    out = torch.eye(4, dtype=torch.float64)
+    out[:3, :3] = rot
+    out[:3, 3] = -rot @ eye
+    return out

@@ -1,0 +1,69 @@
+"""Rigid transforms. Quaternions are ``[w, x, y, z]``; poses ``[x, y, z, qw, qx, qy, qz]``."""
+
+from __future__ import annotations
+
+import torch
+from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
+
+from splatworld.errors import check_shape
+
+
+def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices of (not necessarily unit) wxyz quaternions.
+
+    Args:
+        quats: ``[..., 4]`` wxyz; normalised here.
+
+    Returns:
+        ``[..., 3, 3]``.
+    """
+    check_shape("quats", quats, (..., 4))
+    return quaternion_to_rotation_matrix(torch.nn.functional.normalize(quats, dim=-1))
+
+
+def rotmat_to_quat(rotmats: torch.Tensor) -> torch.Tensor:
+    """wxyz unit quaternions ``[..., 4]`` of rotation matrices ``[..., 3, 3]``, with ``w >= 0``."""
+    check_shape("rotmats", rotmats, (..., 3, 3))
+    q = rotation_matrix_to_quaternion(rotmats)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product ``a * b`` of wxyz quaternions ``[..., 4]`` (rotation ``b`` first)."""
+    check_shape("a", a, (..., 4))
+    check_shape("b", b, (..., 4))
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        dim=-1,
+    )
+
+
+def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
+    """4x4 homogeneous matrices ``[..., 4, 4]`` from poses ``[..., 7]`` (xyz + wxyz)."""
+    check_shape("pose", pose, (..., 7))
+    out = torch.zeros(pose.shape[:-1] + (4, 4), dtype=pose.dtype, device=pose.device)
+    out[..., :3, :3] = quat_to_rotmat(pose[..., 3:])
+    out[..., :3, 3] = pose[..., :3]
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def matrix_to_pose(matrix: torch.Tensor) -> torch.Tensor:
+    """Poses ``[..., 7]`` (xyz + wxyz) of rigid 4x4 matrices ``[..., 4, 4]``."""
+    check_shape("matrix", matrix, (..., 4, 4))
+    return torch.cat([matrix[..., :3, 3], rotmat_to_quat(matrix[..., :3, :3])], dim=-1)
+
+
+def as_matrix(pose: torch.Tensor) -> torch.Tensor:
+    """Accept a pose ``[7]`` or a rigid matrix ``[4, 4]``; return ``[4, 4]``."""
+    if pose.shape == (7,):
+        return pose_to_matrix(pose)
+    check_shape("pose", pose, (4, 4))
+    return pose

@@ -1,0 +1,55 @@
+"""Typed errors raised at the project's public boundaries.
+
+Every error names what was wrong (the file, frame, key or tensor shape) so a
+user can fix the input without reading a traceback from deep inside numpy.
+"""
+
+from __future__ import annotations
+
+
+class SplatworldError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ShapeError(SplatworldError, ValueError):
+    """A tensor has the wrong shape or dtype."""
+
+
+class PlyFormatError(SplatworldError, ValueError):
+    """A PLY file is unreadable or lacks properties of the 3DGS layout."""
+
+
+class BackendUnavailableError(SplatworldError, RuntimeError):
+    """A renderer backend was requested explicitly but cannot run here."""
+
+
+class ConfigError(SplatworldError, ValueError):
+    """A config key or value is unknown or invalid."""
+
+
+def check_shape(name: str, tensor, shape: tuple) -> None:
+    """Raise :class:`ShapeError` unless ``tensor.shape`` matches ``shape``.
+
+    ``shape`` holds ints for fixed sizes and ``None`` for any size; a leading
+    ``...`` matches any number of batch dimensions.
+
+    >>> import torch
+    >>> check_shape("means", torch.zeros(5, 3), (None, 3))
+    >>> check_shape("means", torch.zeros(5, 2), (None, 3))
+    Traceback (most recent call last):
+    ...
+    splatworld.errors.ShapeError: means: expected shape [*, 3], got [5, 2]
+    """
+    actual = tuple(tensor.shape)
+    pattern = tuple(shape)
+    if pattern and pattern[0] is Ellipsis:
+        pattern = pattern[1:]
+        ok = len(actual) >= len(pattern)
+        tail = actual[len(actual) - len(pattern):] if ok else ()
+    else:
+        ok = len(actual) == len(pattern)
+        tail = actual
+    ok = ok and all(p is None or p == a for p, a in zip(pattern, tail))
+    if not ok:
+        shown = ", ".join("*" if p is None else "..." if p is Ellipsis else str(p) for p in shape)
+        raise ShapeError(f"{name}: expected shape [{shown}], got {list(actual)}")

@@ -1,0 +1,187 @@
+"""Bridges between PyBullet and the scene module.
+
+- :func:`tabletop_world`: a seeded table with ``pybullet_data`` objects.
+- :func:`gaussians_from_pybullet`: Gaussians sampled on every body's visual shapes,
+  at the bodies' current poses (static bodies get id 0, movable ones their own id).
+- :func:`render_tinyrenderer`: PyBullet's CPU renderer from one of our cameras,
+  giving RGB, metric z-depth and the body segmentation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+import torch
+import trimesh
+
+from splatworld.scene.build import gaussians_from_mesh
+from splatworld.scene.cameras import Camera
+from splatworld.scene.gaussians import Gaussians
+from splatworld.scene.transforms import pose_to_matrix
+
+# Objects a tabletop is furnished from: (urdf, global scaling).
+TABLETOP_OBJECTS = [
+    ("duck_vhacd.urdf", 1.0),
+    ("cube_small.urdf", 1.5),
+    ("teddy_vhacd.urdf", 1.0),
+    ("lego/lego.urdf", 1.5),
+    ("jenga/jenga.urdf", 1.0),
+    ("sphere_small.urdf", 1.2),
+]
+TABLE_TOP_Z = 0.625  # table.urdf: a 5 cm top centred at z = 0.6
+GROUND_HALF_EXTENT = 2.5  # metres of ground plane kept around the origin
+
+
+@dataclass
+class World:
+    """A PyBullet client and the bodies in it."""
+
+    client: int
+    static_bodies: list[int]
+    object_bodies: list[int]
+
+    def close(self) -> None:
+        pb.disconnect(self.client)
+
+
+def tabletop_world(n_objects: int = 5, seed: int = 0, settle_steps: int = 240) -> World:
+    """A table on a plane with ``n_objects`` random ``pybullet_data`` objects, settled under gravity.
+
+    Colours and positions are drawn from ``seed``; the same seed gives the same world.
+    """
+    rng = np.random.default_rng(seed)
+    client = pb.connect(pb.DIRECT)
+    pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
+    pb.setGravity(0, 0, -9.81, physicsClientId=client)
+    plane = pb.loadURDF("plane.urdf", physicsClientId=client)
+    table = pb.loadURDF("table/table.urdf", useFixedBase=True, physicsClientId=client)
+    objects = []
+    for i in range(n_objects):
+        urdf, scaling = TABLETOP_OBJECTS[i % len(TABLETOP_OBJECTS)]
+        xy = rng.uniform([-0.5, -0.3], [0.5, 0.3])
+        yaw = rng.uniform(-np.pi, np.pi)
+        body = pb.loadURDF(urdf, [xy[0], xy[1], TABLE_TOP_Z + 0.05], pb.getQuaternionFromEuler([0, 0, yaw]),
+                           globalScaling=scaling, physicsClientId=client)
+        pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.15, 0.95, 3), 1.0], physicsClientId=client)
+        objects.append(body)
+    for _ in range(settle_steps):
+        pb.stepSimulation(physicsClientId=client)
+    return World(client, [plane, table], objects)
+
+
+def _shape_mesh(shape) -> trimesh.Trimesh | None:
+    """Mesh of one ``getVisualShapeData`` row in the link's visual frame, or None if it has no surface."""
+    geom, dims, filename = shape[2], shape[3], shape[4]
+    if geom == pb.GEOM_MESH:
+        path = filename.decode() if isinstance(filename, bytes) else filename
+        if not os.path.isfile(path):
+            return None
+        mesh = trimesh.load(path, force="mesh", process=False)
+        mesh.apply_scale(np.asarray(dims, dtype=np.float64))
+        return mesh
+    if geom == pb.GEOM_BOX:
+        return trimesh.creation.box(extents=dims)
+    if geom == pb.GEOM_SPHERE:
+        return trimesh.creation.icosphere(subdivisions=3, radius=dims[0])
+    if geom in (pb.GEOM_CYLINDER, pb.GEOM_CAPSULE):
+        make = trimesh.creation.cylinder if geom == pb.GEOM_CYLINDER else trimesh.creation.capsule
+        return make(radius=dims[1], height=dims[0])
+    if geom == pb.GEOM_PLANE:
+        return trimesh.creation.box(extents=[4.0, 4.0, 1e-3])
+    return None
+
+
+def _crop_xy(mesh: trimesh.Trimesh, half_extent: float) -> trimesh.Trimesh:
+    """The part of a world-frame mesh with ``|x|, |y| <= half_extent`` (keeps ground planes finite)."""
+    lo, hi = mesh.bounds
+    if max(-lo[0], -lo[1], hi[0], hi[1]) <= half_extent:
+        return mesh
+    for axis in (0, 1):
+        for sign in (1.0, -1.0):
+            normal = np.zeros(3)
+            normal[axis] = -sign
+            origin = np.zeros(3)
+            origin[axis] = sign * half_extent
+            mesh = trimesh.intersections.slice_mesh_plane(mesh, normal, origin)
+    return mesh
+
+
+def body_pose(client: int, body: int) -> torch.Tensor:
+    """World pose ``[7]`` (xyz + wxyz, float64) of a body's base (inertial) frame."""
+    pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
+    return torch.tensor([*pos, orn[3], orn[0], orn[1], orn[2]], dtype=torch.float64)
+
+
+def gaussians_from_pybullet(world: World, total: int = 50_000, seed: int = 0,
+                            object_ids: dict[int, int] | None = None) -> Gaussians:
+    """Gaussians on the visual shapes of every body's base link, at current poses.
+
+    ``total`` Gaussians are shared out by surface area (at least 200 per shape).
+    Static bodies get object id 0; each object body gets ``object_ids[body]``
+    (default: its 1-based index in ``world.object_bodies``).
+    """
+    ids = object_ids or {b: i + 1 for i, b in enumerate(world.object_bodies)}
+    parts = []  # (mesh in world frame, rgba, object id)
+    for body in world.static_bodies + world.object_bodies:
+        base = pose_to_matrix(body_pose(world.client, body)).numpy()
+        for shape in pb.getVisualShapeData(body, physicsClientId=world.client):
+            if shape[1] != -1:
+                continue
+            mesh = _shape_mesh(shape)
+            if mesh is None or mesh.area <= 0:
+                continue
+            lp, lo = shape[5], shape[6]
+            local = pose_to_matrix(torch.tensor([*lp, lo[3], lo[0], lo[1], lo[2]], dtype=torch.float64)).numpy()
+            mesh.apply_transform(base @ local)
+            mesh = _crop_xy(mesh, GROUND_HALF_EXTENT)
+            parts.append((mesh, np.asarray(shape[7][:3]), 0 if body in world.static_bodies else ids[body]))
+    areas = np.array([m.area for m, _, _ in parts])
+    counts = np.maximum(200, np.floor(total * areas / areas.sum()).astype(int))
+    counts[np.argmax(counts)] -= counts.sum() - total  # exact total
+    out = []
+    for i, ((mesh, rgba, oid), n) in enumerate(zip(parts, counts)):
+        # TinyRenderer multiplies the texture colour by the shape's rgba; so do we.
+        out.append(gaussians_from_mesh(mesh, int(n), tint=rgba, object_id=oid, seed=seed + i))
+    return Gaussians.concat(out)
+
+
+def pybullet_view_matrix(camera: Camera) -> list[float]:
+    """PyBullet's (OpenGL, column-major) view matrix for an OpenCV camera."""
+    gl = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)) @ camera.viewmat.double()
+    return gl.T.reshape(-1).tolist()
+
+
+def pybullet_projection_matrix(camera: Camera, near: float, far: float) -> list[float]:
+    """PyBullet's (OpenGL, column-major) projection matrix reproducing the camera's intrinsics."""
+    w, h = camera.width, camera.height
+    p = np.zeros((4, 4))
+    p[0, 0] = 2 * camera.fx / w
+    p[0, 2] = 1 - 2 * camera.cx / w
+    p[1, 1] = 2 * camera.fy / h
+    p[1, 2] = 2 * camera.cy / h - 1
+    p[2, 2] = -(far + near) / (far - near)
+    p[2, 3] = -2 * far * near / (far - near)
+    p[3, 2] = -1
+    return p.T.reshape(-1).tolist()
+
+
+def render_tinyrenderer(world: World, camera: Camera, near: float = 0.01, far: float = 20.0):
+    """Draw the world with PyBullet's TinyRenderer from ``camera``.
+
+    Returns:
+        rgb ``[H, W, 3]`` uint8, z-depth ``[H, W]`` float32 metres (0 where nothing
+        was hit), segmentation ``[H, W]`` int32 (body id, -1 = nothing).
+    """
+    _, _, rgba, depth_buffer, seg = pb.getCameraImage(
+        camera.width, camera.height, pybullet_view_matrix(camera), pybullet_projection_matrix(camera, near, far),
+        renderer=pb.ER_TINY_RENDERER, physicsClientId=world.client)
+    rgba = np.asarray(rgba, dtype=np.uint8).reshape(camera.height, camera.width, 4)
+    buf = np.asarray(depth_buffer, dtype=np.float64).reshape(camera.height, camera.width)
+    depth = far * near / (far - (far - near) * buf)
+    seg = np.asarray(seg, dtype=np.int32).reshape(camera.height, camera.width)
+    depth[seg < 0] = 0.0
+    return rgba[..., :3].copy(), depth.astype(np.float32), seg
