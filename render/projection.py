@@ -65,14 +65,18 @@ class Projected(NamedTuple):
     opacities: torch.Tensor
 
 
+def covariance_3d(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Covariances ``[..., 3, 3] = R S S^T R^T`` from wxyz quaternions ``[..., 4]`` and std devs ``[..., 3]``."""
+    m = quat_to_rotmat(quats) * scales[..., None, :]
+    return m @ m.transpose(-1, -2)
+
+
 def project_gaussians(gaussians: Gaussians, camera: Camera, settings: RasterSettings) -> Projected:
     """Project Gaussians into ``camera`` (EWA splatting), in the Gaussians' dtype."""
     dtype = gaussians.dtype
     w, h = camera.width, camera.height
     fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
-    rot = quat_to_rotmat(gaussians.quats)
-    m = rot * gaussians.scales[:, None, :]
-    cov = m @ m.transpose(-1, -2)
+    cov = covariance_3d(gaussians.quats, gaussians.scales)
     view = camera.viewmat.to(dtype)
     rv, tv = view[:3, :3], view[:3, 3]
     means_c = gaussians.means @ rv.T + tv

@@ -76,6 +76,8 @@ def read_ply(path: str | os.PathLike) -> Gaussians:
         raise PlyFormatError(f"{path}: {n_rest} f_rest_* properties do not form a full SH degree")
 
     def cols(names):
+        if not names:
+            return torch.zeros(len(vertex), 0)
         return torch.from_numpy(np.stack([np.asarray(vertex[c], dtype=np.float32) for c in names], axis=1))
 
     n = len(vertex)

@@ -111,16 +111,25 @@ def _crop_xy(mesh: trimesh.Trimesh, half_extent: float) -> trimesh.Trimesh:
 
 
 def body_pose(client: int, body: int) -> torch.Tensor:
-    """World pose ``[7]`` (xyz + wxyz, float64) of a body's base (inertial) frame."""
+    """World pose ``[7]`` (xyz + wxyz, float64) of a body's base *link frame* (the URDF frame).
+
+    PyBullet reports the base's centre-of-mass frame; visual shapes (and so our object
+    Gaussians) are placed relative to the link frame, which differs by the URDF's
+    inertial origin (2 cm for ``duck_vhacd.urdf``).
+    """
     pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
+    inertial_pos, inertial_orn = pb.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
+    inv_pos, inv_orn = pb.invertTransform(inertial_pos, inertial_orn)
+    pos, orn = pb.multiplyTransforms(pos, orn, inv_pos, inv_orn)
     return torch.tensor([*pos, orn[3], orn[0], orn[1], orn[2]], dtype=torch.float64)
 
 
 def gaussians_from_pybullet(world: World, total: int = 50_000, seed: int = 0,
-                            object_ids: dict[int, int] | None = None) -> Gaussians:
+                            object_ids: dict[int, int] | None = None, min_per_shape: int = 1500) -> Gaussians:
     """Gaussians on the visual shapes of every body's base link, at current poses.
 
-    ``total`` Gaussians are shared out by surface area (at least 200 per shape).
+    ``total`` Gaussians are shared out by surface area, with at least ``min_per_shape``
+    per visual shape (fewer if the budget is small).
     Static bodies get object id 0; each object body gets ``object_ids[body]``
     (default: its 1-based index in ``world.object_bodies``).
     """
@@ -139,9 +148,12 @@ def gaussians_from_pybullet(world: World, total: int = 50_000, seed: int = 0,
             mesh.apply_transform(base @ local)
             mesh = _crop_xy(mesh, GROUND_HALF_EXTENT)
             parts.append((mesh, np.asarray(shape[7][:3]), 0 if body in world.static_bodies else ids[body]))
+    # Small objects matter more than their area says: each shape gets at least a floor
+    # (a quarter of the budget split evenly), the rest goes by area, the largest shape absorbs rounding.
     areas = np.array([m.area for m, _, _ in parts])
-    counts = np.maximum(200, np.floor(total * areas / areas.sum()).astype(int))
-    counts[np.argmax(counts)] -= counts.sum() - total  # exact total
+    floor = min(min_per_shape, total // (4 * len(parts)))
+    counts = floor + np.floor((total - floor * len(parts)) * areas / areas.sum()).astype(int)
+    counts[np.argmax(areas)] += total - counts.sum()
     out = []
     for i, ((mesh, rgba, oid), n) in enumerate(zip(parts, counts)):
         # TinyRenderer multiplies the texture colour by the shape's rgba; so do we.
@@ -158,11 +170,14 @@ def pybullet_view_matrix(camera: Camera) -> list[float]:
 def pybullet_projection_matrix(camera: Camera, near: float, far: float) -> list[float]:
     """PyBullet's (OpenGL, column-major) projection matrix reproducing the camera's intrinsics."""
     w, h = camera.width, camera.height
+    # TinyRenderer samples pixel corners, not centres, and flips rows: shifting the principal
+    # point by half a pixel makes its pixel (c, r) show what our camera sees at (c + 0.5, r + 0.5).
+    cx, cy = camera.cx - 0.5, camera.cy + 0.5
     p = np.zeros((4, 4))
     p[0, 0] = 2 * camera.fx / w
-    p[0, 2] = 1 - 2 * camera.cx / w
+    p[0, 2] = 1 - 2 * cx / w
     p[1, 1] = 2 * camera.fy / h
-    p[1, 2] = 2 * camera.cy / h - 1
+    p[1, 2] = 2 * cy / h - 1
     p[2, 2] = -(far + near) / (far - near)
     p[2, 3] = -2 * far * near / (far - near)
     p[3, 2] = -1

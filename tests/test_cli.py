@@ -1,0 +1,62 @@
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+from hydra import compose, initialize_config_module
+
+from splatworld.cli import main
+from splatworld.config import load_config
+from splatworld.errors import ConfigError
+from splatworld.scene import read_ply
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_config_composes_with_overrides():
+    with initialize_config_module(config_module="splatworld.configs", version_base=None):
+        cfg = compose(config_name="demo", overrides=["frames=7", "backend=torch"])
+    assert cfg.frames == 7 and cfg.backend == "torch" and cfg.width == 256
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"framez.*valid keys:.*frames"):
+        load_config("demo", ["framez=3"])
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    code = main(["demo", f"out={tmp_path}", "frames=4", "n_gaussians=4000", "width=64", "height=48",
+                 "n_objects=2"])
+    assert code == 0
+    frames = [f for f in imageio.get_reader(tmp_path / "orbit.mp4")]
+    assert len(frames) == 4 and frames[0].shape == (48, 64, 3)
+    assert len(read_ply(tmp_path / "scene.ply")) == 4000
+    assert "frames/s" in capsys.readouterr().out
+
+
+def test_cli_errors(capsys):
+    assert main(["nonsense"]) == 2
+    assert "unknown command 'nonsense'" in capsys.readouterr().err
+    assert main(["demo", "backend=opengl"]) == 2
+    assert "unknown renderer backend 'opengl'" in capsys.readouterr().err
+
+
+def test_wheel_maps_folders_into_one_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(REPO)], check=True)
+    (wheel,) = tmp_path.glob("splatworld-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"splatworld"}
+    for needed in ("splatworld/configs/demo.yaml", "splatworld/scene/gaussians.py", "splatworld/render/api.py",
+                   "splatworld/memory/__init__.py", "splatworld/dynamics/__init__.py", "splatworld/cli.py"):
+        assert needed in names
+
+
+def test_no_bare_top_level_modules():
+    code = "import importlib.util as u; print([n for n in ('scene','render','memory','dynamics','configs') " \
+           "if u.find_spec(n)])"
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
