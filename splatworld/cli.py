@@ -21,8 +21,17 @@ def _demo(cfg) -> int:
     return 0
 
 
+def _generate(cfg) -> int:
+    from splatworld.sim.generate import generate_episode
+
+    out = generate_episode(cfg)
+    print(f"episode written to {out}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "demo": ("demo", _demo, "build a PyBullet tabletop as Gaussians and render an orbit video"),
+    "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
 }
 
 

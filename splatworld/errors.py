@@ -53,3 +53,16 @@ def check_shape(name: str, tensor, shape: tuple) -> None:
     if not ok:
         shown = ", ".join("*" if p is None else "..." if p is Ellipsis else str(p) for p in shape)
         raise ShapeError(f"{name}: expected shape [{shown}], got {list(actual)}")
+
+
+class EpisodeFormatError(SplatworldError, ValueError):
+    """An episode directory breaks the episode format (names the file, frame and key)."""
+
+    def __init__(self, file, message: str, *, frame: int | None = None, key: str | None = None):
+        where = [str(file)]
+        if frame is not None:
+            where.append(f"frame {frame}")
+        if key is not None:
+            where.append(f"key '{key}'")
+        super().__init__(f"{': '.join(where)}: {message}")
+        self.file, self.frame, self.key = file, frame, key

@@ -124,41 +124,59 @@ def body_pose(client: int, body: int) -> torch.Tensor:
     return torch.tensor([*pos, orn[3], orn[0], orn[1], orn[2]], dtype=torch.float64)
 
 
+def body_meshes(client: int, body: int) -> list[tuple[trimesh.Trimesh, np.ndarray]]:
+    """``(mesh, rgba)`` of each visual shape of a body's base, in the body's link frame."""
+    out = []
+    for shape in pb.getVisualShapeData(body, physicsClientId=client):
+        if shape[1] != -1:
+            continue
+        mesh = _shape_mesh(shape)
+        if mesh is None or mesh.area <= 0:
+            continue
+        lp, lo = shape[5], shape[6]
+        mesh.apply_transform(pose_to_matrix(torch.tensor([*lp, lo[3], lo[0], lo[1], lo[2]],
+                                                         dtype=torch.float64)).numpy())
+        out.append((mesh, np.asarray(shape[7][:4])))
+    return out
+
+
+def _allocate(total: int, areas: np.ndarray, min_per_shape: int) -> np.ndarray:
+    """Split ``total`` over shapes: a floor each (at most a quarter of the budget), the rest by area."""
+    floor = min(min_per_shape, total // (4 * len(areas)))
+    counts = floor + np.floor((total - floor * len(areas)) * areas / areas.sum()).astype(int)
+    counts[np.argmax(areas)] += total - counts.sum()  # the largest shape absorbs rounding
+    return counts
+
+
+def _gaussians_of(parts, total: int, seed: int, min_per_shape: int) -> Gaussians:
+    counts = _allocate(total, np.array([m.area for m, _, _ in parts]), min_per_shape)
+    # TinyRenderer multiplies the texture colour by the shape's rgba; so do we.
+    return Gaussians.concat([gaussians_from_mesh(mesh, int(n), tint=rgba[:3], object_id=oid, seed=seed + i)
+                             for i, ((mesh, rgba, oid), n) in enumerate(zip(parts, counts))])
+
+
 def gaussians_from_pybullet(world: World, total: int = 50_000, seed: int = 0,
                             object_ids: dict[int, int] | None = None, min_per_shape: int = 1500) -> Gaussians:
-    """Gaussians on the visual shapes of every body's base link, at current poses.
+    """Gaussians on the visual shapes of every body's base link, at current poses (world frame).
 
     ``total`` Gaussians are shared out by surface area, with at least ``min_per_shape``
-    per visual shape (fewer if the budget is small).
-    Static bodies get object id 0; each object body gets ``object_ids[body]``
-    (default: its 1-based index in ``world.object_bodies``).
+    per visual shape (fewer if the budget is small). Static bodies get object id 0; each
+    object body gets ``object_ids[body]`` (default: its 1-based index in ``world.object_bodies``).
     """
     ids = object_ids or {b: i + 1 for i, b in enumerate(world.object_bodies)}
-    parts = []  # (mesh in world frame, rgba, object id)
+    parts = []
     for body in world.static_bodies + world.object_bodies:
-        base = pose_to_matrix(body_pose(world.client, body)).numpy()
-        for shape in pb.getVisualShapeData(body, physicsClientId=world.client):
-            if shape[1] != -1:
-                continue
-            mesh = _shape_mesh(shape)
-            if mesh is None or mesh.area <= 0:
-                continue
-            lp, lo = shape[5], shape[6]
-            local = pose_to_matrix(torch.tensor([*lp, lo[3], lo[0], lo[1], lo[2]], dtype=torch.float64)).numpy()
-            mesh.apply_transform(base @ local)
-            mesh = _crop_xy(mesh, GROUND_HALF_EXTENT)
-            parts.append((mesh, np.asarray(shape[7][:3]), 0 if body in world.static_bodies else ids[body]))
-    # Small objects matter more than their area says: each shape gets at least a floor
-    # (a quarter of the budget split evenly), the rest goes by area, the largest shape absorbs rounding.
-    areas = np.array([m.area for m, _, _ in parts])
-    floor = min(min_per_shape, total // (4 * len(parts)))
-    counts = floor + np.floor((total - floor * len(parts)) * areas / areas.sum()).astype(int)
-    counts[np.argmax(areas)] += total - counts.sum()
-    out = []
-    for i, ((mesh, rgba, oid), n) in enumerate(zip(parts, counts)):
-        # TinyRenderer multiplies the texture colour by the shape's rgba; so do we.
-        out.append(gaussians_from_mesh(mesh, int(n), tint=rgba, object_id=oid, seed=seed + i))
-    return Gaussians.concat(out)
+        link_to_world = pose_to_matrix(body_pose(world.client, body)).numpy()
+        for mesh, rgba in body_meshes(world.client, body):
+            mesh.apply_transform(link_to_world)
+            parts.append((_crop_xy(mesh, GROUND_HALF_EXTENT), rgba, 0 if body in world.static_bodies else ids[body]))
+    return _gaussians_of(parts, total, seed, min_per_shape)
+
+
+def object_model(client: int, body: int, count: int, object_id: int, seed: int = 0) -> Gaussians:
+    """Gaussians of one body in its own link frame (an object model for the memory)."""
+    parts = [(mesh, rgba, object_id) for mesh, rgba in body_meshes(client, body)]
+    return _gaussians_of(parts, count, seed, min_per_shape=count // (2 * max(len(parts), 1)))
 
 
 def pybullet_view_matrix(camera: Camera) -> list[float]:

@@ -1,0 +1,397 @@
+"""PyBullet tabletop episodes in the episode format (the project's ground-truth world).
+
+A seeded world (a table, 3-12 ``pybullet_data`` objects, static occluders, a kinematic
+pusher agent), a scripted or random pushing policy acting through planar velocity
+commands, and a camera path made of segments (orbits, pans away from the table, returns
+to earlier viewpoints, optional hand-held jitter). Every frame is drawn by TinyRenderer
+(RGB, depth, segmentation) and written with per-frame reshuffled instance labels unless
+asked otherwise; the true poses, labels and visible fractions go to ``ground_truth.json``.
+The same config and seed give the same files, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pybullet as pb
+import pybullet_data
+import torch
+import trimesh
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from splatworld.errors import ConfigError
+from splatworld.scene.cameras import Camera, look_at
+from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
+from splatworld.scene.transforms import pose_to_matrix
+from splatworld.sim.pybullet_scene import (
+    TABLE_TOP_Z,
+    World,
+    body_meshes,
+    body_pose,
+    render_tinyrenderer,
+)
+from splatworld.sim.raster_mesh import silhouette
+
+# name -> (urdf, global scaling)
+OBJECT_LIBRARY = {
+    "cube": ("cube_small.urdf", 1.6),
+    "duck": ("duck_vhacd.urdf", 1.0),
+    "teddy": ("teddy_vhacd.urdf", 1.0),
+    "lego": ("lego/lego.urdf", 1.6),
+    "jenga": ("jenga/jenga.urdf", 1.0),
+    "sphere": ("sphere_small.urdf", 1.3),
+    "random_000": ("random_urdfs/000/000.urdf", 1.0),
+    "random_001": ("random_urdfs/001/001.urdf", 1.0),
+    "random_002": ("random_urdfs/002/002.urdf", 1.0),
+    "random_003": ("random_urdfs/003/003.urdf", 1.0),
+}
+TABLE_HALF = (0.75, 0.5)  # table.urdf top: 1.5 m x 1.0 m
+AGENT_RADIUS, AGENT_HEIGHT = 0.025, 0.1
+PHYSICS_HZ = 240
+
+
+# ----------------------------------------------------------------------------- world
+@dataclass
+class Tabletop:
+    world: World
+    agent: int
+    constraint: int
+    names: dict[int, str]
+    occluders: list[int] = field(default_factory=list)
+
+
+def _free_spot(rng, taken, radius, half=(0.55, 0.35), tries=200):
+    for _ in range(tries):
+        xy = rng.uniform([-half[0], -half[1]], [half[0], half[1]])
+        if all(np.hypot(*(xy - p)) > radius + r for p, r in taken):
+            return xy
+    raise ConfigError(f"could not place an object of radius {radius} m on the table: too many objects")
+
+
+def _box(client, half_extents, position, yaw, rgba):
+    col = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=half_extents, physicsClientId=client)
+    vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=half_extents, rgbaColor=rgba, physicsClientId=client)
+    return pb.createMultiBody(0, col, vis, position, pb.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=client)
+
+
+def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
+    """The scenario's world: table, occluders, objects (settled under gravity) and the pusher."""
+    rng = np.random.default_rng(seed)
+    client = pb.connect(pb.DIRECT)
+    pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
+    pb.setGravity(0, 0, -9.81, physicsClientId=client)
+    pb.setPhysicsEngineParameter(fixedTimeStep=1.0 / PHYSICS_HZ, deterministicOverlappingPairs=1, numSolverIterations=15,
+                                 physicsClientId=client)
+    plane = pb.loadURDF("plane.urdf", physicsClientId=client)
+    table = pb.loadURDF("table/table.urdf", useFixedBase=True, physicsClientId=client)
+    static, taken = [plane, table], []
+    top = TABLE_TOP_Z
+    occluders = []
+    for kind in scenario.occluders:
+        grey = [*rng.uniform(0.35, 0.6, 3), 1.0]
+        if kind == "wall":
+            xy = _free_spot(rng, taken, 0.3, half=(0.25, 0.15))
+            occluders.append(_box(client, [0.015, 0.28, 0.14], [xy[0], xy[1], top + 0.14], rng.uniform(-0.4, 0.4), grey))
+            taken.append((xy, 0.3))
+        elif kind == "box":
+            xy = _free_spot(rng, taken, 0.14)
+            occluders.append(_box(client, [0.09, 0.09, 0.09], [xy[0], xy[1], top + 0.09], rng.uniform(0, np.pi), grey))
+            taken.append((xy, 0.14))
+        elif kind == "shelf":
+            xy = _free_spot(rng, taken, 0.25)
+            yaw = rng.uniform(0, np.pi)
+            c, s = math.cos(yaw), math.sin(yaw)
+            for dx in (-0.2, 0.2):  # two side panels and a board
+                occluders.append(_box(client, [0.01, 0.09, 0.1], [xy[0] + c * dx, xy[1] + s * dx, top + 0.1], yaw, grey))
+            occluders.append(_box(client, [0.21, 0.09, 0.01], [xy[0], xy[1], top + 0.21], yaw, grey))
+            taken.append((xy, 0.25))
+        else:
+            raise ConfigError(f"unknown occluder {kind!r}; valid: ['wall', 'box', 'shelf']")
+    static += occluders
+
+    lo, hi = scenario.n_objects
+    n = int(rng.integers(lo, hi + 1))
+    if not 1 <= n <= 12:
+        raise ConfigError(f"n_objects must lie in [1, 12], got {n}")
+    library = list(scenario.get("objects", OBJECT_LIBRARY.keys()))
+    unknown = [name for name in library if name not in OBJECT_LIBRARY]
+    if unknown:
+        raise ConfigError(f"unknown objects {unknown}; valid: {list(OBJECT_LIBRARY)}")
+    objects, names = [], {}
+    for i in range(n):
+        name = library[int(rng.integers(len(library)))] if i >= len(library) else library[
+            int(rng.permutation(len(library))[i])]
+        urdf, scaling = OBJECT_LIBRARY[name]
+        xy = _free_spot(rng, taken, 0.07)
+        taken.append((xy, 0.07))
+        body = pb.loadURDF(urdf, [xy[0], xy[1], top + 0.06], pb.getQuaternionFromEuler([0, 0, rng.uniform(-np.pi, np.pi)]),
+                           globalScaling=scaling, physicsClientId=client)
+        pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.15, 0.95, 3), 1.0], physicsClientId=client)
+        pb.changeDynamics(body, -1, lateralFriction=0.6, rollingFriction=0.001, spinningFriction=0.001,
+                          physicsClientId=client)
+        objects.append(body)
+        names[body] = name
+
+    park = np.array([-TABLE_HALF[0] + 0.06, -TABLE_HALF[1] + 0.06])
+    col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, height=AGENT_HEIGHT, physicsClientId=client)
+    vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, length=AGENT_HEIGHT, rgbaColor=[0.9, 0.1, 0.1, 1],
+                               physicsClientId=client)
+    agent_z = top + AGENT_HEIGHT / 2 + 0.002
+    agent = pb.createMultiBody(2.0, col, vis, [park[0], park[1], agent_z], physicsClientId=client)
+    for body in static:
+        pb.setCollisionFilterPair(agent, body, -1, -1, 0, physicsClientId=client)  # glides above the table
+    constraint = pb.createConstraint(agent, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
+                                     [park[0], park[1], agent_z], physicsClientId=client)
+    pb.changeConstraint(constraint, maxForce=300, physicsClientId=client)
+    for _ in range(PHYSICS_HZ):  # settle
+        pb.stepSimulation(physicsClientId=client)
+    return Tabletop(World(client, static, objects), agent, constraint, names, occluders)
+
+
+# --------------------------------------------------------------------------- policies
+class Policy:
+    """Planar velocity commands (m/s) for the pusher, one per frame."""
+
+    def __init__(self, cfg: DictConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+
+    def act(self, t: float, agent_xy: np.ndarray, objects: dict[int, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class IdlePolicy(Policy):
+    def act(self, t, agent_xy, objects):
+        return np.zeros(2)
+
+
+class RandomPolicy(Policy):
+    """Smooth random wandering (an Ornstein-Uhlenbeck velocity), kept on the table."""
+
+    def __init__(self, cfg, rng):
+        super().__init__(cfg, rng)
+        self.v = np.zeros(2)
+
+    def act(self, t, agent_xy, objects):
+        speed = self.cfg.speed
+        self.v = 0.9 * self.v + 0.1 * self.rng.normal(0, speed, 2)
+        inward = -np.sign(agent_xy) * (np.abs(agent_xy) > np.array(TABLE_HALF) - 0.15)
+        return np.clip(self.v + inward * speed, -speed, speed)
+
+
+class ScriptedPushPolicy(Policy):
+    """Approach an object from behind, push it a set distance, back off, rest; repeat."""
+
+    def __init__(self, cfg, rng):
+        super().__init__(cfg, rng)
+        self.phase, self.until, self.target, self.direction, self.goal = "rest", 0.0, None, None, None
+
+    def _steer(self, agent_xy, goal, speed):
+        delta = goal - agent_xy
+        dist = np.linalg.norm(delta)
+        return np.zeros(2) if dist < 1e-4 else delta / dist * min(speed, dist * self.cfg.gain)
+
+    def act(self, t, agent_xy, objects):
+        cfg = self.cfg
+        on_table = {b: p for b, p in objects.items() if p[2] > TABLE_TOP_Z - 0.05 and
+                    abs(p[0]) < TABLE_HALF[0] - 0.12 and abs(p[1]) < TABLE_HALF[1] - 0.12}
+        if self.phase == "rest":
+            if t < self.until or not on_table:
+                return np.zeros(2)
+            bodies = sorted(on_table)
+            self.target = bodies[int(self.rng.integers(len(bodies)))]
+            pos = on_table[self.target][:2]
+            toward_centre = -pos / (np.linalg.norm(pos) + 1e-9)
+            angle = math.atan2(toward_centre[1], toward_centre[0]) + self.rng.uniform(-1.0, 1.0)
+            self.direction = np.array([math.cos(angle), math.sin(angle)])
+            self.phase = "approach"
+        if self.target not in objects:
+            self.phase = "rest"
+            return np.zeros(2)
+        pos = objects[self.target][:2]
+        if self.phase == "approach":
+            pre = pos - self.direction * cfg.standoff
+            if np.linalg.norm(pre - agent_xy) < 0.01:
+                self.phase, self.goal = "push", pos + self.direction * cfg.push_distance
+            return self._steer(agent_xy, pre, cfg.speed)
+        if self.phase == "push":
+            if np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff or t > self.until + 30:
+                self.phase, self.goal = "retreat", agent_xy - self.direction * 0.06
+            return self._steer(agent_xy, self.goal, cfg.push_speed)
+        if self.phase == "retreat":
+            if np.linalg.norm(self.goal - agent_xy) < 0.01:
+                self.phase, self.until = "rest", t + self.rng.uniform(*cfg.rest_seconds)
+            return self._steer(agent_xy, self.goal, cfg.speed)
+        return np.zeros(2)
+
+
+POLICIES = {"idle": IdlePolicy, "random": RandomPolicy, "scripted": ScriptedPushPolicy}
+
+
+def make_policy(cfg: DictConfig, rng) -> Policy:
+    if cfg.type not in POLICIES:
+        raise ConfigError(f"unknown policy {cfg.type!r}; valid: {list(POLICIES)}")
+    return POLICIES[cfg.type](cfg, rng)
+
+
+# ------------------------------------------------------------------------ camera path
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)
+
+
+class CameraPath:
+    """Eye and target over time from a cycle of segments around the table.
+
+    Segment kinds: ``orbit`` (azimuth advances at ``speed_deg_s``), ``away`` (pans to look
+    outward, away from the table, and back at the end), ``revisit`` (returns to the
+    azimuth the path had at an earlier ``revisit`` or at the start, then dwells).
+    """
+
+    def __init__(self, cfg: DictConfig, seed: int):
+        self.cfg = cfg
+        self.segments = [dict(s) for s in cfg.segments]
+        for s in self.segments:
+            if s["kind"] not in ("orbit", "away", "revisit"):
+                raise ConfigError(f"unknown camera segment {s['kind']!r}; valid: ['orbit', 'away', 'revisit']")
+        self.cycle = sum(s["seconds"] for s in self.segments)
+        rng = np.random.default_rng(seed + 7)
+        self.jitter_freq = rng.uniform(0.2, 1.2, (2, 3))
+        self.jitter_phase = rng.uniform(0, 2 * np.pi, (2, 3))
+        self.start_azimuth = float(rng.uniform(0, 360))
+
+    def _azimuth_and_away(self, t: float) -> tuple[float, float]:
+        azimuth, elapsed, home = self.start_azimuth, 0.0, self.start_azimuth
+        pan = self.cfg.pan_seconds
+        while True:
+            for s in self.segments:
+                d = s["seconds"]
+                local = t - elapsed
+                if s["kind"] == "orbit":
+                    if local < d:
+                        return azimuth + s.get("speed_deg_s", 5.0) * local, 0.0
+                    azimuth += s.get("speed_deg_s", 5.0) * d
+                elif s["kind"] == "away":
+                    if local < d:
+                        return azimuth, _smoothstep(local / pan) * _smoothstep((d - local) / pan)
+                elif s["kind"] == "revisit":
+                    delta = (home - azimuth + 180.0) % 360.0 - 180.0
+                    if local < d:
+                        return azimuth + delta * _smoothstep(local / pan), 0.0
+                    azimuth += delta
+                elapsed += d
+
+    def camera(self, t: float, width: int, height: int, fov_y_deg: float) -> Camera:
+        azimuth, away = self._azimuth_and_away(t)
+        a = math.radians(azimuth)
+        centre = np.array([0.0, 0.0, TABLE_TOP_Z])
+        eye = centre + [self.cfg.radius * math.cos(a), self.cfg.radius * math.sin(a), self.cfg.height]
+        # Looking away: the view direction swings through the side until it points outward,
+        # levelling off as it goes (the table is then behind the camera).
+        swing = math.pi * away
+        to_table = (centre - eye) / np.linalg.norm(centre - eye)
+        side = np.array([-math.sin(a), math.cos(a), 0.0])
+        look_dir = to_table * math.cos(swing) + side * math.sin(swing)
+        look_dir[2] = to_table[2] * (1.0 - away)
+        target = eye + look_dir
+        if self.cfg.jitter > 0:
+            wobble = self.cfg.jitter * np.sin(2 * np.pi * self.jitter_freq * t + self.jitter_phase)
+            eye, target = eye + wobble[0], target + wobble[1] * 0.5
+        return Camera.from_fov(fov_y_deg, width, height, look_at(eye, target))
+
+
+# -------------------------------------------------------------------------- generation
+def _labels(rng, n, consistent):
+    """Per-object instance labels for one frame (never 0 or the agent label)."""
+    if consistent:
+        return np.arange(1, n + 1)
+    return rng.choice(np.arange(1, 1000), size=n, replace=False)
+
+
+def generate_episode(cfg: DictConfig) -> Path:
+    """Simulate and write one episode as described by a composed ``generate`` config."""
+    scenario = cfg.scenario
+    seconds = cfg.seconds if cfg.seconds is not None else scenario.seconds
+    n_frames = int(round(seconds * cfg.fps))
+    if n_frames < 1:
+        raise ConfigError(f"seconds={seconds} at fps={cfg.fps} gives no frames")
+    rng = np.random.default_rng(cfg.seed)
+    scene = build_tabletop(scenario, cfg.seed)
+    client, objects = scene.world.client, scene.world.object_bodies
+    policy = make_policy(scenario.policy, np.random.default_rng(cfg.seed + 1))
+    path = CameraPath(scenario.camera, cfg.seed)
+    substeps = max(1, round(PHYSICS_HZ / cfg.fps))
+    consistent = bool(cfg.instance_ids_consistent)
+
+    meshes = {}  # body -> (vertices [V, 3] link frame, faces)
+    extents = {}
+    for body in objects:
+        merged = trimesh.util.concatenate([m for m, _ in body_meshes(client, body)])
+        meshes[body] = (np.asarray(merged.vertices), np.asarray(merged.faces))
+        extents[body] = (merged.bounds[1] - merged.bounds[0]).tolist()
+
+    cam0 = path.camera(0.0, cfg.width, cfg.height, cfg.fov_y_deg)
+    extra = {"instance_ids_consistent": consistent, "agent_label": DEFAULT_AGENT_LABEL,
+             "agent_shape": {"type": "cylinder", "radius": AGENT_RADIUS, "height": AGENT_HEIGHT},
+             "action_space": {"type": "planar_velocity", "dim": 2, "units": "m/s"},
+             "scenario": scenario.name, "seed": int(cfg.seed)}
+    writer = EpisodeWriter(cfg.out, cam0, cfg.fps, depth_unit_scale_factor=0.001, extra=extra)
+    gt = {b: {"id": i + 1, "name": scene.names[b], "extent": extents[b], "poses": [], "labels": [],
+              "visible_fraction": []} for i, b in enumerate(objects)}
+    agent_z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002
+    target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
+    try:
+        for i in tqdm(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
+            t = i / cfg.fps
+            cam = path.camera(t, cfg.width, cfg.height, cfg.fov_y_deg)
+            rgb, depth, seg = render_tinyrenderer(scene.world, cam, near=0.05, far=30.0)
+            instances = np.zeros(seg.shape, dtype=np.uint16)
+            instances[seg == scene.agent] = DEFAULT_AGENT_LABEL
+            labels = _labels(rng, len(objects), consistent)
+            poses = {}
+            for body, label in zip(objects, labels):
+                pose = body_pose(client, body).numpy()
+                poses[body] = pose
+                visible = seg == body
+                n_visible = int(visible.sum())
+                instances[visible] = label
+                fraction = 0.0
+                if n_visible:
+                    verts, faces = meshes[body]
+                    link_to_cam = cam.viewmat.numpy() @ pose_to_matrix(torch.from_numpy(pose)).numpy()
+                    verts_cam = verts @ link_to_cam[:3, :3].T + link_to_cam[:3, 3]
+                    full = silhouette(verts_cam, faces, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
+                    fraction = min(1.0, n_visible / max(int(full.sum()), 1))
+                record = gt[body]
+                record["poses"].append([float(v) for v in pose])
+                record["labels"].append(int(label) if n_visible else 0)
+                record["visible_fraction"].append(round(fraction, 4))
+            agent_pos = pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0]
+            agent_pose = [*agent_pos, 1.0, 0.0, 0.0, 0.0]
+            action = policy.act(t, np.array(agent_pos[:2]), {b: p[:3] for b, p in poses.items()})
+            writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
+                         agent_pose=agent_pose, action=action)
+            for _ in range(substeps):
+                target = np.clip(target + action / PHYSICS_HZ, -np.array(TABLE_HALF) + 0.03,
+                                 np.array(TABLE_HALF) - 0.03)
+                pb.changeConstraint(scene.constraint, [target[0], target[1], agent_z], maxForce=300,
+                                    physicsClientId=client)
+                pb.stepSimulation(physicsClientId=client)
+    except BaseException:
+        scene.world.close()
+        raise
+    scene.world.close()
+    return writer.close(ground_truth={"objects": list(gt.values())})
+
+
+def scenario_names() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("splatworld.configs").joinpath("scenario").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+__all__ = ["CameraPath", "OBJECT_LIBRARY", "build_tabletop", "generate_episode", "scenario_names"]
