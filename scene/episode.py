@@ -221,7 +221,7 @@ class Episode:
     def _image(self, index: int, key: str, dtype, channels: int | None) -> np.ndarray:
         file = self._files[index][key]
         try:
-            image = imageio.imread(file)
+            image = imageio.imread(file, format="PNG-PIL")
         except Exception as exc:  # imageio raises many types for a bad file
             raise EpisodeFormatError(file, f"unreadable image ({exc})", frame=index, key=key) from exc
         shape = (self.height, self.width) + ((channels,) if channels else ())

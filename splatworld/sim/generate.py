@@ -311,6 +311,12 @@ def _labels(rng, n, consistent):
     return rng.choice(np.arange(1, 1000), size=n, replace=False)
 
 
+def object_pose(client: int, body: int, centre: np.ndarray) -> np.ndarray:
+    """Pose ``[7]`` of the frame at ``centre`` (link coordinates) with the link's orientation."""
+    link = pose_to_matrix(body_pose(client, body)).numpy()
+    return np.concatenate([link[:3, :3] @ centre + link[:3, 3], body_pose(client, body).numpy()[3:]])
+
+
 def generate_episode(cfg: DictConfig) -> Path:
     """Simulate and write one episode as described by a composed ``generate`` config."""
     scenario = cfg.scenario
@@ -326,11 +332,13 @@ def generate_episode(cfg: DictConfig) -> Path:
     substeps = max(1, round(PHYSICS_HZ / cfg.fps))
     consistent = bool(cfg.instance_ids_consistent)
 
-    meshes = {}  # body -> (vertices [V, 3] link frame, faces)
-    extents = {}
+    # An object's ground-truth frame is its link frame moved to the centre of its visual
+    # bounding box, so that `extent` is a box centred on the pose.
+    meshes, extents, centres = {}, {}, {}
     for body in objects:
         merged = trimesh.util.concatenate([m for m, _ in body_meshes(client, body)])
-        meshes[body] = (np.asarray(merged.vertices), np.asarray(merged.faces))
+        centres[body] = merged.bounds.mean(axis=0)
+        meshes[body] = (np.asarray(merged.vertices) - centres[body], np.asarray(merged.faces))
         extents[body] = (merged.bounds[1] - merged.bounds[0]).tolist()
 
     cam0 = path.camera(0.0, cfg.width, cfg.height, cfg.fov_y_deg)
@@ -339,7 +347,9 @@ def generate_episode(cfg: DictConfig) -> Path:
              "action_space": {"type": "planar_velocity", "dim": 2, "units": "m/s"},
              "scenario": scenario.name, "seed": int(cfg.seed)}
     writer = EpisodeWriter(cfg.out, cam0, cfg.fps, depth_unit_scale_factor=0.001, extra=extra)
-    gt = {b: {"id": i + 1, "name": scene.names[b], "extent": extents[b], "poses": [], "labels": [],
+    gt = {b: {"id": i + 1, "name": scene.names[b], "urdf": OBJECT_LIBRARY[scene.names[b]][0],
+              "scale": OBJECT_LIBRARY[scene.names[b]][1], "extent": extents[b],
+              "frame_offset": centres[b].tolist(), "poses": [], "labels": [],
               "visible_fraction": []} for i, b in enumerate(objects)}
     agent_z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
@@ -353,7 +363,7 @@ def generate_episode(cfg: DictConfig) -> Path:
             labels = _labels(rng, len(objects), consistent)
             poses = {}
             for body, label in zip(objects, labels):
-                pose = body_pose(client, body).numpy()
+                pose = object_pose(client, body, centres[body])
                 poses[body] = pose
                 visible = seg == body
                 n_visible = int(visible.sum())

@@ -1,0 +1,241 @@
+import filecmp
+import json
+import math
+import shutil
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from splatworld.config import load_config
+from splatworld.errors import ConfigError, EpisodeFormatError
+from splatworld.scene import Camera, look_at
+from splatworld.scene.episode import Episode, EpisodeWriter
+from splatworld.scene.transforms import pose_to_matrix
+from splatworld.sim.generate import build_tabletop, generate_episode
+from splatworld.sim.pybullet_scene import body_pose
+
+
+def _generate(out, *overrides):
+    cfg = load_config("generate", [f"out={out}", "progress=false", "width=96", "height=96", *overrides])
+    return generate_episode(cfg)
+
+
+@pytest.fixture(scope="module")
+def push_episode(tmp_path_factory):
+    return _generate(tmp_path_factory.mktemp("ep") / "push", "scenario=push", "seconds=12", "seed=3")
+
+
+def test_generated_episode_validates_and_round_trips(push_episode, tmp_path):
+    ep = Episode(push_episode)
+    assert len(ep) == 120 and ep.width == 96 and not ep.instance_ids_consistent
+    assert ep.meta["action_space"]["dim"] == 2 and ep.meta["agent_shape"]["type"] == "cylinder"
+    assert ep.ground_truth() is not None
+    copy = EpisodeWriter(tmp_path / "copy", ep.camera(0), ep.fps, extra={
+        k: v for k, v in ep.meta.items() if k not in ("frames", "fl_x", "fl_y", "cx", "cy", "w", "h", "fps")})
+    for frame in ep:
+        copy.write(frame.rgb, frame.info.transform_matrix, frame.info.time, depth=frame.depth,
+                   instances=frame.instances, agent_pose=frame.info.agent_pose, action=frame.info.action)
+    copy.close(ground_truth=ep.ground_truth())
+    again = Episode(tmp_path / "copy")
+    for i in (0, 57, 119):
+        a, b = ep[i], again[i]
+        assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.instances, b.instances)
+        assert np.array_equal(a.depth, b.depth)
+        assert np.array_equal(a.info.transform_matrix, b.info.transform_matrix)
+    assert json.loads((tmp_path / "copy" / "transforms.json").read_text())["frames"] == \
+        json.loads((push_episode / "transforms.json").read_text())["frames"]
+
+
+def test_ground_truth_poses_match_pybullet_state(push_episode):
+    ep = Episode(push_episode)
+    cfg = load_config("generate", ["scenario=push", "seed=3"])
+    scene = build_tabletop(cfg.scenario, 3)
+    try:
+        truth = [body_pose(scene.world.client, b).numpy() for b in scene.world.object_bodies]
+    finally:
+        scene.world.close()
+    for obj, link in zip(ep.ground_truth()["objects"], truth):
+        # the ground-truth frame is the link frame shifted to the visual box centre
+        m = pose_to_matrix(torch.from_numpy(link)).numpy()
+        expected = np.concatenate([m[:3, :3] @ np.array(obj["frame_offset"]) + m[:3, 3], link[3:]])
+        np.testing.assert_allclose(obj["poses"][0], expected, atol=1e-9)
+
+
+def test_shuffled_labels_map_to_the_right_objects(push_episode):
+    """Pixels carrying an object's label (per ground_truth.json) back-project into that object's box."""
+    ep = Episode(push_episode)
+    gt = ep.ground_truth()["objects"]
+    label_sets = [[o["labels"][i] for o in gt] for i in range(len(ep))]
+    assert label_sets[0] != label_sets[1]  # reshuffled
+    checked = 0
+    for i in range(0, len(ep), 7):
+        frame = ep[i]
+        points = frame.camera.backproject(torch.from_numpy(frame.depth).double()).numpy()
+        for obj in gt:
+            label = obj["labels"][i]
+            if label == 0:
+                assert obj["visible_fraction"][i] == 0.0
+                continue
+            mask = frame.instances == label
+            assert mask.any()
+            world_to_obj = np.linalg.inv(pose_to_matrix(torch.tensor(obj["poses"][i])).numpy())
+            local = points[mask] @ world_to_obj[:3, :3].T + world_to_obj[:3, 3]
+            # the label's pixels lie in the object's box (centred on its pose), 1 cm slack
+            inside = (np.abs(local) <= np.array(obj["extent"]) / 2 + 0.01).all(axis=1)
+            assert inside.mean() > 0.95, (i, obj["name"], inside.mean())
+            assert 0.0 < obj["visible_fraction"][i] <= 1.0
+            checked += 1
+    assert checked > 50
+
+
+def test_pushed_objects_move_and_untouched_ones_stay(tmp_path):
+    out = _generate(tmp_path / "minute", "scenario=push", "seconds=60", "fps=5", "seed=1", "width=48", "height=48")
+    ep = Episode(out)
+    objects = ep.ground_truth()["objects"]
+    xy = {o["id"]: np.array(o["poses"])[:, :2] for o in objects}
+    reach = {o["id"]: np.hypot(*o["extent"][:2]) / 2 for o in objects}  # half the box's diagonal
+    agent = np.array([ep.info(i).agent_pose[:2] for i in range(len(ep))])
+    agent_radius = ep.meta["agent_shape"]["radius"]
+    moved, still = 0, 0
+    for obj in objects:
+        oid = obj["id"]
+        travel = np.linalg.norm(np.array(obj["poses"])[:, :3] - obj["poses"][0][:3], axis=1).max()
+        agent_gap = np.linalg.norm(agent - xy[oid], axis=1).min() - reach[oid] - agent_radius
+        other_gap = min(np.linalg.norm(xy[k] - xy[oid], axis=1).min() - reach[k] - reach[oid]
+                        for k in xy if k != oid)
+        if agent_gap > 0.01 and other_gap > 0.01:  # nothing could have touched it
+            assert travel < 1e-3, (obj["name"], travel)
+            still += 1
+        elif agent_gap < 0 and travel > 0.05:
+            moved += 1
+    assert moved >= 1 and still >= 1, (moved, still)
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a = _generate(tmp_path / "a", "scenario=occlusion", "seconds=2", "seed=5")
+    b = _generate(tmp_path / "b", "scenario=occlusion", "seconds=2", "seed=5")
+    for sub in ("", "rgb", "depth", "instances"):
+        cmp = filecmp.dircmp(a / sub, b / sub)
+        names = [n for n in cmp.common_files]
+        match, mismatch, errors = filecmp.cmpfiles(a / sub, b / sub, names, shallow=False)
+        assert not mismatch and not errors and not cmp.left_only and not cmp.right_only
+
+
+def test_nerfstudio_conventions_from_the_file_alone(push_episode):
+    """Project an object's centre with nothing but transforms.json (nerfstudio / OpenGL conventions)."""
+    meta = json.loads((push_episode / "transforms.json").read_text())
+    gt = json.loads((push_episode / "ground_truth.json").read_text())["objects"]
+    hits = 0
+    for i in (0, 40, 80):
+        frame = meta["frames"][i]
+        c2w = np.array(frame["transform_matrix"])
+        instances = imageio.imread(push_episode / frame["instance_file_path"])
+        for obj in gt:
+            if obj["visible_fraction"][i] < 0.9:
+                continue
+            p = np.linalg.inv(c2w) @ np.array([*obj["poses"][i][:3], 1.0])  # OpenGL camera: looks along -z
+            u = meta["fl_x"] * p[0] / -p[2] + meta["cx"]
+            v = meta["fl_y"] * -p[1] / -p[2] + meta["cy"]
+            ys, xs = np.nonzero(instances == obj["labels"][i])
+            assert np.hypot(xs.mean() + 0.5 - u, ys.mean() + 0.5 - v) < 3.0, (i, obj["name"])
+            hits += 1
+    assert hits >= 3
+
+
+def test_unknown_scenario_is_named():
+    with pytest.raises(ConfigError, match=r"scenario.*nonsense"):
+        load_config("generate", ["scenario=nonsense"])
+
+
+# ------------------------------------------------------------------ malformed input
+def _tiny_episode(path, n=3):
+    cam = Camera.from_fov(60.0, 8, 6, look_at([1.0, 0.0, 1.0], [0.0, 0.0, 0.0]))
+    writer = EpisodeWriter(path, cam, 10.0, extra={"action_space": {"type": "planar_velocity", "dim": 2}})
+    for i in range(n):
+        writer.write(np.full((6, 8, 3), 10 * i, np.uint8), cam.c2w_nerfstudio.numpy(), i / 10.0,
+                     depth=np.full((6, 8), 1.5, np.float32), instances=np.zeros((6, 8), np.uint16),
+                     agent_pose=[0, 0, 0, 1, 0, 0, 0], action=[0.1, 0.0])
+    gt = {"objects": [{"id": 1, "name": "cube", "extent": [0.1, 0.1, 0.1], "poses": [[0, 0, 0, 1, 0, 0, 0]] * n,
+                       "labels": [0] * n}]}
+    return writer.close(ground_truth=gt)
+
+
+def _edit(path, fn):
+    meta = json.loads((path / "transforms.json").read_text())
+    fn(meta)
+    (path / "transforms.json").write_text(json.dumps(meta))
+
+
+BAD_CASES = {
+    "non-finite transform": (lambda m: m["frames"][1]["transform_matrix"][0].__setitem__(3, float("nan")),
+                             r"transforms.json: frame 1: key 'transform_matrix': non-finite"),
+    "non-rigid transform": (lambda m: m["frames"][2]["transform_matrix"][0].__setitem__(0, 2.0),
+                            r"transforms.json: frame 2: key 'transform_matrix': not a rigid"),
+    "non-increasing time": (lambda m: m["frames"][2].__setitem__("time", 0.1),
+                            r"transforms.json: frame 2: key 'time': times must increase"),
+    "wrong action length": (lambda m: m["frames"][1].__setitem__("action", [1.0, 2.0, 3.0]),
+                            r"transforms.json: frame 1: key 'action': expected 2"),
+    "missing key": (lambda m: m["frames"][0].pop("time"), r"transforms.json: frame 0: key 'time': missing"),
+    "missing top key": (lambda m: m.pop("fl_x"), r"transforms.json: key 'fl_x': missing"),
+    "bad version": (lambda m: m.__setitem__("episode_format", 2), r"key 'episode_format'"),
+    "depth in some frames": (lambda m: m["frames"][1].pop("depth_file_path"),
+                             r"frame 1: key 'depth_file_path': present in some frames only"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_malformed_transforms_are_rejected_by_name(tmp_path, case):
+    path = _tiny_episode(tmp_path / "ep")
+    edit, message = BAD_CASES[case]
+    _edit(path, edit)
+    with pytest.raises(EpisodeFormatError, match=message):
+        Episode(path)
+
+
+def test_missing_and_bad_files_are_named(tmp_path):
+    path = _tiny_episode(tmp_path / "ep")
+    with pytest.raises(EpisodeFormatError, match=r"transforms.json: missing"):
+        Episode(tmp_path)
+    (path / "rgb" / "000001.png").unlink()
+    with pytest.raises(EpisodeFormatError, match=r"rgb/000001.png: frame 1: key 'file_path': missing file"):
+        Episode(path)
+
+    path = _tiny_episode(tmp_path / "ep2")
+    (path / "rgb" / "000002.png").write_bytes(b"junk")
+    ep = Episode(path)  # lazy: images are only read when their frame is loaded
+    ep[0]
+    with pytest.raises(EpisodeFormatError, match=r"rgb/000002.png: frame 2: key 'file_path': unreadable"):
+        ep[2]
+
+    imageio.imwrite(path / "rgb" / "000002.png", np.zeros((6, 9, 3), np.uint8))
+    with pytest.raises(EpisodeFormatError, match=r"frame 2: key 'file_path': expected shape \[6, 8, 3\]"):
+        Episode(path)[2]
+    imageio.imwrite(path / "depth" / "000001.png", np.zeros((6, 8), np.uint8))
+    with pytest.raises(EpisodeFormatError, match=r"depth/000001.png: frame 1: key 'depth_file_path': expected "
+                                                 r"dtype uint16"):
+        Episode(path)[1]
+    (path / "transforms.json").write_text("{not json")
+    with pytest.raises(EpisodeFormatError, match=r"transforms.json: unreadable JSON"):
+        Episode(path)
+
+
+def test_ground_truth_frame_count_mismatch(tmp_path):
+    path = _tiny_episode(tmp_path / "ep")
+    gt = json.loads((path / "ground_truth.json").read_text())
+    gt["objects"][0]["poses"] = gt["objects"][0]["poses"][:2]
+    (path / "ground_truth.json").write_text(json.dumps(gt))
+    with pytest.raises(EpisodeFormatError, match=r"ground_truth.json: key 'poses': object 1: 2 entries for 3 frames"):
+        Episode(path).ground_truth()
+
+
+def test_protocol_view_hides_future_images(tmp_path):
+    ep = Episode(_tiny_episode(tmp_path / "ep"))
+    view = ep.protocol_view(2)
+    assert view.observed(1).rgb[0, 0, 0] == 10
+    with pytest.raises(IndexError, match="not observed"):
+        view.observed(2)
+    info, cam = view.future(2)
+    assert info.time == pytest.approx(0.2) and info.action.tolist() == [0.1, 0.0]
+    assert isinstance(cam, Camera)
