@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pybullet as pb
 import pybullet_data
-import torch
 import trimesh
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
@@ -26,12 +25,10 @@ from tqdm.auto import tqdm
 from splatworld.errors import ConfigError
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
-from splatworld.scene.transforms import pose_to_matrix
 from splatworld.sim.pybullet_scene import (
     TABLE_TOP_Z,
     World,
     body_meshes,
-    body_pose,
     render_tinyrenderer,
 )
 from splatworld.sim.raster_mesh import silhouette
@@ -51,7 +48,7 @@ OBJECT_LIBRARY = {
 }
 TABLE_HALF = (0.75, 0.5)  # table.urdf top: 1.5 m x 1.0 m
 AGENT_RADIUS, AGENT_HEIGHT = 0.025, 0.1
-PHYSICS_HZ = 240
+PHYSICS_HZ = 120
 
 
 # ----------------------------------------------------------------------------- world
@@ -311,10 +308,19 @@ def _labels(rng, n, consistent):
     return rng.choice(np.arange(1, 1000), size=n, replace=False)
 
 
-def object_pose(client: int, body: int, centre: np.ndarray) -> np.ndarray:
-    """Pose ``[7]`` of the frame at ``centre`` (link coordinates) with the link's orientation."""
-    link = pose_to_matrix(body_pose(client, body)).numpy()
-    return np.concatenate([link[:3, :3] @ centre + link[:3, 3], body_pose(client, body).numpy()[3:]])
+def object_pose(client: int, body: int, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pose ``[7]`` (xyz + wxyz) and 4x4 matrix of the frame at ``centre`` (link coordinates) with the
+    link's orientation (PyBullet's own transform math: this runs for every object every frame)."""
+    com_pos, com_orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
+    inertial_pos, inertial_orn = pb.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
+    inv_pos, inv_orn = pb.invertTransform(inertial_pos, inertial_orn)
+    link_pos, link_orn = pb.multiplyTransforms(com_pos, com_orn, inv_pos, inv_orn)
+    pos, _ = pb.multiplyTransforms(link_pos, link_orn, centre.tolist(), [0, 0, 0, 1])
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.reshape(pb.getMatrixFromQuaternion(link_orn), (3, 3))
+    matrix[:3, 3] = pos
+    x, y, z, w = link_orn
+    return np.array([*pos, w, x, y, z]), matrix
 
 
 def generate_episode(cfg: DictConfig) -> Path:
@@ -357,13 +363,14 @@ def generate_episode(cfg: DictConfig) -> Path:
         for i in tqdm(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
             cam = path.camera(t, cfg.width, cfg.height, cfg.fov_y_deg)
+            viewmat = cam.viewmat.numpy()
             rgb, depth, seg = render_tinyrenderer(scene.world, cam, near=0.05, far=30.0)
             instances = np.zeros(seg.shape, dtype=np.uint16)
             instances[seg == scene.agent] = DEFAULT_AGENT_LABEL
             labels = _labels(rng, len(objects), consistent)
             poses = {}
             for body, label in zip(objects, labels):
-                pose = object_pose(client, body, centres[body])
+                pose, obj_to_world = object_pose(client, body, centres[body])
                 poses[body] = pose
                 visible = seg == body
                 n_visible = int(visible.sum())
@@ -371,7 +378,7 @@ def generate_episode(cfg: DictConfig) -> Path:
                 fraction = 0.0
                 if n_visible:
                     verts, faces = meshes[body]
-                    link_to_cam = cam.viewmat.numpy() @ pose_to_matrix(torch.from_numpy(pose)).numpy()
+                    link_to_cam = viewmat @ obj_to_world
                     verts_cam = verts @ link_to_cam[:3, :3].T + link_to_cam[:3, 3]
                     full = silhouette(verts_cam, faces, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
                     fraction = min(1.0, n_visible / max(int(full.sum()), 1))
