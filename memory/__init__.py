@@ -1,4 +1,6 @@
-"""The persistent scene memory: static scaffold, object models and tracks over time.
+"""The persistent scene memory: static scaffold, object models and tracks over time."""
 
-Not built yet: see the project's issue on the persistent scene memory.
-"""
+from splatworld.memory.scene_memory import STATES, MemoryConfig, ObjectTrack, SceneMemory
+from splatworld.memory.voxels import VoxelGrid
+
+__all__ = ["MemoryConfig", "ObjectTrack", "STATES", "SceneMemory", "VoxelGrid"]

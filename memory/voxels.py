@@ -50,6 +50,7 @@ class VoxelGrid:
         self.colors = np.zeros((0, 3))
         self.weights = np.zeros(0)
         self.last_seen = np.zeros(0)
+        self.version = 0  # bumped by every change, for caches of derived data
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -61,6 +62,7 @@ class VoxelGrid:
         """Fuse points ``[N, 3]`` with colours ``[N, 3]`` (one observation)."""
         if len(points) == 0:
             return
+        self.version += 1
         keys = self.key_of(points)
         uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
         p_mean = np.stack([np.bincount(inverse, points[:, k], len(uniq)) for k in range(3)], 1) / counts[:, None]
@@ -95,6 +97,7 @@ class VoxelGrid:
 
     def remove(self, mask: np.ndarray) -> None:
         """Drop the voxels where ``mask [M]`` is true."""
+        self.version += 1
         keep = ~mask
         self.keys, self.points, self.colors = self.keys[keep], self.points[keep], self.colors[keep]
         self.weights, self.last_seen = self.weights[keep], self.last_seen[keep]

@@ -29,9 +29,17 @@ def _generate(cfg) -> int:
     return 0
 
 
+def _observe(cfg) -> int:
+    from splatworld.memory.observe import observe_episode
+
+    observe_episode(cfg)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "demo": ("demo", _demo, "build a PyBullet tabletop as Gaussians and render an orbit video"),
     "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
+    "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
 }
 
 

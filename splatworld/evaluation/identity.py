@@ -21,7 +21,8 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
     Returns:
         dict with ``idf1``, ``idp``, ``idr``, ``idtp``, ``idfp``, ``idfn`` and ``id_switches``:
         the number of times an object's per-frame predicted track changes from the previous
-        frame where it had one (frames without a track in between do not reset it).
+        frame where it had one (frames without a track in between do not reset it), and
+        ``assignment``: ``{ground-truth index: track index}`` of the IDF1 matching.
 
     >>> gt = np.array([[5, 5, 7, 0], [8, 9, 9, 9]])
     >>> pred = np.array([[5, 5, 7, 0], [8, 9, 0, 0], [0, 0, 9, 9]])
@@ -33,10 +34,11 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1, gt_labels.shape[1])
     n_gt, n_pred = int((gt_labels != 0).sum()), int((pred_labels != 0).sum())
     co = ((gt_labels[:, None, :] == pred_labels[None, :, :]) & (gt_labels[:, None, :] != 0)).sum(axis=2)
-    idtp = 0
+    idtp, assignment = 0, {}
     if co.size:
         rows, cols = linear_sum_assignment(-co)
         idtp = int(co[rows, cols].sum())
+        assignment = {int(r): int(c) for r, c in zip(rows, cols) if co[r, c] > 0}
     switches = 0
     for g in range(gt_labels.shape[0]):
         previous = None
@@ -58,4 +60,5 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         "idfp": n_pred - idtp,
         "idfn": n_gt - idtp,
         "id_switches": switches,
+        "assignment": assignment,
     }

@@ -1,0 +1,554 @@
+"""SceneMemory: a static Gaussian scaffold plus object tracks, updated online from RGB-D frames.
+
+Per frame (:meth:`SceneMemory.observe`):
+
+1. **Segments.** Each instance label (not 0, not the agent) with enough valid depth becomes a
+   segment: its back-projected points, centroid, extent and colour. Labels need not be
+   consistent across frames.
+2. **Association.** The memory is rendered from the frame's camera (render-and-compare).
+   Stage 1 tracks: segments are matched to remembered objects by Hungarian assignment
+   on 3D distance, overlap with the object's rendered footprint, and colour. Stage 2
+   re-identifies: unmatched segments are matched to unmatched objects (hidden, out of
+   view or displaced, however long ago) by colour and size, wherever they reappear.
+   What is left is born as new objects.
+3. **Tracking and fusion.** A matched object's pose is refined by ICP of the segment's
+   points against its model (in its own frame, initialised by the remembered pose) and
+   the points are fused into the model's voxel grid. Sub-millimetre ICP updates are
+   ignored so that resting objects do not drift.
+4. **Visibility and existence.** Each unmatched object is rendered alone and its expected
+   depth compared with the observed depth: ``out_of_view`` (no footprint in the image),
+   ``occluded`` (something observed in front of it, or nothing contradicts it), or
+   ``contradicted`` (its place is in view and the depth shows what is behind it). Belief
+   drops only on contradiction; repeated contradiction marks the object ``displaced``
+   until it is re-identified.
+5. **Static scaffold.** Pixels labelled 0 are fused into a voxel hash (revisits refine,
+   do not grow); a support plane is fitted with open3d RANSAC.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time as _time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+
+from splatworld.errors import ShapeError, SplatworldError
+from splatworld.memory.voxels import VoxelGrid
+from splatworld.render.api import render
+from splatworld.scene.cameras import Camera
+from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
+from splatworld.scene.gaussians import Gaussians
+from splatworld.scene.transforms import matrix_to_pose
+
+MEMORY_FORMAT_VERSION = 1
+STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Tunable constants of the memory (distances in metres)."""
+
+    static_voxel: float = 0.02
+    object_voxel: float = 0.005
+    max_depth: float = 4.0
+    static_stride: int = 2
+    min_segment_points: int = 12
+    track_gate: float = 0.06
+    color_gate: float = 0.12
+    reid_color_gate: float = 0.08
+    depth_margin: float = 0.02
+    min_evidence_pixels: int = 10  # footprint pixels (at render_scale) needed to judge visibility
+    render_scale: float = 0.5
+    icp_max_distance: float = 0.02
+    still_translation: float = 0.002
+    still_rotation_deg: float = 1.0
+    belief_decay: float = 0.5
+    agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
+    displace_after: int = 3
+    static_refresh_frames: int = 10
+    backend: str = "auto"
+
+
+@dataclass
+class Segment:
+    label: int
+    mask: np.ndarray  # [H, W] bool
+    points: np.ndarray  # [N, 3] world
+    colors: np.ndarray  # [N, 3]
+    centroid: np.ndarray
+    color: np.ndarray  # mean RGB
+    extent: float  # largest axis-aligned size
+
+
+@dataclass
+class ObjectTrack:
+    """One remembered object: a model in its own frame and its pose over time."""
+
+    id: int
+    model: VoxelGrid
+    pose: np.ndarray  # [4, 4] world_from_object, as remembered now
+    state: str = "visible"
+    belief: float = 0.5
+    last_seen: float = 0.0
+    first_frame: int = 0
+    observations: int = 0
+    contradictions: int = 0
+    color: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    poses: list = field(default_factory=list)  # per frame since birth: [7] list
+    labels: list = field(default_factory=list)  # per frame since birth: label or 0
+    states: list = field(default_factory=list)
+    beliefs: list = field(default_factory=list)
+
+    @property
+    def centroid_local(self) -> np.ndarray:
+        return self.model.points.mean(axis=0) if len(self.model) else np.zeros(3)
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return self.pose[:3, :3] @ self.centroid_local + self.pose[:3, 3]
+
+    @property
+    def extent(self) -> np.ndarray:
+        if not len(self.model):
+            return np.zeros(3)
+        return self.model.points.max(axis=0) - self.model.points.min(axis=0)
+
+    def summary(self) -> dict:
+        return {"id": self.id, "pose": matrix_to_pose(torch.from_numpy(self.pose)).tolist(),
+                "extent": self.extent.tolist(), "state": self.state, "belief": self.belief,
+                "last_seen": self.last_seen, "observations": self.observations}
+
+
+def _color_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance of two mean colours: chromaticity mostly, brightness a little (shading varies)."""
+    sa, sb = a.sum() + 1e-6, b.sum() + 1e-6
+    return float(np.linalg.norm(a / sa - b / sb) + 0.15 * abs(sa - sb) / 3)
+
+
+def _scaled_camera(cam: Camera, scale: float) -> Camera:
+    w, h = max(1, round(cam.width * scale)), max(1, round(cam.height * scale))
+    sx, sy = w / cam.width, h / cam.height
+    return Camera(cam.fx * sx, cam.fy * sy, cam.cx * sx, cam.cy * sy, w, h, cam.viewmat)
+
+
+def _downsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize to ``shape`` (pixel centres)."""
+    ys = ((np.arange(shape[0]) + 0.5) * image.shape[0] / shape[0]).astype(int)
+    xs = ((np.arange(shape[1]) + 0.5) * image.shape[1] / shape[1]).astype(int)
+    return image[ys][:, xs]
+
+
+class SceneMemory:
+    """The persistent memory of one scene. See the module docstring for the per-frame steps.
+
+    Args:
+        config: constants; :class:`MemoryConfig` defaults if omitted.
+        agent_label: instance label of the agent's pixels (never scene or object).
+    """
+
+    def __init__(self, config: MemoryConfig | None = None, agent_label: int = DEFAULT_AGENT_LABEL):
+        self.config = config or MemoryConfig()
+        self.agent_label = agent_label
+        self.static = VoxelGrid(self.config.static_voxel)
+        self.tracks: list[ObjectTrack] = []
+        self.frame_count = 0
+        self.time = 0.0
+        self.times: list[float] = []
+        self.support_plane: np.ndarray | None = None  # [a, b, c, d], normal up
+        self._static_cache: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
+        self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
+        self._static_kdtree: tuple[int, cKDTree] | None = None
+        self._next_id = 1
+        self.seconds_per_frame: list[float] = []
+
+    # ================================================================== observe
+    def observe(self, frame: Frame) -> None:
+        """Update the memory with one frame (RGB, depth and instances are required)."""
+        start = _time.perf_counter()
+        if frame.depth is None or frame.instances is None:
+            raise ShapeError(f"frame {frame.info.index}: the memory needs depth and instances")
+        depth = frame.depth
+        if not np.isfinite(depth).all():
+            raise ShapeError(f"frame {frame.info.index}: depth has non-finite values")
+        cam, cfg = frame.camera, self.config
+        self.time = frame.info.time
+        points = cam.backproject(torch.from_numpy(depth).double()).numpy()
+        colors = frame.rgb.astype(np.float64) / 255.0
+        valid = (depth > 0) & (depth < cfg.max_depth)
+        segments = self._segments(frame.instances, valid, points, colors)
+
+        small = _scaled_camera(cam, cfg.render_scale)
+        rendered = self._render(small)
+        matches = self._associate(segments, rendered, small)
+        frame_labels = {}  # track id -> the label it owns in this frame
+        for seg_index, track in matches.items():
+            self._update_track(track, segments[seg_index], frame.info.agent_pose)
+            frame_labels[track.id] = segments[seg_index].label
+        for i, seg in enumerate(segments):
+            if i not in matches:
+                frame_labels[self._birth(seg).id] = seg.label
+        self._reason_visibility(set(frame_labels), depth, small)
+
+        static = valid & (frame.instances == 0)
+        stride = np.zeros_like(static)
+        stride[::cfg.static_stride, ::cfg.static_stride] = True
+        self.static.integrate(points[static & stride], colors[static & stride], self.time)
+        if self.frame_count % cfg.static_refresh_frames == 0:
+            self._render_static = None
+            self._fit_support_plane()
+        self._record(frame_labels)
+        self.times.append(self.time)
+        self.frame_count += 1
+        self.seconds_per_frame.append(_time.perf_counter() - start)
+
+    # ----------------------------------------------------------------- pieces
+    def _segments(self, instances, valid, points, colors) -> list[Segment]:
+        out = []
+        for label in np.unique(instances[valid]):
+            if label == 0 or label == self.agent_label:
+                continue
+            mask = (instances == label) & valid
+            if mask.sum() < self.config.min_segment_points:
+                continue
+            pts = points[mask]
+            lo, hi = np.percentile(pts, [2, 98], axis=0)
+            out.append(Segment(int(label), mask, pts, colors[mask], np.median(pts, axis=0),
+                               colors[mask].mean(axis=0), float((hi - lo).max())))
+        return out
+
+    def _object_gaussians(self, tracks) -> list[Gaussians]:
+        out = []
+        for t in tracks:
+            if len(t.model):
+                g = t.model.to_gaussians(object_id=t.id, scale=0.8)
+                out.append(g.transform(torch.from_numpy(t.pose)))
+        return out
+
+    def _render(self, cam: Camera):
+        if self._render_static is None:
+            self._render_static = self.static_gaussians()
+        parts = [self._render_static] + self._object_gaussians(
+            [t for t in self.tracks if t.state != "displaced"])
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return None
+        return render(Gaussians.concat(parts), cam, backend=self.config.backend)
+
+    def _associate(self, segments, rendered, small) -> dict[int, ObjectTrack]:
+        cfg = self.config
+        matches: dict[int, ObjectTrack] = {}
+        candidates = [t for t in self.tracks if t.state != "displaced"]
+        if segments and candidates:
+            ids = rendered.object_id.numpy() if rendered is not None else None
+            cost = np.full((len(segments), len(candidates)), np.inf)
+            for i, seg in enumerate(segments):
+                seg_small = _downsample(seg.mask, ids.shape) if ids is not None else None
+                for j, t in enumerate(candidates):
+                    d = np.linalg.norm(seg.centroid - t.centroid)
+                    gate = max(cfg.track_gate, 0.5 * float(np.linalg.norm(t.extent)))
+                    c = _color_distance(seg.color, t.color)
+                    if d > gate or c > cfg.color_gate:
+                        continue
+                    iou = 0.0
+                    if seg_small is not None:
+                        foot = ids == t.id
+                        union = (foot | seg_small).sum()
+                        iou = (foot & seg_small).sum() / union if union else 0.0
+                    cost[i, j] = d / gate + 0.5 * (1 - iou) + c / cfg.color_gate
+            matches.update(self._hungarian(cost, list(range(len(segments))), candidates))
+        # stage 2: re-identification of objects not tracked in place, wherever they reappear
+        left = [i for i in range(len(segments)) if i not in matches]
+        taken = {t.id for t in matches.values()}
+        pool = [t for t in self.tracks if t.id not in taken]
+        if left and pool:
+            cost = np.full((len(left), len(pool)), np.inf)
+            for a, i in enumerate(left):
+                seg = segments[i]
+                for b, t in enumerate(pool):
+                    c = _color_distance(seg.color, t.color)
+                    size = float(np.max(t.extent))
+                    if c > cfg.reid_color_gate or seg.extent > 1.5 * size + 0.02:
+                        continue
+                    # prefer objects known to have left their place
+                    prior = 0.0 if t.state in ("displaced", "contradicted", "out_of_view") else 0.5
+                    cost[a, b] = c / cfg.reid_color_gate + prior + 0.2 * min(1.0, np.linalg.norm(
+                        seg.centroid - t.centroid))
+            matches.update(self._hungarian(cost, left, pool))
+        return matches
+
+    @staticmethod
+    def _hungarian(cost: np.ndarray, rows: list, cols: list) -> dict:
+        """Minimum-cost one-to-one assignment over finite entries: ``{rows[i]: cols[j]}``."""
+        finite = np.isfinite(cost)
+        if not finite.any():
+            return {}
+        r, c = linear_sum_assignment(np.where(finite, cost, 1e9))
+        return {rows[i]: cols[j] for i, j in zip(r, c) if finite[i, j]}
+
+    def _icp(self, track: ObjectTrack, seg: Segment) -> np.ndarray:
+        """world_from_object refined by ICP of the segment's points onto the model."""
+        cfg = self.config
+        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(seg.points))
+        target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(track.model.points))
+        init = np.linalg.inv(track.pose)
+        # translate the guess by the centroid shift when the object moved noticeably
+        result = o3d.pipelines.registration.registration_icp(
+            source, target, cfg.icp_max_distance, init,
+            o3d.pipelines.registration.TransformationEstimationPointToPoint(),
+            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+        if result.fitness < 0.3:
+            shifted = init.copy()
+            shifted[:3, 3] -= init[:3, :3] @ (seg.centroid - track.centroid)
+            result = o3d.pipelines.registration.registration_icp(
+                source, target, 2 * cfg.icp_max_distance, shifted,
+                o3d.pipelines.registration.TransformationEstimationPointToPoint(),
+                o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+            if result.fitness < 0.3:
+                return track.pose
+        new = np.linalg.inv(result.transformation)
+        delta = np.linalg.inv(track.pose) @ new
+        angle = math.degrees(math.acos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
+        if np.linalg.norm(delta[:3, 3]) < cfg.still_translation and angle < cfg.still_rotation_deg:
+            return track.pose
+        return new
+
+    def _explained(self, track: ObjectTrack, seg: Segment) -> float:
+        """Fraction of the segment's points within half the ICP distance of the model at the remembered pose."""
+        local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
+        dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=self.config.icp_max_distance / 2)
+        return float(np.isfinite(dist).mean())
+
+    def _agent_can_reach(self, track: ObjectTrack, agent_pose) -> bool:
+        if agent_pose is None:
+            return True  # no agent information: any object may have been moved
+        reach = self.config.agent_reach + float(np.linalg.norm(track.extent[:2])) / 2
+        return float(np.linalg.norm(np.asarray(agent_pose[:2]) - track.centroid[:2])) < reach
+
+    def _update_track(self, track: ObjectTrack, seg: Segment, agent_pose) -> None:
+        moved = False
+        if track.state in ("displaced", "contradicted", "out_of_view", "occluded") and \
+                np.linalg.norm(seg.centroid - track.centroid) > self.config.track_gate:
+            # re-identified elsewhere: jump to the segment before refining
+            track.pose = track.pose.copy()
+            track.pose[:3, 3] += seg.centroid - track.centroid
+            moved = True
+        # Objects move only when something reaches them: keep the remembered pose while it still
+        # explains the observation and the agent is out of reach (ICP on partial views slides).
+        if moved or self._agent_can_reach(track, agent_pose) or self._explained(track, seg) < 0.5:
+            track.pose = self._icp(track, seg)
+        local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
+        track.model.integrate(local, seg.colors, self.time)
+        track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
+        track.observations += 1
+        track.state, track.contradictions, track.last_seen = "visible", 0, self.time
+        track.belief = min(0.999, track.belief + (1 - track.belief) * 0.5)
+
+    def _birth(self, seg: Segment) -> ObjectTrack:
+        pose = np.eye(4)
+        pose[:3, 3] = seg.centroid
+        track = ObjectTrack(self._next_id, VoxelGrid(self.config.object_voxel), pose, first_frame=self.frame_count,
+                            color=seg.color.copy(), last_seen=self.time, observations=1)
+        track.model.integrate(seg.points - seg.centroid, seg.colors, self.time)
+        self._next_id += 1
+        self.tracks.append(track)
+        return track
+
+    def _reason_visibility(self, matched: set, depth: np.ndarray, small: Camera) -> None:
+        cfg = self.config
+        observed = _downsample(depth, (small.height, small.width))
+        for track in self.tracks:
+            if track.id in matched or track.state == "displaced" or not len(track.model):
+                continue
+            alone = render(self._object_gaussians([track])[0], small, backend=cfg.backend)
+            foot = alone.alpha.numpy() > 0.5
+            if foot.sum() < cfg.min_evidence_pixels:
+                # (almost) nothing of it would be in the image: no evidence either way
+                track.state = "out_of_view"
+                continue
+            expected = alone.depth.numpy()[foot]
+            seen = observed[foot]
+            known = seen > 0
+            behind = (seen > expected + cfg.depth_margin) | ~known  # no return = looking through
+            if behind.mean() > 0.6:
+                track.state = "contradicted"
+                track.contradictions += 1
+                track.belief *= cfg.belief_decay
+                if track.contradictions >= cfg.displace_after:
+                    track.state = "displaced"
+            else:
+                # something observed in front of it, or its place agrees with the memory
+                # but no segment claimed it (e.g. hidden by the agent): not evidence of absence
+                track.state = "occluded"
+
+    def _fit_support_plane(self) -> None:
+        """The highest large horizontal plane of the static scaffold (the table top), by RANSAC."""
+        if len(self.static) < 200:
+            return
+        o3d.utility.random.seed(0)  # RANSAC: same input, same plane
+        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.static.points))
+        best = None
+        for _ in range(3):
+            if len(cloud.points) < 100:
+                break
+            plane, inliers = cloud.segment_plane(0.01, 3, 200)
+            plane = np.asarray(plane) * (1 if plane[2] >= 0 else -1)
+            if plane[2] > 0.95 and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
+                best = plane
+            cloud = cloud.select_by_index(inliers, invert=True)
+        self.support_plane = best
+
+    def _record(self, frame_labels: dict) -> None:
+        for t in self.tracks:
+            t.poses.append(matrix_to_pose(torch.from_numpy(t.pose)).tolist())
+            t.labels.append(frame_labels.get(t.id, 0))
+            t.states.append(t.state)
+            t.beliefs.append(round(t.belief, 4))
+
+    # =================================================================== queries
+    def static_gaussians(self) -> Gaussians:
+        """The static scaffold as Gaussians, as it is now."""
+        if self._static_cache is None or self._static_cache[0] != self.static.version:
+            self._static_cache = (self.static.version,
+                                  self.static.to_gaussians(object_id=0, min_weight=1.0, scale=0.6))
+        return self._static_cache[1]
+
+    def objects(self) -> list[dict]:
+        """Every remembered object: id, pose, extent, state, belief, last-seen time."""
+        return [t.summary() for t in self.tracks]
+
+    def objects_in_view(self, camera: Camera) -> list[int]:
+        """Ids of objects (not displaced) whose centroid projects inside ``camera``'s image, in front of it."""
+        out = []
+        for t in self.tracks:
+            if t.state == "displaced":
+                continue
+            uv, z = camera.project(torch.from_numpy(t.centroid)[None])
+            u, v = uv[0].tolist()
+            if z.item() > 0 and 0 <= u < camera.width and 0 <= v < camera.height:
+                out.append(t.id)
+        return out
+
+    def occupancy(self, points: np.ndarray) -> np.ndarray:
+        """bool ``[N]``: points inside an occupied static voxel."""
+        return self.static.contains(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        """Approximate signed distance ``[N]`` (m) to the static surfaces: distance to the nearest
+        static voxel centre minus half a voxel; negative within 6 cm under the highest static
+        surface seen at the point's x-y (table tops and occluder tops are slabs)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if not len(self.static):
+            return np.full(len(points), np.inf)
+        if self._static_kdtree is None or self._static_kdtree[0] != self.static.version:
+            self._static_kdtree = (self.static.version, cKDTree(self.static.points))
+        dist, _ = self._static_kdtree[1].query(points)
+        sdf = dist - self.config.static_voxel / 2
+        top = self.support_height(points[:, :2])
+        inside = (points[:, 2] < top - self.config.static_voxel / 2) & (points[:, 2] > top - 0.06)
+        return np.where(inside, -np.abs(sdf), sdf)
+
+    def support_height(self, xy: np.ndarray, radius: float = 0.03) -> np.ndarray:
+        """Height ``[N]`` of the highest static surface under each ``xy`` point (NaN where none seen)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        pts = self.static.points
+        if not len(pts):
+            return np.full(len(xy), np.nan)
+        tree = cKDTree(pts[:, :2])
+        out = np.full(len(xy), np.nan)
+        for i, near in enumerate(tree.query_ball_point(xy, radius)):
+            if near:
+                out[i] = pts[near, 2].max()
+        return out
+
+    def pose_at(self, track: ObjectTrack, frame: int) -> np.ndarray | None:
+        """world_from_object ``[7]`` of a track at an observed frame (None before its birth)."""
+        k = frame - track.first_frame
+        return np.asarray(track.poses[min(k, len(track.poses) - 1)]) if k >= 0 and track.poses else None
+
+    def gaussians_at(self, frame: int | None = None) -> Gaussians:
+        """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
+        from splatworld.scene.transforms import pose_to_matrix
+
+        parts = [self.static_gaussians()]
+        for t in self.tracks:
+            if t.state == "displaced" or not len(t.model):
+                continue
+            pose = t.pose if frame is None else None
+            if pose is None:
+                p = self.pose_at(t, frame)
+                if p is None:
+                    continue
+                pose = pose_to_matrix(torch.from_numpy(p)).numpy()
+            parts.append(t.model.to_gaussians(object_id=t.id, scale=0.8).transform(torch.from_numpy(pose)))
+        return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
+
+    # =============================================================== persistence
+    def tracks_json(self) -> dict:
+        """Tracks in the episode format's ``tracks.json`` layout, one entry per observed frame."""
+        out = []
+        for t in self.tracks:
+            before = [None] * t.first_frame
+            out.append({"id": t.id, "poses": before + t.poses, "labels": [0] * t.first_frame + t.labels,
+                        "states": before + t.states, "beliefs": before + t.beliefs})
+        return {"objects": out}
+
+    def state_dict(self) -> dict:
+        return {
+            "format_version": MEMORY_FORMAT_VERSION,
+            "config": asdict(self.config),
+            "agent_label": self.agent_label,
+            "static": self.static.state_dict(),
+            "tracks": [{**{k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
+                                                      "observations", "contradictions", "color", "poses",
+                                                      "labels", "states", "beliefs")},
+                        "model": t.model.state_dict()} for t in self.tracks],
+            "frame_count": self.frame_count,
+            "time": self.time,
+            "times": self.times,
+            "support_plane": self.support_plane,
+            "next_id": self._next_id,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the whole memory atomically (temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SceneMemory:
+        path = Path(path)
+        try:
+            state = torch.load(path, weights_only=False)
+        except Exception as exc:
+            raise SplatworldError(f"{path}: not a saved SceneMemory ({exc})") from exc
+        version = state.get("format_version") if isinstance(state, dict) else None
+        if version != MEMORY_FORMAT_VERSION:
+            raise SplatworldError(f"{path}: memory format version {version!r}, this code reads "
+                                  f"{MEMORY_FORMAT_VERSION}")
+        memory = cls(MemoryConfig(**state["config"]), state["agent_label"])
+        memory.static = VoxelGrid.from_state_dict(state["static"])
+        for ts in state["tracks"]:
+            fields_ = {k: v for k, v in ts.items() if k != "model"}
+            memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_))
+        memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
+        memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
+        return memory
+
+    def export_tracks(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.tracks_json()))
+        os.replace(tmp, path)
+        return path

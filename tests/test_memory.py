@@ -1,0 +1,190 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from splatworld.cli import main
+from splatworld.config import load_config
+from splatworld.errors import ShapeError, SplatworldError
+from splatworld.evaluation import identity_metrics, reappearances
+from splatworld.memory import SceneMemory, VoxelGrid
+from splatworld.memory.voxels import pack_keys, unpack_keys
+from splatworld.scene.episode import Episode
+from splatworld.sim.generate import generate_episode
+from splatworld.sim.pybullet_scene import TABLE_TOP_Z
+
+
+def _generate(out, *overrides):
+    cfg = load_config("generate", [f"out={out}", "progress=false", "width=96", "height=96", *overrides])
+    return Episode(generate_episode(cfg))
+
+
+def _observe(episode, until=None):
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in range(until or len(episode)):
+        memory.observe(episode[i])
+    return memory
+
+
+def _idf1(episode, memory):
+    gt = np.array([o["labels"][:memory.frame_count] for o in episode.ground_truth()["objects"]])
+    pred = np.array([t["labels"] for t in memory.tracks_json()["objects"]])
+    return identity_metrics(gt, pred)
+
+
+@pytest.fixture(scope="module")
+def occlusion(tmp_path_factory):
+    episode = _generate(tmp_path_factory.mktemp("occ") / "ep", "scenario=occlusion", "seconds=15", "seed=2")
+    return episode, _observe(episode)
+
+
+# ------------------------------------------------------------------------ voxels
+def test_voxel_keys_round_trip():
+    ijk = np.array([[0, 0, 0], [-5, 7, 123456], [-(2**20) + 1, 2**20 - 1, -3]])
+    np.testing.assert_array_equal(unpack_keys(pack_keys(ijk)), ijk)
+
+
+def test_voxel_grid_refines_instead_of_growing():
+    grid = VoxelGrid(0.1)
+    pts = np.array([[0.01, 0.02, 0.03], [0.55, 0.0, 0.0]])
+    grid.integrate(pts, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    grid.integrate(pts + 0.02, np.array([[0.0, 0, 1.0], [0, 1.0, 0]]))
+    assert len(grid) == 2
+    np.testing.assert_allclose(grid.points[np.argsort(grid.points[:, 0])][0], [0.02, 0.03, 0.04])
+    np.testing.assert_allclose(grid.colors[np.argsort(grid.points[:, 0])][0], [0.5, 0.0, 0.5])
+    assert grid.contains(np.array([[0.05, 0.05, 0.05], [0.3, 0.0, 0.0]])).tolist() == [True, False]
+
+
+# ------------------------------------------------------------------- the memory
+def test_identity_through_occlusion_with_reshuffled_labels(occlusion):
+    episode, memory = occlusion
+    m = _idf1(episode, memory)
+    assert m["idf1"] >= 0.95 and m["id_switches"] <= 1, m
+    assert len(memory.tracks) == len(episode.ground_truth()["objects"])
+
+
+def test_revisits_do_not_grow_the_static_scaffold(occlusion):
+    episode, memory = occlusion
+    memory = SceneMemory(agent_label=episode.agent_label)
+    memory.observe(episode[0])
+    size = len(memory.static)
+    for _ in range(3):
+        memory.observe(episode[0])
+    assert len(memory.static) == size
+
+
+def test_objects_persist_out_of_view(tmp_path):
+    segments = "[{kind:orbit,seconds:5,speed_deg_s:4},{kind:away,seconds:20},{kind:revisit,seconds:8}]"
+    episode = _generate(tmp_path / "ep", "scenario=out_of_view", "seconds=33", "fps=5", "seed=4",
+                        f"scenario.camera.segments={segments}", "width=160", "height=160")
+    memory = _observe(episode)
+    tracks = memory.tracks_json()["objects"]
+    events = [e for e in reappearances(episode.ground_truth()["objects"], tracks, episode.fps)
+              if e["hidden_seconds"] >= 10]
+    assert len(events) >= 2
+    for e in events:
+        assert e["reidentified"] and e["belief"] > 0.9 and e["pose_error"] < 0.01, e
+    assert _idf1(episode, memory)["id_switches"] == 0
+
+
+def _fake_frame(frame, depth, instances):
+    return dataclasses.replace(frame, depth=depth, instances=instances)
+
+
+def test_contradiction_and_occlusion_reasoning(occlusion):
+    episode, _ = occlusion
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in range(10):
+        memory.observe(episode[i])
+    frame = episode[10]
+    memory.observe(frame)
+    # the track owning the largest visible segment in frame 10
+    owners = {t.id: t.labels[-1] for t in memory.tracks if t.labels[-1]}
+    track_id, label = max(owners.items(), key=lambda kv: (frame.instances == kv[1]).sum())
+    track = next(t for t in memory.tracks if t.id == track_id)
+    mask = frame.instances == label
+
+    # something in front of it: its pixels come 10 cm closer and lose their label -> occluded
+    inst = frame.instances.copy()
+    inst[mask] = 0
+    depth = frame.depth.copy()
+    depth[mask] -= 0.1
+    memory.observe(_fake_frame(frame, depth, inst))
+    assert track.state == "occluded" and track.belief > 0.9
+
+    # its place is in view and the depth shows what is behind it -> contradicted, then displaced
+    depth = frame.depth.copy()
+    depth[mask] += 0.3
+    beliefs = []
+    for _ in range(3):
+        memory.observe(_fake_frame(frame, depth, inst))
+        beliefs.append(track.belief)
+    assert beliefs[0] < 0.6 and beliefs[1] < beliefs[0] and track.state == "displaced"
+    # seen again: re-identified, belief recovers
+    memory.observe(frame)
+    assert track.state == "visible" and track.labels[-1] == label and track.belief > beliefs[-1]
+
+
+def test_queries_against_pybullet_truth(occlusion):
+    episode, memory = occlusion
+    assert abs(memory.support_plane[3] / -memory.support_plane[2] - TABLE_TOP_Z) < 0.015
+    heights = memory.support_height(np.array([[0.0, 0.0], [0.3, -0.2]]))
+    assert np.all(np.abs(heights - TABLE_TOP_Z) < 0.02) or np.nanmax(heights) > TABLE_TOP_Z  # occluder tops
+    sdf = memory.signed_distance(np.array([[0.4, 0.3, TABLE_TOP_Z + 0.3], [0.4, 0.3, TABLE_TOP_Z - 0.02]]))
+    assert sdf[1] < 0 < sdf[0]
+    objects = memory.objects()
+    assert {o["state"] for o in objects} <= {"visible", "occluded", "out_of_view", "contradicted", "displaced"}
+    truth = episode.ground_truth()["objects"]
+    last = len(episode) - 1
+    in_view = memory.objects_in_view(episode.camera(last))
+    assert len(in_view) >= 1
+    for o in objects:
+        assert abs(o["pose"][2] - TABLE_TOP_Z) < 0.15  # on the table
+    for track in memory.tracks:  # when last seen, its model sits on the true object with that label
+        k = max(i for i, label in enumerate(track.labels) if label) + track.first_frame
+        obj = next(t for t in truth if t["labels"][k] == track.labels[k - track.first_frame])
+        pose = torch.tensor(memory.pose_at(track, k))
+        from splatworld.scene.transforms import pose_to_matrix
+
+        m = pose_to_matrix(pose).numpy()
+        centre = m[:3, :3] @ track.centroid_local + m[:3, 3]
+        assert np.linalg.norm(centre - np.array(obj["poses"][k][:3])) < 0.03, track.id
+    scene = memory.gaussians_at(5)
+    assert len(scene) > len(memory.static_gaussians())
+
+
+def test_save_load_round_trip_and_tracks_format(occlusion, tmp_path):
+    episode, memory = occlusion
+    path = memory.save(tmp_path / "memory.pt")
+    again = SceneMemory.load(path)
+    assert again.tracks_json() == memory.tracks_json()
+    assert np.array_equal(again.static.keys, memory.static.keys)
+    assert torch.equal(again.gaussians_at().means, memory.gaussians_at().means)
+    tracks = json.loads(memory.export_tracks(tmp_path / "tracks.json").read_text())
+    for t in tracks["objects"]:
+        assert len(t["poses"]) == len(t["labels"]) == len(episode)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(SplatworldError, match="junk.pt"):
+        SceneMemory.load(tmp_path / "junk.pt")
+
+
+def test_bad_frames_are_rejected(occlusion):
+    episode, _ = occlusion
+    frame = episode[0]
+    memory = SceneMemory()
+    with pytest.raises(ShapeError, match="frame 0: the memory needs depth"):
+        memory.observe(dataclasses.replace(frame, depth=None))
+    bad = frame.depth.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ShapeError, match="frame 0: depth has non-finite"):
+        memory.observe(dataclasses.replace(frame, depth=bad))
+
+
+def test_observe_cli(occlusion, tmp_path, capsys):
+    episode, _ = occlusion
+    assert main(["observe", f"episode={episode.path}", f"out={tmp_path}", "until=20", "progress=false"]) == 0
+    assert {"memory.pt", "tracks.json", "scene.ply", "summary.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert "objects:" in capsys.readouterr().out
+    assert main(["observe", f"episode={tmp_path}/nowhere", f"out={tmp_path}"]) == 2
