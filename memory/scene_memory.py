@@ -163,6 +163,8 @@ class SceneMemory:
         self.time = 0.0
         self.times: list[float] = []
         self.support_plane: np.ndarray | None = None  # [a, b, c, d], normal up
+        self.support_region = np.zeros(4)  # x0, y0, x1, y1 of the plane's observed part
+        self.support_color = np.full(3, 0.5)
         self._static_cache: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._static_kdtree: tuple[int, cKDTree] | None = None
@@ -404,6 +406,28 @@ class SceneMemory:
                 best = plane
             cloud = cloud.select_by_index(inliers, invert=True)
         self.support_plane = best
+        if best is not None:
+            on_plane = np.abs(self.static.points @ best[:3] + best[3]) < 0.01
+            xy = self.static.points[on_plane, :2]
+            self.support_region = np.concatenate(np.percentile(xy, [1, 99], axis=0))  # x0, y0, x1, y1
+            self.support_color = np.median(self.static.colors[on_plane], axis=0)
+
+    def support_fill(self) -> Gaussians:
+        """Gaussians completing the support plane where it was never seen (under objects, say):
+        one per static-voxel cell of the plane's observed x-y region that holds no static voxel."""
+        if self.support_plane is None:
+            return Gaussians.empty()
+        a, b, c, d = self.support_plane
+        x0, y0, x1, y1 = self.support_region
+        step = self.config.static_voxel
+        gx, gy = np.meshgrid(np.arange(x0, x1, step) + step / 2, np.arange(y0, y1, step) + step / 2)
+        xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        z = -(a * xy[:, 0] + b * xy[:, 1] + d) / c
+        points = np.concatenate([xy, z[:, None]], axis=1)
+        missing = ~(self.static.contains(points) | self.static.contains(points - [0, 0, step / 2]))
+        colors = np.broadcast_to(self.support_color, (int(missing.sum()), 3))
+        return Gaussians.from_points(torch.from_numpy(points[missing]).float(),
+                                     torch.from_numpy(np.ascontiguousarray(colors)).float(), 0.6 * step)
 
     def _record(self, frame_labels: dict) -> None:
         for t in self.tracks:
@@ -414,10 +438,10 @@ class SceneMemory:
 
     # =================================================================== queries
     def static_gaussians(self) -> Gaussians:
-        """The static scaffold as Gaussians, as it is now."""
+        """The static scaffold as Gaussians, as it is now, with unseen support-plane patches completed."""
         if self._static_cache is None or self._static_cache[0] != self.static.version:
-            self._static_cache = (self.static.version,
-                                  self.static.to_gaussians(object_id=0, min_weight=1.0, scale=0.6))
+            seen = self.static.to_gaussians(object_id=0, min_weight=1.0, scale=0.6)
+            self._static_cache = (self.static.version, Gaussians.concat([seen, self.support_fill()]))
         return self._static_cache[1]
 
     def objects(self) -> list[dict]:
@@ -514,6 +538,8 @@ class SceneMemory:
             "time": self.time,
             "times": self.times,
             "support_plane": self.support_plane,
+            "support_region": self.support_region,
+            "support_color": self.support_color,
             "next_id": self._next_id,
         }
 
@@ -544,6 +570,7 @@ class SceneMemory:
             memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_))
         memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
         memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
+        memory.support_region, memory.support_color = state["support_region"], state["support_color"]
         return memory
 
     def export_tracks(self, path: str | os.PathLike) -> Path:
