@@ -301,12 +301,11 @@ class SceneMemory:
         source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(seg.points))
         target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(track.model.points))
         init = np.linalg.inv(track.pose)
-        # translate the guess by the centroid shift when the object moved noticeably
         result = o3d.pipelines.registration.registration_icp(
             source, target, cfg.icp_max_distance, init,
             o3d.pipelines.registration.TransformationEstimationPointToPoint(),
             o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
-        if result.fitness < 0.3:
+        if result.fitness < 0.3:  # moved too far for the remembered pose: start from the centroid shift
             shifted = init.copy()
             shifted[:3, 3] -= init[:3, :3] @ (seg.centroid - track.centroid)
             result = o3d.pipelines.registration.registration_icp(
@@ -331,8 +330,8 @@ class SceneMemory:
     def _agent_can_reach(self, track: ObjectTrack, agent_pose) -> bool:
         if agent_pose is None:
             return True  # no agent information: any object may have been moved
-        reach = self.config.agent_reach + float(np.linalg.norm(track.extent[:2])) / 2
-        return float(np.linalg.norm(np.asarray(agent_pose[:2]) - track.centroid[:2])) < reach
+        reach = self.config.agent_reach + float(np.linalg.norm(track.extent)) / 2
+        return float(np.linalg.norm(np.asarray(agent_pose[:3]) - track.centroid)) < reach
 
     def _update_track(self, track: ObjectTrack, seg: Segment, agent_pose) -> None:
         moved = False
@@ -499,19 +498,18 @@ class SceneMemory:
 
     def gaussians_at(self, frame: int | None = None) -> Gaussians:
         """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
-        from splatworld.scene.transforms import pose_to_matrix
-
         parts = [self.static_gaussians()]
         for t in self.tracks:
             if t.state == "displaced" or not len(t.model):
                 continue
-            pose = t.pose if frame is None else None
-            if pose is None:
-                p = self.pose_at(t, frame)
-                if p is None:
+            if frame is None:
+                pose = torch.from_numpy(t.pose)
+            else:
+                remembered = self.pose_at(t, frame)
+                if remembered is None:  # not born yet
                     continue
-                pose = pose_to_matrix(torch.from_numpy(p)).numpy()
-            parts.append(t.model.to_gaussians(object_id=t.id, scale=0.8).transform(torch.from_numpy(pose)))
+                pose = torch.from_numpy(remembered)
+            parts.append(t.model.to_gaussians(object_id=t.id, scale=0.8).transform(pose))
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
     # =============================================================== persistence

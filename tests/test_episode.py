@@ -91,7 +91,8 @@ def test_shuffled_labels_map_to_the_right_objects(push_episode):
 
 
 def test_pushed_objects_move_and_untouched_ones_stay(tmp_path):
-    out = _generate(tmp_path / "minute", "scenario=push", "seconds=60", "fps=5", "seed=1", "width=48", "height=48")
+    out = _generate(tmp_path / "minute", "scenario=push", "seconds=60", "fps=5", "seed=1", "width=48", "height=48",
+                    "scenario.n_objects=[8,8]")
     ep = Episode(out)
     objects = ep.ground_truth()["objects"]
     xy = {o["id"]: np.array(o["poses"])[:, :2] for o in objects}

@@ -31,3 +31,21 @@ def test_edge_cases():
     assert identity_metrics(np.zeros((2, 3)), np.zeros((0, 3)))["idf1"] == 1.0  # nothing to find, nothing found
     m = identity_metrics(np.array([[1, 1]]), np.zeros((0, 2)))
     assert m["idf1"] == 0.0 and m["idfn"] == 2
+
+
+def test_reappearance_events_hand_made():
+    from splatworld.evaluation import reappearances
+
+    still = [0.0, 0.0, 0.0, 1, 0, 0, 0]
+    gt = [{"id": 7, "labels": [4, 0, 0, 5, 6, 0, 2], "poses": [still] * 7}]
+    moved = [0.003, 0.0, 0.0, 1, 0, 0, 0]
+    tracks = [
+        # owns the object before, misses frame 3 (a sliver), reclaims it at 4, 3 mm off
+        {"labels": [4, 0, 0, 0, 6, 0, 0], "poses": [still] * 4 + [moved] * 3,
+         "beliefs": [0.5, 0.9, 0.95, 0.97, 0.98, 0.99, 0.99]},
+        {"labels": [0, 0, 0, 0, 0, 0, 2], "poses": [None] * 6 + [still]},  # a second track takes it at 6
+    ]
+    first, second = reappearances(gt, tracks, fps=1.0)
+    assert first["reidentified"] and first["reclaim_delay"] == 1 and first["hidden_seconds"] == 2.0
+    assert first["belief"] == 0.95 and abs(first["pose_error"] - 0.003) < 1e-12
+    assert not second["reidentified"] and second["reclaim_delay"] == 0

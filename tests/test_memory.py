@@ -36,7 +36,8 @@ def _idf1(episode, memory):
 
 @pytest.fixture(scope="module")
 def occlusion(tmp_path_factory):
-    episode = _generate(tmp_path_factory.mktemp("occ") / "ep", "scenario=occlusion", "seconds=15", "seed=2")
+    episode = _generate(tmp_path_factory.mktemp("occ") / "ep", "scenario=occlusion", "seconds=15", "seed=2",
+                        "width=128", "height=128")
     return episode, _observe(episode)
 
 

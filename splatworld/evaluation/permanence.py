@@ -12,11 +12,14 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
 
     An event runs from an object's last visible frame ``a`` to its next visible frame ``b``
     (``b > a + 1``); it counts when the true position changed by less than ``still_tolerance``.
-    The object's track is the one the IDF1 matching assigns to it. Per event:
-    ``reidentified`` (that track owns the object's label at ``b``), ``belief`` (the track's
-    existence belief at ``b - 1``, before seeing it again; NaN if the tracks record none) and
-    ``pose_error`` (how far the track's remembered displacement over the event differs from
-    the true one, metres).
+    The object's track is the one the IDF1 matching assigns to it. The model *reclaims* the
+    object at the first frame ``c >= b`` of that visible run where some track owns the
+    object's label (an object that re-emerges by a sliver of pixels may be claimed a frame or
+    two later). Per event: ``reidentified`` (the reclaiming track is the object's own),
+    ``reclaim_delay`` (``c - b`` frames; None if never reclaimed in the run), ``belief`` (the
+    track's existence belief at ``b - 1``, before seeing it again; NaN if the tracks record
+    none) and ``pose_error`` (how far the track's remembered displacement from ``a`` to ``c``
+    differs from the true one, metres).
 
     Args:
         gt_objects: ``ground_truth.json`` objects (``labels``, ``poses``).
@@ -36,14 +39,22 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
             if np.linalg.norm(gt_pos[1] - gt_pos[0]) >= still_tolerance:
                 continue
             record = {"object": obj.get("id", g), "hidden_seconds": (b - a - 1) / fps, "reidentified": False,
-                      "belief": float("nan"), "pose_error": float("nan")}
-            if g in assignment:
+                      "reclaim_delay": None, "belief": float("nan"), "pose_error": float("nan")}
+            run_end = b
+            while run_end + 1 < n and gt_labels[g, run_end + 1] != 0:
+                run_end += 1
+            claims = [k for k in range(b, run_end + 1) if (pred_labels[:, k] == gt_labels[g, k]).any()]
+            if claims and g in assignment:
+                c = claims[0]
+                owner = int(np.flatnonzero(pred_labels[:, c] == gt_labels[g, c])[0])
                 track = tracks[assignment[g]]
-                record["reidentified"] = bool(pred_labels[assignment[g], b] == gt_labels[g, b])
+                record["reidentified"] = owner == assignment[g]
+                record["reclaim_delay"] = c - b
                 if track.get("beliefs") and track["beliefs"][b - 1] is not None:
                     record["belief"] = float(track["beliefs"][b - 1])
-                if track["poses"][a] is not None and track["poses"][b] is not None:
-                    moved = np.array(track["poses"][b][:3]) - np.array(track["poses"][a][:3])
-                    record["pose_error"] = float(np.linalg.norm(moved - (gt_pos[1] - gt_pos[0])))
+                if track["poses"][a] is not None and track["poses"][c] is not None:
+                    moved = np.array(track["poses"][c][:3]) - np.array(track["poses"][a][:3])
+                    true_moved = np.array(obj["poses"][c][:3]) - gt_pos[0]
+                    record["pose_error"] = float(np.linalg.norm(moved - true_moved))
             events.append(record)
     return events

@@ -119,9 +119,9 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     if unknown:
         raise ConfigError(f"unknown objects {unknown}; valid: {list(OBJECT_LIBRARY)}")
     objects, names = [], {}
+    order = rng.permutation(len(library))  # distinct kinds first, repeats only past the library's size
     for i in range(n):
-        name = library[int(rng.integers(len(library)))] if i >= len(library) else library[
-            int(rng.permutation(len(library))[i])]
+        name = library[int(order[i % len(library)])]
         urdf, scaling = OBJECT_LIBRARY[name]
         xy = _free_spot(rng, taken, 0.07)
         taken.append((xy, 0.07))
