@@ -3,7 +3,8 @@ object permanence after hiding (re-identification, belief, remembered pose), spe
 
     python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR]
 
-Episodes are generated into --episodes (default: a temporary folder) unless already there.
+Episodes are generated into --episodes (default: a temporary folder) unless already there;
+each run's tracks.json is written beside them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=... observe_fps=...``.
 """
@@ -43,6 +44,7 @@ def main() -> None:
         for i in range(len(episode)):
             memory.observe(episode[i])
         seconds = time.perf_counter() - start
+        memory.export_tracks(root / f"{name}_seed{args.seed}_tracks.json")  # for a closer look
         gt = episode.ground_truth()["objects"]
         tracks = memory.tracks_json()["objects"]
         ident = identity_metrics(np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks]))

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time as _time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -66,12 +65,14 @@ class MemoryConfig:
     reid_color_gate: float = 0.08
     depth_margin: float = 0.02
     min_evidence_pixels: int = 10  # footprint pixels (at render_scale) needed to judge visibility
+    contradiction_fraction: float = 0.7  # of the footprint's core seen through for a contradiction
     render_scale: float = 0.5
     icp_max_distance: float = 0.02
     still_translation: float = 0.002
     still_rotation_deg: float = 1.0
     belief_decay: float = 0.5
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
+    near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     displace_after: int = 3
     static_refresh_frames: int = 10
     backend: str = "auto"
@@ -169,12 +170,10 @@ class SceneMemory:
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._static_kdtree: tuple[int, cKDTree] | None = None
         self._next_id = 1
-        self.seconds_per_frame: list[float] = []
 
     # ================================================================== observe
     def observe(self, frame: Frame) -> None:
         """Update the memory with one frame (RGB, depth and instances are required)."""
-        start = _time.perf_counter()
         if frame.depth is None or frame.instances is None:
             raise ShapeError(f"frame {frame.info.index}: the memory needs depth and instances")
         depth = frame.depth
@@ -189,7 +188,7 @@ class SceneMemory:
 
         small = _scaled_camera(cam, cfg.render_scale)
         rendered = self._render(small)
-        matches = self._associate(segments, rendered, small)
+        matches = self._associate(segments, rendered)
         frame_labels = {}  # track id -> the label it owns in this frame
         for seg_index, track in matches.items():
             self._update_track(track, segments[seg_index], frame.info.agent_pose)
@@ -209,7 +208,6 @@ class SceneMemory:
         self._record(frame_labels)
         self.times.append(self.time)
         self.frame_count += 1
-        self.seconds_per_frame.append(_time.perf_counter() - start)
 
     # ----------------------------------------------------------------- pieces
     def _segments(self, instances, valid, points, colors) -> list[Segment]:
@@ -244,7 +242,7 @@ class SceneMemory:
             return None
         return render(Gaussians.concat(parts), cam, backend=self.config.backend)
 
-    def _associate(self, segments, rendered, small) -> dict[int, ObjectTrack]:
+    def _associate(self, segments, rendered) -> dict[int, ObjectTrack]:
         cfg = self.config
         matches: dict[int, ObjectTrack] = {}
         candidates = [t for t in self.tracks if t.state != "displaced"]
@@ -321,10 +319,11 @@ class SceneMemory:
             return track.pose
         return new
 
-    def _explained(self, track: ObjectTrack, seg: Segment) -> float:
-        """Fraction of the segment's points within half the ICP distance of the model at the remembered pose."""
+    @staticmethod
+    def _explained(track: ObjectTrack, seg: Segment, radius: float) -> float:
+        """Fraction of the segment's points within ``radius`` of the model at the remembered pose."""
         local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
-        dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=self.config.icp_max_distance / 2)
+        dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=radius)
         return float(np.isfinite(dist).mean())
 
     def _agent_can_reach(self, track: ObjectTrack, agent_pose) -> bool:
@@ -334,16 +333,22 @@ class SceneMemory:
         return float(np.linalg.norm(np.asarray(agent_pose[:3]) - track.centroid)) < reach
 
     def _update_track(self, track: ObjectTrack, seg: Segment, agent_pose) -> None:
-        moved = False
-        if track.state in ("displaced", "contradicted", "out_of_view", "occluded") and \
-                np.linalg.norm(seg.centroid - track.centroid) > self.config.track_gate:
-            # re-identified elsewhere: jump to the segment before refining
-            track.pose = track.pose.copy()
-            track.pose[:3, 3] += seg.centroid - track.centroid
-            moved = True
-        # Objects move only when something reaches them: keep the remembered pose while it still
-        # explains the observation and the agent is out of reach (ICP on partial views slides).
-        if moved or self._agent_can_reach(track, agent_pose) or self._explained(track, seg) < 0.5:
+        # Objects move only when something reaches them. Out of the agent's reach, an object keeps
+        # its remembered pose as long as the segment lies on or next to its model (a part not seen
+        # before is no evidence of motion; ICP on partial views slides along elongated objects).
+        cfg = self.config
+        if self._agent_can_reach(track, agent_pose):
+            moved_away = self._explained(track, seg, cfg.icp_max_distance / 2) < 0.5
+        elif track.state in ("displaced", "contradicted") or self._explained(track, seg, cfg.near_model) < 0.5:
+            moved_away = True
+        else:
+            moved_away = None  # still: keep the pose, only grow the model
+        if moved_away is not None:
+            if moved_away and track.state != "visible" and \
+                    np.linalg.norm(seg.centroid - track.centroid) > cfg.track_gate:
+                # re-identified away from where it was remembered: jump there before refining
+                track.pose = track.pose.copy()
+                track.pose[:3, 3] += seg.centroid - track.centroid
             track.pose = self._icp(track, seg)
         local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
         track.model.integrate(local, seg.colors, self.time)
@@ -369,7 +374,7 @@ class SceneMemory:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
             alone = render(self._object_gaussians([track])[0], small, backend=cfg.backend)
-            foot = alone.alpha.numpy() > 0.5
+            foot = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
             if foot.sum() < cfg.min_evidence_pixels:
                 # (almost) nothing of it would be in the image: no evidence either way
                 track.state = "out_of_view"
@@ -378,7 +383,7 @@ class SceneMemory:
             seen = observed[foot]
             known = seen > 0
             behind = (seen > expected + cfg.depth_margin) | ~known  # no return = looking through
-            if behind.mean() > 0.6:
+            if behind.mean() > cfg.contradiction_fraction:
                 track.state = "contradicted"
                 track.contradictions += 1
                 track.belief *= cfg.belief_decay
