@@ -224,13 +224,13 @@ class SceneMemory:
                                colors[mask].mean(axis=0), float((hi - lo).max())))
         return out
 
+    @staticmethod
+    def _track_gaussians(track: ObjectTrack, pose: np.ndarray) -> Gaussians:
+        """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7])."""
+        return track.model.to_gaussians(object_id=track.id, scale=0.8).transform(torch.from_numpy(pose))
+
     def _object_gaussians(self, tracks) -> list[Gaussians]:
-        out = []
-        for t in tracks:
-            if len(t.model):
-                g = t.model.to_gaussians(object_id=t.id, scale=0.8)
-                out.append(g.transform(torch.from_numpy(t.pose)))
-        return out
+        return [self._track_gaussians(t, t.pose) for t in tracks if len(t.model)]
 
     def _render(self, cam: Camera):
         if self._render_static is None:
@@ -507,14 +507,9 @@ class SceneMemory:
         for t in self.tracks:
             if t.state == "displaced" or not len(t.model):
                 continue
-            if frame is None:
-                pose = torch.from_numpy(t.pose)
-            else:
-                remembered = self.pose_at(t, frame)
-                if remembered is None:  # not born yet
-                    continue
-                pose = torch.from_numpy(remembered)
-            parts.append(t.model.to_gaussians(object_id=t.id, scale=0.8).transform(pose))
+            pose = t.pose if frame is None else self.pose_at(t, frame)
+            if pose is not None:  # None: not born yet at that frame
+                parts.append(self._track_gaussians(t, pose))
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
     # =============================================================== persistence

@@ -29,6 +29,7 @@ from splatworld.sim.pybullet_scene import (
     TABLE_TOP_Z,
     World,
     body_meshes,
+    link_pose,
     render_tinyrenderer,
 )
 from splatworld.sim.raster_mesh import silhouette
@@ -311,10 +312,7 @@ def _labels(rng, n, consistent):
 def object_pose(client: int, body: int, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pose ``[7]`` (xyz + wxyz) and 4x4 matrix of the frame at ``centre`` (link coordinates) with the
     link's orientation (PyBullet's own transform math: this runs for every object every frame)."""
-    com_pos, com_orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
-    inertial_pos, inertial_orn = pb.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
-    inv_pos, inv_orn = pb.invertTransform(inertial_pos, inertial_orn)
-    link_pos, link_orn = pb.multiplyTransforms(com_pos, com_orn, inv_pos, inv_orn)
+    link_pos, link_orn = link_pose(client, body)
     pos, _ = pb.multiplyTransforms(link_pos, link_orn, centre.tolist(), [0, 0, 0, 1])
     matrix = np.eye(4)
     matrix[:3, :3] = np.reshape(pb.getMatrixFromQuaternion(link_orn), (3, 3))

@@ -110,8 +110,8 @@ def _crop_xy(mesh: trimesh.Trimesh, half_extent: float) -> trimesh.Trimesh:
     return mesh
 
 
-def body_pose(client: int, body: int) -> torch.Tensor:
-    """World pose ``[7]`` (xyz + wxyz, float64) of a body's base *link frame* (the URDF frame).
+def link_pose(client: int, body: int) -> tuple[tuple, tuple]:
+    """Position and xyzw orientation (PyBullet's own tuples) of a body's base *link frame*.
 
     PyBullet reports the base's centre-of-mass frame; visual shapes (and so our object
     Gaussians) are placed relative to the link frame, which differs by the URDF's
@@ -120,7 +120,12 @@ def body_pose(client: int, body: int) -> torch.Tensor:
     pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
     inertial_pos, inertial_orn = pb.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
     inv_pos, inv_orn = pb.invertTransform(inertial_pos, inertial_orn)
-    pos, orn = pb.multiplyTransforms(pos, orn, inv_pos, inv_orn)
+    return pb.multiplyTransforms(pos, orn, inv_pos, inv_orn)
+
+
+def body_pose(client: int, body: int) -> torch.Tensor:
+    """World pose ``[7]`` (xyz + wxyz, float64) of a body's base link frame (see :func:`link_pose`)."""
+    pos, orn = link_pose(client, body)
     return torch.tensor([*pos, orn[3], orn[0], orn[1], orn[2]], dtype=torch.float64)
 
 
