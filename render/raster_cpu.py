@@ -110,9 +110,9 @@ def _tile_rect(mx, my, rx, ry, tile, n_tx, n_ty):  # pragma: no cover - jitted
 
 
 @njit(cache=True)
-def _bin(order, means2d, radii, conics, opacities, colors, depths, object_ids, tile, n_tx, n_ty):  # pragma: no cover
+def _bin(drawn, means2d, radii, conics, opacities, colors, depths, object_ids, tile, n_tx, n_ty):  # pragma: no cover
     counts = np.zeros(n_tx * n_ty + 1, dtype=np.int64)
-    for g in order:
+    for g in drawn:
         x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], tile, n_tx, n_ty)
         for ty in range(y0, y1):
             for tx in range(x0, x1):
@@ -121,7 +121,7 @@ def _bin(order, means2d, radii, conics, opacities, colors, depths, object_ids, t
     cursor = offsets[:-1].copy()
     packed = np.empty((offsets[-1], _N_FIELDS), dtype=np.float32)
     ids = np.empty(offsets[-1], dtype=np.int64)
-    for g in order:
+    for g in drawn:
         x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], tile, n_tx, n_ty)
         for ty in range(y0, y1):
             for tx in range(x0, x1):
@@ -160,7 +160,11 @@ def _composite(offsets, packed, ids, width, height, tile, n_tx, n_ty, background
         best = np.full(n_pix, -1, dtype=np.int64)
         done = np.zeros(n_pix, dtype=np.bool_)
         n_done = 0
-        for k in range(offsets[t], offsets[t + 1]):
+        start = offsets[t]
+        # Binned in index order; a stable sort by depth gives the torch twin's order (ties by index).
+        depth_order = np.argsort(packed[start:offsets[t + 1], _Z], kind="mergesort")
+        for j in range(depth_order.shape[0]):
+            k = start + depth_order[j]
             if n_done == n_pix:
                 break
             mx = packed[k, _MX]
@@ -245,9 +249,8 @@ def rasterize_cpu(projected: Projected, colors: np.ndarray, object_ids: np.ndarr
     ts = settings.tile_size
     n_tx, n_ty = math.ceil(width / ts), math.ceil(height / ts)
     means2d, conics, depths, radii, opacities = (np.asarray(a) for a in projected)
-    valid = np.flatnonzero((radii > 0).all(axis=1))
-    order = valid[np.argsort(depths[valid], kind="stable")]
-    offsets, packed, ids = _bin(order, means2d, radii, conics, opacities, colors, depths, object_ids, ts, n_tx, n_ty)
+    drawn = np.flatnonzero(radii[:, 0] > 0)  # culled Gaussians have both radii 0
+    offsets, packed, ids = _bin(drawn, means2d, radii, conics, opacities, colors, depths, object_ids, ts, n_tx, n_ty)
     rgb = np.empty((height, width, 3), np.float32)
     depth = np.empty((height, width), np.float32)
     alpha = np.empty((height, width), np.float32)
