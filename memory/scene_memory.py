@@ -134,6 +134,11 @@ def _color_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a / sa - b / sb) + 0.15 * abs(sa - sb) / 3)
 
 
+def _to_object_frame(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World points ``[N, 3]`` in the frame of a world_from_object ``pose [4, 4]``."""
+    return (points - pose[:3, 3]) @ pose[:3, :3]
+
+
 def _scaled_camera(cam: Camera, scale: float) -> Camera:
     w, h = max(1, round(cam.width * scale)), max(1, round(cam.height * scale))
     sx, sy = w / cam.width, h / cam.height
@@ -298,18 +303,19 @@ class SceneMemory:
         cfg = self.config
         source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(seg.points))
         target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(track.model.points))
+
+        def register(max_distance: float, init: np.ndarray):
+            return o3d.pipelines.registration.registration_icp(
+                source, target, max_distance, init,
+                o3d.pipelines.registration.TransformationEstimationPointToPoint(),
+                o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+
         init = np.linalg.inv(track.pose)
-        result = o3d.pipelines.registration.registration_icp(
-            source, target, cfg.icp_max_distance, init,
-            o3d.pipelines.registration.TransformationEstimationPointToPoint(),
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+        result = register(cfg.icp_max_distance, init)
         if result.fitness < 0.3:  # moved too far for the remembered pose: start from the centroid shift
             shifted = init.copy()
             shifted[:3, 3] -= init[:3, :3] @ (seg.centroid - track.centroid)
-            result = o3d.pipelines.registration.registration_icp(
-                source, target, 2 * cfg.icp_max_distance, shifted,
-                o3d.pipelines.registration.TransformationEstimationPointToPoint(),
-                o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+            result = register(2 * cfg.icp_max_distance, shifted)
             if result.fitness < 0.3:
                 return track.pose
         new = np.linalg.inv(result.transformation)
@@ -322,7 +328,7 @@ class SceneMemory:
     @staticmethod
     def _explained(track: ObjectTrack, seg: Segment, radius: float) -> float:
         """Fraction of the segment's points within ``radius`` of the model at the remembered pose."""
-        local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
+        local = _to_object_frame(track.pose, seg.points)
         dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=radius)
         return float(np.isfinite(dist).mean())
 
@@ -337,21 +343,20 @@ class SceneMemory:
         # its remembered pose as long as the segment lies on or next to its model (a part not seen
         # before is no evidence of motion; ICP on partial views slides along elongated objects).
         cfg = self.config
-        if self._agent_can_reach(track, agent_pose):
+        reachable = self._agent_can_reach(track, agent_pose)
+        if reachable:
             moved_away = self._explained(track, seg, cfg.icp_max_distance / 2) < 0.5
-        elif track.state in ("displaced", "contradicted") or self._explained(track, seg, cfg.near_model) < 0.5:
-            moved_away = True
         else:
-            moved_away = None  # still: keep the pose, only grow the model
-        if moved_away is not None:
+            moved_away = track.state in ("displaced", "contradicted") or \
+                self._explained(track, seg, cfg.near_model) < 0.5
+        if reachable or moved_away:  # otherwise still: keep the pose, only grow the model
             if moved_away and track.state != "visible" and \
                     np.linalg.norm(seg.centroid - track.centroid) > cfg.track_gate:
                 # re-identified away from where it was remembered: jump there before refining
                 track.pose = track.pose.copy()
                 track.pose[:3, 3] += seg.centroid - track.centroid
             track.pose = self._icp(track, seg)
-        local = (seg.points - track.pose[:3, 3]) @ track.pose[:3, :3]
-        track.model.integrate(local, seg.colors, self.time)
+        track.model.integrate(_to_object_frame(track.pose, seg.points), seg.colors, self.time)
         track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
         track.observations += 1
         track.state, track.contradictions, track.last_seen = "visible", 0, self.time
@@ -373,7 +378,7 @@ class SceneMemory:
         for track in self.tracks:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
-            alone = render(self._object_gaussians([track])[0], small, backend=cfg.backend)
+            alone = render(self._track_gaussians(track, track.pose), small, backend=cfg.backend)
             foot = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
             if foot.sum() < cfg.min_evidence_pixels:
                 # (almost) nothing of it would be in the image: no evidence either way

@@ -49,6 +49,7 @@ OBJECT_LIBRARY = {
 }
 TABLE_HALF = (0.75, 0.5)  # table.urdf top: 1.5 m x 1.0 m
 AGENT_RADIUS, AGENT_HEIGHT = 0.025, 0.1
+AGENT_Z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002  # the pusher glides 2 mm above the table top
 PHYSICS_HZ = 120
 
 
@@ -138,12 +139,11 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, height=AGENT_HEIGHT, physicsClientId=client)
     vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, length=AGENT_HEIGHT, rgbaColor=[0.9, 0.1, 0.1, 1],
                                physicsClientId=client)
-    agent_z = top + AGENT_HEIGHT / 2 + 0.002
-    agent = pb.createMultiBody(2.0, col, vis, [park[0], park[1], agent_z], physicsClientId=client)
+    agent = pb.createMultiBody(2.0, col, vis, [park[0], park[1], AGENT_Z], physicsClientId=client)
     for body in static:
         pb.setCollisionFilterPair(agent, body, -1, -1, 0, physicsClientId=client)  # glides above the table
     constraint = pb.createConstraint(agent, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
-                                     [park[0], park[1], agent_z], physicsClientId=client)
+                                     [park[0], park[1], AGENT_Z], physicsClientId=client)
     pb.changeConstraint(constraint, maxForce=300, physicsClientId=client)
     for _ in range(PHYSICS_HZ):  # settle
         pb.stepSimulation(physicsClientId=client)
@@ -355,8 +355,8 @@ def generate_episode(cfg: DictConfig) -> Path:
               "scale": OBJECT_LIBRARY[scene.names[b]][1], "extent": extents[b],
               "frame_offset": centres[b].tolist(), "poses": [], "labels": [],
               "visible_fraction": []} for i, b in enumerate(objects)}
-    agent_z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
+    reach = np.array(TABLE_HALF) - 0.03  # the pusher's target stays over the table
     try:
         for i in tqdm(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
@@ -376,8 +376,8 @@ def generate_episode(cfg: DictConfig) -> Path:
                 fraction = 0.0
                 if n_visible:
                     verts, faces = meshes[body]
-                    link_to_cam = viewmat @ obj_to_world
-                    verts_cam = verts @ link_to_cam[:3, :3].T + link_to_cam[:3, 3]
+                    obj_to_cam = viewmat @ obj_to_world
+                    verts_cam = verts @ obj_to_cam[:3, :3].T + obj_to_cam[:3, 3]
                     full = silhouette(verts_cam, faces, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height)
                     fraction = min(1.0, n_visible / max(int(full.sum()), 1))
                 record = gt[body]
@@ -390,15 +390,12 @@ def generate_episode(cfg: DictConfig) -> Path:
             writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
                          agent_pose=agent_pose, action=action)
             for _ in range(substeps):
-                target = np.clip(target + action / PHYSICS_HZ, -np.array(TABLE_HALF) + 0.03,
-                                 np.array(TABLE_HALF) - 0.03)
-                pb.changeConstraint(scene.constraint, [target[0], target[1], agent_z], maxForce=300,
+                target = np.clip(target + action / PHYSICS_HZ, -reach, reach)
+                pb.changeConstraint(scene.constraint, [target[0], target[1], AGENT_Z], maxForce=300,
                                     physicsClientId=client)
                 pb.stepSimulation(physicsClientId=client)
-    except BaseException:
+    finally:
         scene.world.close()
-        raise
-    scene.world.close()
     return writer.close(ground_truth={"objects": list(gt.values())})
 
 
