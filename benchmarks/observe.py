@@ -1,12 +1,16 @@
 """Scene-memory benchmark on generated episodes with reshuffled labels: identity (IDF1, switches),
-object permanence after hiding (re-identification, belief, remembered pose), speed and size.
+object permanence after hiding (re-identification, belief, remembered pose), pose accuracy of
+visible objects, revisit consistency (PSNR of the memory rendered from a revisited viewpoint,
+before that frame is observed, on static pixels), speed, and size (Gaussians and saved bytes
+at the end vs after the first minute).
 
     python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR]
 
 Episodes are generated into --episodes (default: a temporary folder) unless already there;
 each run's tracks.json is written beside them.
 The peer for speed is real time at the episode's frame rate. Last line:
-``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=... observe_fps=...``.
+``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
+position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 import numpy as np
 
 from splatworld.config import load_config
-from splatworld.evaluation import identity_metrics, reappearances
+from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
+from splatworld.render.api import render
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
@@ -32,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     root = args.episodes or Path(tempfile.mkdtemp())
-    rows, all_events = [], []
+    rows, all_events, position_errors, rotation_errors = [], [], [], []
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
         path = root / f"{name}_seed{args.seed}"
@@ -40,26 +47,61 @@ def main() -> None:
             generate_episode(load_config("generate", [f"scenario={name}", f"seed={args.seed}", f"out={path}"]))
         episode = Episode(path)
         memory = SceneMemory(agent_label=episode.agent_label)
-        start = time.perf_counter()
-        for i in range(len(episode)):
-            memory.observe(episode[i])
-        seconds = time.perf_counter() - start
+        c2w = np.stack([episode.info(i).transform_matrix for i in range(len(episode))])
+        revisits = revisited_frames(c2w, min_gap=int(30 * episode.fps))[::10]  # a spread-out sample
+        revisit_at = {k for k, _ in revisits}
+        minute = int(60 * episode.fps)
+        seconds, psnrs, interior_psnrs, sizes = 0.0, [], [], {}
+        for i in tqdm(range(len(episode)), desc=name, unit="frame"):
+            frame = episode[i]
+            if i in revisit_at:  # what the memory shows before it sees this frame again
+                image = render(memory.gaussians_at(), frame.camera, backend="cpu").rgb.numpy()
+                static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth)
+                image = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+                psnrs.append(psnr(image, frame.rgb, static))
+                interior_psnrs.append(psnr(image, frame.rgb, static & ~depth_edges(frame.depth)))
+            start = time.perf_counter()
+            memory.observe(frame)
+            seconds += time.perf_counter() - start
+            if i + 1 in (minute, len(episode)) and len(episode) >= 2 * minute:
+                saved = memory.save(root / f"{name}_seed{args.seed}_memory.pt")
+                sizes[i + 1] = (len(memory.gaussians_at()), saved.stat().st_size)
         memory.export_tracks(root / f"{name}_seed{args.seed}_tracks.json")  # for a closer look
         gt = episode.ground_truth()["objects"]
         tracks = memory.tracks_json()["objects"]
-        ident = identity_metrics(np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks]))
+        gt_labels, pred_labels = np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks])
+        ident = identity_metrics(gt_labels, pred_labels)
+        for g, p in ident["assignment"].items():  # visible frames where the object's own track holds it
+            tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))
+            pos, rot = aligned_pose_errors([gt[g]["poses"][k] for k in tracked],
+                                           [tracks[p]["poses"][k] for k in tracked])
+            position_errors.append(pos)
+            rotation_errors.append(rot)
         events = [e for e in reappearances(gt, tracks, episode.fps) if e["hidden_seconds"] >= 1.0]
         all_events += events
         minutes = len(episode) / episode.fps / 60
+        if sizes:
+            (n0, b0), (n1, b1) = sizes[minute], sizes[len(episode)]
+            size_ratio = max(n1 / n0, b1 / b0)
+            print(f"{name}: Gaussians {n0} after 1 min, {n1} at the end; saved {b0 / 1e6:.1f} MB -> {b1 / 1e6:.1f} MB")
+        else:
+            size_ratio = float("nan")
         rows.append((name, len(episode), len(gt), len(tracks), ident["idf1"], ident["id_switches"] / minutes * 10,
                      len(events), np.mean([e["reidentified"] for e in events]) if events else float("nan"),
-                     len(episode) / seconds, len(memory.static)))
+                     len(episode) / seconds, len(memory.static), np.min(psnrs) if psnrs else float("nan"),
+                     np.mean(psnrs) if psnrs else float("nan"), len(psnrs), size_ratio,
+                     np.mean(interior_psnrs) if psnrs else float("nan")))
         total_frames += len(episode)
         total_seconds += seconds
     print(f"{'scenario':<12}{'frames':>7}{'objects':>8}{'tracks':>7}{'IDF1':>7}{'sw/10min':>9}{'events':>7}"
-          f"{'re-id':>7}{'fps':>6}{'static vox':>11}")
+          f"{'re-id':>7}{'fps':>6}{'static vox':>11}{'revisit PSNR min/mean (n)':>27}{'off-edges':>10}{'size x':>8}")
     for r in rows:
-        print(f"{r[0]:<12}{r[1]:>7}{r[2]:>8}{r[3]:>7}{r[4]:>7.3f}{r[5]:>9.2f}{r[6]:>7}{r[7]:>7.3f}{r[8]:>6.1f}{r[9]:>11}")
+        print(f"{r[0]:<12}{r[1]:>7}{r[2]:>8}{r[3]:>7}{r[4]:>7.3f}{r[5]:>9.2f}{r[6]:>7}{r[7]:>7.3f}{r[8]:>6.1f}{r[9]:>11}"
+              f"{r[10]:>14.1f} /{r[11]:>5.1f} ({r[12]:>3}){r[14]:>10.1f}{r[13]:>8.2f}")
+    position_errors, rotation_errors = np.concatenate(position_errors), np.concatenate(rotation_errors)
+    print(f"visible, tracked object frames: {len(position_errors)}; position error median "
+          f"{np.median(position_errors) * 1000:.1f} mm (p90 {np.percentile(position_errors, 90) * 1000:.1f}), "
+          f"rotation median {np.median(rotation_errors):.2f} deg (p90 {np.percentile(rotation_errors, 90):.2f})")
     reid = np.mean([e["reidentified"] for e in all_events]) if all_events else float("nan")
     errors = [e["pose_error"] for e in all_events if e["reidentified"]]
     beliefs = [e["belief"] for e in all_events if e["reidentified"]]
@@ -69,7 +111,10 @@ def main() -> None:
           f"max {max(errors) if errors else float('nan'):.4f} m")
     print(f"idf1_min={min(r[4] for r in rows):.4f} switches_per_10min_max={max(r[5] for r in rows):.2f} "
           f"reid_rate={reid:.4f} pose_error_max={max(errors) if errors else float('nan'):.4f} "
-          f"belief_min={min(beliefs) if beliefs else float('nan'):.3f} observe_fps={total_frames / total_seconds:.1f}")
+          f"belief_min={min(beliefs) if beliefs else float('nan'):.3f} "
+          f"position_median={np.median(position_errors):.4f} rotation_median_deg={np.median(rotation_errors):.2f} "
+          f"revisit_psnr_min={min(r[10] for r in rows):.1f} size_ratio_max={max((r[13] for r in rows if r[13] == r[13]), default=float('nan')):.2f} "
+          f"observe_fps={total_frames / total_seconds:.1f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ Per frame (:meth:`SceneMemory.observe`):
    the points are fused into the model's voxel grid. Sub-millimetre ICP updates are
    ignored so that resting objects do not drift.
 4. **Visibility and existence.** Each unmatched object is rendered alone and its expected
-   depth compared with the observed depth: ``out_of_view`` (no footprint in the image),
+   depth compared with the observed depth: ``out_of_view`` (less than half of its footprint in the image),
    ``occluded`` (something observed in front of it, or nothing contradicts it), or
    ``contradicted`` (its place is in view and the depth shows what is behind it). Belief
    drops only on contradiction; repeated contradiction marks the object ``displaced``
@@ -66,6 +66,7 @@ class MemoryConfig:
     depth_margin: float = 0.02
     min_evidence_pixels: int = 10  # footprint pixels (at render_scale) needed to judge visibility
     contradiction_fraction: float = 0.7  # of the footprint's core seen through for a contradiction
+    min_in_view_fraction: float = 0.5  # of the footprint's core inside the image for its place to be "in view"
     render_scale: float = 0.5
     icp_max_distance: float = 0.02
     still_translation: float = 0.002
@@ -375,16 +376,22 @@ class SceneMemory:
     def _reason_visibility(self, matched: set, depth: np.ndarray, small: Camera) -> None:
         cfg = self.config
         observed = _downsample(depth, (small.height, small.width))
+        # Render on a canvas padded by a quarter of the image on each side: an object whose place
+        # is mostly outside the image gives no evidence (its inflated rim may poke into view).
+        pad = max(small.width, small.height) // 4
+        canvas = Camera(small.fx, small.fy, small.cx + pad, small.cy + pad, small.width + 2 * pad,
+                        small.height + 2 * pad, small.viewmat)
         for track in self.tracks:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
-            alone = render(self._track_gaussians(track, track.pose), small, backend=cfg.backend)
-            foot = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
-            if foot.sum() < cfg.min_evidence_pixels:
-                # (almost) nothing of it would be in the image: no evidence either way
+            alone = render(self._track_gaussians(track, track.pose), canvas, backend=cfg.backend)
+            core = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
+            foot = core[pad:pad + small.height, pad:pad + small.width]
+            if foot.sum() < cfg.min_evidence_pixels or foot.sum() < cfg.min_in_view_fraction * core.sum():
+                # (almost) nothing of it, or only its edge, would be in the image: no evidence either way
                 track.state = "out_of_view"
                 continue
-            expected = alone.depth.numpy()[foot]
+            expected = alone.depth.numpy()[pad:pad + small.height, pad:pad + small.width][foot]
             seen = observed[foot]
             known = seen > 0
             behind = (seen > expected + cfg.depth_margin) | ~known  # no return = looking through

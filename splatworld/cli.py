@@ -8,6 +8,7 @@ same from a source checkout and from an installed wheel.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
 from splatworld.config import load_config
@@ -36,10 +37,29 @@ def _observe(cfg) -> int:
     return 0
 
 
+def _train_dynamics(cfg) -> int:
+    from splatworld.dynamics.train import train
+
+    train(cfg)
+    return 0
+
+
+def _eval_dynamics(cfg) -> int:
+    from splatworld.dynamics.evaluate import evaluate_dynamics, headline
+
+    report = evaluate_dynamics(cfg)
+    print((Path(cfg.out) / "report.md").read_text())
+    print(f"plot: {Path(cfg.out) / 'errors.png'}")
+    print(headline(report))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "demo": ("demo", _demo, "build a PyBullet tabletop as Gaussians and render an orbit video"),
     "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
     "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
+    "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
+    "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
 }
 
 

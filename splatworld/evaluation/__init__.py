@@ -1,6 +1,8 @@
 """Evaluation of predicted episodes against ground truth."""
 
 from splatworld.evaluation.identity import identity_metrics
+from splatworld.evaluation.image import depth_edges, psnr, revisited_frames
 from splatworld.evaluation.permanence import reappearances
+from splatworld.evaluation.poses import aligned_pose_errors
 
-__all__ = ["identity_metrics", "reappearances"]
+__all__ = ["aligned_pose_errors", "depth_edges", "identity_metrics", "psnr", "reappearances", "revisited_frames"]

@@ -1,0 +1,100 @@
+"""Dynamics benchmark: batched rollout speed, drift at rest over 5 minutes, and penetrations of
+the scaffold over 1000 random rollouts, from a state the memory estimated on a `push` episode.
+
+    python benchmarks/dynamics.py [--checkpoint FILE] [--episodes DIR]
+
+The peer for speed is the constant-velocity model in the same run (same batch, same constraints).
+Last line: ``object_steps_per_s=... constant_velocity_object_steps_per_s=... ratio=...
+rest_drift_max=... penetrations=... penetration_max=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splatworld.dynamics.data import state_at
+from splatworld.dynamics.models import make_model, rollout
+from splatworld.dynamics.train import load_checkpoint, observed_sequence
+
+
+def smooth_random_actions(batch: int, horizon: int, speed: float, seed: int) -> torch.Tensor:
+    """``[B, H, 2]`` Ornstein-Uhlenbeck planar velocities, clipped to ``speed`` m/s."""
+    rng = np.random.default_rng(seed)
+    actions = np.zeros((batch, horizon, 2))
+    v = rng.uniform(-speed, speed, (batch, 2))
+    for h in range(horizon):
+        v = 0.8 * v + 0.2 * rng.normal(0, speed, (batch, 2))
+        actions[:, h] = np.clip(v, -speed, speed)
+    return torch.from_numpy(actions)
+
+
+def penetrations(state, traj, step_height: float, tolerance: float = 0.002) -> tuple[np.ndarray, float]:
+    """Per rollout: whether any object ends deeper than ``tolerance`` in the support or in a wall,
+    and the deepest penetration seen at any step (m)."""
+    geometry = state.geometry
+    rest = state.rest_height[:, None]  # [B, 1, N]
+    bottom = traj.position[..., 2] - rest
+    support_depth = geometry.height_at(traj.position[..., :2]) - bottom  # > 0: below the surface under it
+    half = (state.half_xy()[:, None] - 0.005).clamp(min=0)
+    corners = torch.tensor([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=half.dtype)
+    probes = traj.position[..., None, :2] + corners * half[..., None, :]
+    wall_depth = geometry.height_at(probes).max(-1).values - bottom - step_height
+    depth = torch.maximum(support_depth, wall_depth).masked_fill(~state.valid[:, None], -1.0)
+    ends_inside = (depth[:, -1] > tolerance).any(-1).numpy()
+    return ends_inside, float(depth.max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None, help="default: the checkpoint shipped with the package")
+    parser.add_argument("--episodes", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    folder = args.episodes or Path(tempfile.mkdtemp())
+    seq, _, _ = observed_sequence("push", 60, args.seed, folder)
+    learned = load_checkpoint(args.checkpoint)
+    peer = make_model("constant_velocity", learned.config)
+    # a frame with the agent close to an object: rollouts start in contact
+    agent_gap = torch.linalg.norm(seq.agent[:, None, :2] - seq.position[..., :2], dim=-1).masked_fill(~seq.valid, 9)
+    start = int(torch.argmin(agent_gap.min(-1).values[1:]) + 1)
+    state = state_at(seq, start)
+    n_valid = int(state.valid.sum())
+    print(f"start frame {start}: {n_valid} objects, agent {state.agent[0].numpy().round(3)}")
+
+    speeds = {}
+    for name, model in (("learned", learned), ("constant_velocity", peer)):
+        actions = smooth_random_actions(256, 20, 0.15, 0)
+        rollout(model, state, actions[:, :2])  # warm-up
+        t0 = time.perf_counter()
+        repeats = 5
+        for _ in range(repeats):
+            rollout(model, state, actions)
+        speeds[name] = repeats * 256 * 20 * n_valid / (time.perf_counter() - t0)
+        print(f"{name}: {speeds[name]:,.0f} object-steps/s (256 rollouts x 20 steps x {n_valid} objects)")
+
+    # 5 minutes with the agent still: nothing may move
+    rest = rollout(learned, state, torch.zeros(1, 3000, 2, dtype=torch.float64))
+    drift = float(torch.linalg.norm(rest.position[0, -1] - state.position[0], dim=-1)[state.valid[0]].max())
+    print(f"5-minute rollout, agent still: max object drift {drift * 1000:.3f} mm")
+
+    # 1000 random 10-second rollouts of the pusher through the scene
+    actions = smooth_random_actions(1000, 100, 0.15, 1)
+    traj = rollout(learned, state, actions)
+    inside, deepest = penetrations(state.repeat(1000), traj, learned.config.step_height)
+    moved = torch.linalg.norm(traj.position[:, -1] - state.position, dim=-1).max(-1).values
+    print(f"1000 random rollouts: {int((moved > 0.01).sum())} moved an object > 1 cm; "
+          f"{int(inside.sum())} end with an object > 2 mm inside the table or a wall; "
+          f"deepest at any step {deepest * 1000:.2f} mm")
+    print(f"object_steps_per_s={speeds['learned']:.0f} constant_velocity_object_steps_per_s="
+          f"{speeds['constant_velocity']:.0f} ratio={speeds['learned'] / speeds['constant_velocity']:.2f} "
+          f"rest_drift_max={drift:.6f} penetrations={int(inside.sum())} penetration_max={max(deepest, 0.0):.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Dynamics models: ``step(state, action) -> state`` over a batched :class:`WorldState`.
+
+Every model proposes per-object planar increments (x-y translation, yaw); one shared layer
+then applies the scaffold's geometry (:func:`apply_constraints`): objects do not enter walls or
+each other, rest on the support surface under them, and fall when their centre leaves it.
+The agent follows its commanded planar velocity.
+
+Models: ``static`` (nothing moves), ``constant_velocity``, ``learned``
+(:class:`InteractionModel`: a graph network over the objects and the agent, with hard contact
+gating so that an object nothing touches gets exactly zero increment).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from splatworld.dynamics.state import Trajectory, WorldState
+from splatworld.errors import ConfigError, ShapeError
+from splatworld.scene.transforms import quat_multiply
+
+GRAVITY = 9.81
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Constants shared by every model (metres, seconds)."""
+
+    dt: float = 0.1  # one step: one frame at 10 fps
+    agent_radius: float = 0.025
+    contact_margin: float = 0.015  # gap below which the agent or a neighbour may be touching
+    moving_speed: float = 0.01  # m/s: a neighbour faster than this can push an object it touches
+    step_height: float = 0.015  # static surfaces higher than an object's bottom by more are walls
+    fall_gap: float = 0.01  # support this far below an object's bottom: it falls
+    hidden: int = 64
+
+
+# ------------------------------------------------------------------ shared pieces
+def _yaw_quat(yaw: torch.Tensor) -> torch.Tensor:
+    """``[...]`` yaw angles -> ``[..., 4]`` wxyz rotations about world z."""
+    zeros = torch.zeros_like(yaw)
+    return torch.stack([torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)], dim=-1)
+
+
+def footprint_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clearances of world-axis-aligned footprints: agent to object ``[B, N]`` and object to
+    object ``[B, N, N]`` (``inf`` on the diagonal and for invalid slots)."""
+    half = state.half_xy()
+    rel = state.agent[:, None, :2] - state.position[..., :2]
+    agent_gap = torch.linalg.norm((rel.abs() - half).clamp(min=0), dim=-1) - agent_radius
+    pair = state.position[:, None, :, :2] - state.position[:, :, None, :2]  # [B, i, j]: j - i
+    pair_gap = torch.linalg.norm((pair.abs() - half[:, :, None] - half[:, None]).clamp(min=0), dim=-1)
+    n = state.n_objects
+    invalid = ~(state.valid[:, :, None] & state.valid[:, None, :]) | torch.eye(n, dtype=torch.bool)
+    agent_gap = torch.where(state.valid, agent_gap, torch.full_like(agent_gap, math.inf))
+    return agent_gap, pair_gap.masked_fill(invalid, math.inf)
+
+
+def geometry_probes(state: WorldState) -> torch.Tensor:
+    """``[B, N, 5]`` static height minus the object's bottom at its centre and just beyond its
+    footprint on each side (+x, -x, +y, -y), clipped to +-0.1 m: support and nearby walls."""
+    half = state.half_xy() + 0.02
+    zero = torch.zeros_like(half[..., 0])
+    offsets = torch.stack([torch.stack([zero, zero], -1), torch.stack([half[..., 0], zero], -1),
+                           torch.stack([-half[..., 0], zero], -1), torch.stack([zero, half[..., 1]], -1),
+                           torch.stack([zero, -half[..., 1]], -1)], dim=-2)
+    heights = state.geometry.height_at(state.position[..., None, :2] + offsets)
+    return (heights - state.bottom()[..., None]).clamp(-0.1, 0.1)
+
+
+def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torch.Tensor,
+                      active: torch.Tensor, cfg: DynamicsConfig) -> WorldState:
+    """Move objects by proposed increments inside the scaffold's geometry; return the next state.
+
+    Args:
+        delta_xy: ``[B, N, 2]`` proposed translations. delta_yaw: ``[B, N]`` proposed yaw increments.
+        active: ``[B, N]`` objects being simulated this step; the others keep their pose
+            exactly, unless their support is gone (they fall).
+    """
+    dt = cfg.dt
+    geometry = state.geometry
+    active = active & state.valid
+    delta_xy = torch.where(active[..., None], delta_xy, torch.zeros_like(delta_xy))
+    delta_yaw = torch.where(active, delta_yaw, torch.zeros_like(delta_yaw))
+    xy = state.position[..., :2] + delta_xy
+    # Walls: a static surface above the object's bottom by more than a step, under its moved
+    # footprint (centre and corners, 5 mm inside), blocks the move.
+    half = (state.half_xy() - 0.005).clamp(min=0.0)
+    corners = torch.tensor([[0, 0], [1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=xy.dtype)
+    probes = xy[..., None, :] + corners * half[..., None, :]
+    blocked = (geometry.height_at(probes) > state.bottom()[..., None] + cfg.step_height).any(-1) & active
+    # Other objects: a move that deepens an overlap of footprints (with vertical overlap) is blocked.
+    moved = state.replace(position=torch.cat([xy, state.position[..., 2:]], -1))
+    _, before = footprint_gaps(state, cfg.agent_radius)
+    _, after = footprint_gaps(moved, cfg.agent_radius)
+    z, hz = state.position[..., 2], state.extent.max(-1).values / 2  # vertical reach, orientation-free
+    stacked = (z[:, :, None] - z[:, None]).abs() < hz[:, :, None] + hz[:, None]
+    overlapping = (after <= 0) & (before > 0) & stacked
+    blocked |= overlapping.any(-1) & active
+    delta_xy = torch.where(blocked[..., None], torch.zeros_like(delta_xy), delta_xy)
+    xy = state.position[..., :2] + delta_xy
+    # Support: the static height under the centre; objects rest on it, or fall onto it.
+    support = geometry.height_at(xy) + state.rest_height
+    z, vz = state.position[..., 2], state.velocity[..., 2]
+    falling = (support < z - cfg.fall_gap) | (vz < 0)
+    fall_z = torch.maximum(z + (vz - GRAVITY * dt) * dt, support)
+    landed = fall_z <= support
+    new_z = torch.where(falling, fall_z, torch.where(active, support, z))
+    new_vz = torch.where(falling & ~landed, vz - GRAVITY * dt, torch.zeros_like(vz))
+    new_z = torch.where(state.valid, new_z, z)
+    position = torch.cat([xy, new_z[..., None]], -1)
+    quat = quat_multiply(_yaw_quat(delta_yaw), state.quat)
+    velocity = torch.cat([delta_xy / dt, new_vz[..., None]], -1)
+    return state.replace(position=position, quat=quat / torch.linalg.norm(quat, dim=-1, keepdim=True),
+                         velocity=velocity, yaw_rate=delta_yaw / dt)
+
+
+def _advance_agent(state: WorldState, action: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
+    agent = state.agent + torch.nn.functional.pad(action, (0, 1)) * dt
+    return agent, state.time + dt
+
+
+def _check_action(state: WorldState, action: torch.Tensor) -> None:
+    if action.shape != (state.batch, 2):
+        raise ShapeError(f"action: expected [B={state.batch}, 2] planar velocities, got {list(action.shape)}")
+
+
+# ------------------------------------------------------------------------ models
+class DynamicsModel(nn.Module):
+    """Base: ``propose`` increments, then the shared constraints. Subclasses set ``name``."""
+
+    name = "base"
+
+    def __init__(self, config: DynamicsConfig | None = None):
+        super().__init__()
+        self.config = config or DynamicsConfig()
+
+    def propose(self, state: WorldState, action: torch.Tensor):
+        """``(delta_xy [B, N, 2], delta_yaw [B, N], active [B, N])`` for one step."""
+        raise NotImplementedError
+
+    def forward(self, state: WorldState, action: torch.Tensor):
+        """The unconstrained proposal (what training fits; DDP needs it as ``forward``)."""
+        return self.propose(state, action)
+
+    def step(self, state: WorldState, action: torch.Tensor) -> WorldState:
+        """One step of ``config.dt`` under planar agent velocities ``action [B, 2]`` (m/s)."""
+        _check_action(state, action)
+        delta_xy, delta_yaw, active = self(state, action.to(state.position.dtype))
+        nxt = apply_constraints(state, delta_xy, delta_yaw, active, self.config)
+        agent, time = _advance_agent(state, action.to(state.agent.dtype), self.config.dt)
+        return nxt.replace(agent=agent, time=time)
+
+
+class StaticModel(DynamicsModel):
+    """Nothing moves (unsupported objects still fall)."""
+
+    name = "static"
+
+    def propose(self, state, action):
+        zeros = torch.zeros_like(state.position[..., 0])
+        return torch.zeros_like(state.position[..., :2]), zeros, zeros.bool()
+
+
+class ConstantVelocityModel(DynamicsModel):
+    """Every object keeps its current planar and yaw velocity."""
+
+    name = "constant_velocity"
+
+    def propose(self, state, action):
+        dt = self.config.dt
+        return state.velocity[..., :2] * dt, state.yaw_rate * dt, state.valid.clone()
+
+
+def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                         nn.Linear(hidden, outputs))
+
+
+class InteractionModel(DynamicsModel):
+    """A one-round graph network over objects and the agent with hard contact gating.
+
+    Edges: agent -> object (relative position, footprint gap, commanded velocity, the object's
+    half sizes and velocity) and object j -> object i (relative position, gap, both velocities
+    and half sizes), each through an MLP; an edge only counts when its gap is under
+    ``contact_margin`` plus how far the pusher moves in the step. Node: the summed messages,
+    the object's velocity and geometry probes (:func:`geometry_probes`) through an MLP to an
+    x-y increment and a yaw increment. An object with no live edge (the agent still or away, no
+    moving neighbour touching it) is inactive: exactly zero increment, so untouched objects
+    never drift, however long the rollout.
+    Lengths are fed in centimetres, velocities in cm per step.
+    """
+
+    name = "learned"
+    AGENT_FEATURES, PAIR_FEATURES, NODE_EXTRA = 9, 11, 8
+
+    def __init__(self, config: DynamicsConfig | None = None):
+        super().__init__(config)
+        h = self.config.hidden
+        self.agent_edge = _mlp(self.AGENT_FEATURES, h, h)
+        self.pair_edge = _mlp(self.PAIR_FEATURES, h, h)
+        self.node = _mlp(h + self.NODE_EXTRA, h, 3)
+
+    def propose(self, state, action):
+        cfg = self.config
+        cm, per_step = 100.0, 100.0 * cfg.dt  # metres -> cm; m/s -> cm per step
+        half = state.half_xy() * cm
+        vel = state.velocity[..., :2] * per_step
+        agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
+        reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
+        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin)  # a still agent pushes nothing
+        speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
+        moving = speed > cfg.moving_speed
+        # a neighbour j touches i only while j moves or is being pushed itself
+        pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & (moving[:, None, :] | agent_live[:, None, :])
+        rel = (state.agent[:, None, :2] - state.position[..., :2]) * cm
+        act = (action * per_step)[:, None].expand_as(rel)
+        dtype = self.node[0].weight.dtype  # features in the weights' precision, results in the state's
+        agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, act, half, vel], -1)
+        message = self.agent_edge(agent_in.to(dtype)) * agent_live[..., None]
+        n = state.n_objects
+        if n > 1:
+            pair_rel = (state.position[:, None, :, :2] - state.position[:, :, None, :2]) * cm  # [B, i, j]
+            pair_in = torch.cat([pair_rel, pair_gap[..., None].clamp(max=0.2) * cm,
+                                 vel[:, None].expand(-1, n, -1, -1), vel[:, :, None].expand(-1, -1, n, -1),
+                                 half[:, :, None].expand(-1, -1, n, -1), half[:, None].expand(-1, n, -1, -1)], -1)
+            message = message + (self.pair_edge(pair_in.to(dtype)) * pair_live[..., None]).sum(2)
+        extra = torch.cat([vel, (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state) * cm], -1)
+        out = self.node(torch.cat([message, extra.to(dtype)], -1)).to(state.position.dtype)
+        active = agent_live | pair_live.any(-1)
+        return out[..., :2] / cm, out[..., 2] * 0.1, active
+
+
+MODELS = {m.name: m for m in (StaticModel, ConstantVelocityModel, InteractionModel)}
+
+
+def make_model(name: str, config: DynamicsConfig | None = None) -> DynamicsModel:
+    if name not in MODELS:
+        raise ConfigError(f"unknown dynamics model {name!r}; valid: {list(MODELS)}")
+    return MODELS[name](config)
+
+
+@torch.no_grad()
+def rollout(model: DynamicsModel, state: WorldState, actions: torch.Tensor) -> Trajectory:
+    """Roll ``B`` action sequences ``actions [B, H, 2]`` out from ``state`` (batch B, or 1:
+    repeated). Returns the ``H`` states after each step as a :class:`Trajectory`."""
+    if actions.dim() != 3 or actions.shape[-1] != 2:
+        raise ShapeError(f"actions: expected [B, H, 2], got {list(actions.shape)}")
+    if state.batch == 1 and actions.shape[0] != 1:
+        state = state.repeat(actions.shape[0])
+    states = []
+    for h in range(actions.shape[1]):
+        state = model.step(state, actions[:, h])
+        states.append(state)
+    return Trajectory.stack(states)
+
+
+def config_dict(config: DynamicsConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,163 @@
+"""The dynamics' world state: batched, immutable, plus a static-geometry handle.
+
+Conventions: world z-up metres, quaternions wxyz, ``B`` rollouts (batch), ``N`` object slots
+(padded; ``valid`` marks the real ones). An object's ``position`` is the centre of its box,
+``extent`` the box's full size in the object's frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from splatworld.errors import ShapeError, check_shape
+from splatworld.scene.transforms import quat_to_rotmat
+
+
+@dataclass(frozen=True)
+class Heightmap:
+    """Height of the highest static surface over an x-y grid: the scaffold's support surfaces
+    (table top, floor) and obstacles (walls, boxes) as one 2.5D map.
+
+    Attributes:
+        origin: ``[2]`` x-y of the corner of cell (0, 0).
+        cell: cell edge (m).
+        heights: ``[H, W]`` (row = y, column = x) highest static point per cell; cells never
+            seen hold ``floor``.
+        floor: height outside the map and where nothing was seen.
+    """
+
+    origin: torch.Tensor
+    cell: float
+    heights: torch.Tensor
+    floor: float = 0.0
+
+    def height_at(self, xy: torch.Tensor) -> torch.Tensor:
+        """Heights ``[...]`` at points ``xy [..., 2]`` (nearest cell; ``floor`` outside the map)."""
+        ij = torch.floor((xy - self.origin.to(xy)) / self.cell).long()
+        h, w = self.heights.shape
+        inside = (ij[..., 0] >= 0) & (ij[..., 0] < w) & (ij[..., 1] >= 0) & (ij[..., 1] < h)
+        flat = (ij[..., 1].clamp(0, h - 1) * w + ij[..., 0].clamp(0, w - 1))
+        heights = self.heights.to(xy.dtype).reshape(-1)[flat]
+        return torch.where(inside, heights, torch.full_like(heights, self.floor))
+
+    @classmethod
+    def from_points(cls, points: np.ndarray, cell: float = 0.02, floor: float | None = None,
+                    fill: tuple[np.ndarray, np.ndarray] | None = None) -> Heightmap:
+        """The highest of ``points [M, 3]`` per cell. ``fill``: ``(plane [4], region [4])`` a support
+        plane ``a x + b y + c z + d = 0`` and its x0, y0, x1, y1 region, for cells never seen there
+        (under objects, say)."""
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 3 or not len(points):
+            raise ShapeError(f"Heightmap.from_points: points must be [M, 3] with M > 0, got {points.shape}")
+        floor = float(np.percentile(points[:, 2], 1)) if floor is None else floor
+        lo = points[:, :2].min(axis=0) - cell
+        shape = np.ceil((points[:, :2].max(axis=0) + cell - lo) / cell).astype(int)  # x, y
+        ij = np.floor((points[:, :2] - lo) / cell).astype(int)
+        heights = np.full((shape[1], shape[0]), -np.inf)
+        np.maximum.at(heights, (ij[:, 1], ij[:, 0]), points[:, 2])
+        if fill is not None:
+            (a, b, c, d), (x0, y0, x1, y1) = fill
+            ys, xs = np.nonzero(~np.isfinite(heights))
+            cx, cy = lo[0] + (xs + 0.5) * cell, lo[1] + (ys + 0.5) * cell
+            on = (cx >= x0) & (cx <= x1) & (cy >= y0) & (cy <= y1)
+            heights[ys[on], xs[on]] = -(a * cx[on] + b * cy[on] + d) / c
+        heights[~np.isfinite(heights)] = floor
+        return cls(torch.tensor(lo), float(cell), torch.tensor(heights), floor)
+
+    @classmethod
+    def from_memory(cls, memory, cell: float = 0.02) -> Heightmap:
+        """The static scaffold of a :class:`~splatworld.memory.SceneMemory`, its support plane
+        completing table patches it never saw."""
+        if not len(memory.static):
+            raise ShapeError("Heightmap.from_memory: the memory has no static scaffold yet")
+        fill = None if memory.support_plane is None else (memory.support_plane, memory.support_region)
+        return cls.from_points(memory.static.points, cell, fill=fill)
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """Objects and agent of ``B`` rollouts at one time. Functions return new states, never mutate.
+
+    Attributes:
+        position: ``[B, N, 3]`` box centres.
+        quat: ``[B, N, 4]`` orientation, wxyz.
+        velocity: ``[B, N, 3]`` m/s.
+        yaw_rate: ``[B, N]`` rad/s about world z.
+        extent: ``[B, N, 3]`` box size in the object frame.
+        rest_height: ``[B, N]`` height of the centre above the support surface when resting
+            (measured from the observation, so an over-sized model does not lift or sink it).
+        valid: ``[B, N]`` bool, real objects.
+        agent: ``[B, 3]`` agent (pusher) position.
+        time: ``[B]`` seconds.
+        geometry: the static scaffold, shared by the batch.
+    """
+
+    position: torch.Tensor
+    quat: torch.Tensor
+    velocity: torch.Tensor
+    yaw_rate: torch.Tensor
+    extent: torch.Tensor
+    rest_height: torch.Tensor
+    valid: torch.Tensor
+    agent: torch.Tensor
+    time: torch.Tensor
+    geometry: Heightmap
+
+    TENSORS = ("position", "quat", "velocity", "yaw_rate", "extent", "rest_height", "valid", "agent", "time")
+
+    def __post_init__(self) -> None:
+        b, n = self.position.shape[:2] if self.position.dim() == 3 else (-1, -1)
+        for name, shape in (("position", (b, n, 3)), ("quat", (b, n, 4)), ("velocity", (b, n, 3)),
+                            ("yaw_rate", (b, n)), ("extent", (b, n, 3)), ("rest_height", (b, n)),
+                            ("valid", (b, n)), ("agent", (b, 3)), ("time", (b,))):
+            check_shape(f"WorldState.{name}", getattr(self, name), tuple(None if s < 0 else s for s in shape))
+
+    @property
+    def batch(self) -> int:
+        return self.position.shape[0]
+
+    @property
+    def n_objects(self) -> int:
+        return self.position.shape[1]
+
+    def replace(self, **changes) -> WorldState:
+        return dataclasses.replace(self, **changes)
+
+    def repeat(self, batch: int) -> WorldState:
+        """A batch-1 state copied ``batch`` times (for B candidate action sequences)."""
+        if self.batch != 1:
+            raise ShapeError(f"WorldState.repeat: needs a batch of 1, got {self.batch}")
+        return self.replace(**{k: getattr(self, k).expand(batch, *getattr(self, k).shape[1:]).clone()
+                               for k in self.TENSORS})
+
+    def half_xy(self) -> torch.Tensor:
+        """``[B, N, 2]`` half sizes of each box's world-axis-aligned x-y footprint."""
+        rot = quat_to_rotmat(self.quat)
+        return (rot.abs() @ (self.extent / 2).unsqueeze(-1)).squeeze(-1)[..., :2]
+
+    def bottom(self) -> torch.Tensor:
+        """``[B, N]`` height of each object's resting contact (centre minus rest height)."""
+        return self.position[..., 2] - self.rest_height
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """What changes over a rollout, stacked over ``H`` steps: ``position [B, H, N, 3]``,
+    ``quat [B, H, N, 4]``, ``velocity [B, H, N, 3]``, ``yaw_rate [B, H, N]``, ``agent [B, H, 3]``,
+    ``time [B, H]``. The constant parts (extents, validity, geometry) stay in the start state."""
+
+    position: torch.Tensor
+    quat: torch.Tensor
+    velocity: torch.Tensor
+    yaw_rate: torch.Tensor
+    agent: torch.Tensor
+    time: torch.Tensor
+
+    @classmethod
+    def stack(cls, states: list[WorldState]) -> Trajectory:
+        return cls(**{f.name: torch.stack([getattr(s, f.name) for s in states], dim=1)
+                      for f in dataclasses.fields(cls)})

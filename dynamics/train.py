@@ -1,0 +1,190 @@
+"""Train the learned dynamics on the memory's own tracks of generated episodes.
+
+    splatworld train-dynamics out=DIR [steps=...]                  # one process
+    torchrun --nproc_per_node=2 -m splatworld.dynamics.train out=DIR  # DDP (gloo on CPU, NCCL on GPU)
+
+Rank 0 builds the dataset (generate -> observe -> tracks) and caches it in ``out/dataset.pt``;
+every rank draws its own batches; DDP averages the gradients; rank 0 writes ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from splatworld.config import load_config
+from splatworld.dynamics.data import Sequence, sequence_from_memory, transition_batch
+from splatworld.dynamics.models import DynamicsConfig, InteractionModel
+from splatworld.dynamics.state import Heightmap
+from splatworld.errors import SplatworldError
+
+CHECKPOINT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).with_name("checkpoints") / "default.pt"
+
+
+def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, progress: bool = True):
+    """Generate (unless already there) and observe one episode. Returns its tracks as a
+    :class:`Sequence`, the memory's ``tracks.json`` content and the episode."""
+    from splatworld.memory import SceneMemory
+    from splatworld.scene.episode import Episode
+    from splatworld.sim.generate import generate_episode
+
+    path = folder / f"{scenario}_seed{seed}"
+    if not (path / "transforms.json").exists():
+        generate_episode(load_config("generate", [f"scenario={scenario}", f"seconds={seconds}", f"seed={seed}",
+                                                  f"out={path}", f"progress={str(progress).lower()}"]))
+    episode = Episode(path)
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in tqdm(range(len(episode)), desc=f"observe {path.name}", unit="frame", disable=not progress):
+        memory.observe(episode[i])
+    return sequence_from_memory(memory, episode), memory.tracks_json(), episode
+
+
+def _sequence_state(seq: Sequence) -> dict:
+    out = {f.name: getattr(seq, f.name) for f in dataclasses.fields(seq) if f.name != "geometry"}
+    g = seq.geometry
+    out["geometry"] = {"origin": g.origin, "cell": g.cell, "heights": g.heights, "floor": g.floor}
+    return out
+
+
+def _sequence_from_state(state: dict) -> Sequence:
+    return Sequence(**{**state, "geometry": Heightmap(**state["geometry"])})
+
+
+def build_dataset(cfg: DictConfig, progress: bool) -> dict[str, list[Sequence]]:
+    """Train and validation sequences, cached in ``out/dataset.pt`` (keyed by the data settings)."""
+    out = Path(cfg.out)
+    key = {"scenario": cfg.scenario, "seconds": cfg.seconds, "train": list(cfg.train_seeds),
+           "val": list(cfg.val_seeds)}
+    cache = out / "dataset.pt"
+    if cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        if saved.get("key") == key:
+            return {split: [_sequence_from_state(s) for s in saved[split]] for split in ("train", "val")}
+    data = {split: [observed_sequence(cfg.scenario, cfg.seconds, s, out / "episodes", progress)[0]
+                    for s in cfg[f"{split}_seeds"]] for split in ("train", "val")}
+    tmp = cache.with_name("dataset.pt.tmp")
+    torch.save({"key": key, **{k: [_sequence_state(s) for s in v] for k, v in data.items()}}, tmp)
+    os.replace(tmp, cache)
+    return data
+
+
+def transition_loss(model, seq: Sequence, frames: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Mean squared error of proposed increments (cm, and 0.1 rad for yaw) over objects that
+    were seen and that the model simulates; and how many such objects there were."""
+    state, action, delta_xy, delta_yaw, mask = transition_batch(seq, frames)
+    pred_xy, pred_yaw, active = model(state, action)
+    use = (mask & active).float()
+    err = ((pred_xy - delta_xy) * 100).pow(2).sum(-1) + ((pred_yaw - delta_yaw) * 10).pow(2)
+    count = int(use.sum())
+    return (err * use).sum() / max(count, 1), count
+
+
+def _frames(seq: Sequence) -> torch.Tensor:
+    return torch.arange(1, len(seq) - 1)
+
+
+def evaluate_loss(model, sequences: list[Sequence]) -> float:
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for seq in sequences:
+            loss, n = transition_loss(model, seq, _frames(seq))
+            total, count = total + float(loss) * n, count + n
+    return total / max(count, 1)
+
+
+def train(cfg: DictConfig) -> Path:
+    """Fit the learned model as configured; return the checkpoint path (rank 0's)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = bool(cfg.progress) and rank == 0
+    if rank == 0:
+        data = build_dataset(cfg, progress)
+    if world > 1:
+        dist.barrier()
+        if rank != 0:
+            data = build_dataset(cfg, False)  # the cache rank 0 just wrote
+    if not data["train"]:
+        raise SplatworldError("train-dynamics: no training episodes (train_seeds is empty)")
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden)))
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
+    rng = np.random.default_rng([cfg.seed, rank])  # each rank its own batches
+    sizes = np.array([len(s) - 2 for s in data["train"]], dtype=float)
+    log, start = [], time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
+    for step in bar:
+        seq = data["train"][rng.choice(len(sizes), p=sizes / sizes.sum())]
+        frames = torch.from_numpy(rng.integers(1, len(seq) - 1, cfg.batch))
+        loss, _ = transition_loss(trained, seq, frames)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 100 == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": float(loss.detach())})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+    metrics = {"train_loss": evaluate_loss(model, data["train"]), "val_loss": evaluate_loss(model, data["val"]),
+               "seconds": time.perf_counter() - start, "processes": world}
+    path = out / "checkpoint.pt"
+    if world > 1:
+        # every rank reports a fingerprint of its weights: DDP keeps them identical
+        digest = float(sum(p.double().sum() for p in model.parameters()))
+        (out / f"weights_rank{rank}.txt").write_text(f"{digest:.12e}\n")
+    if rank == 0:
+        save_checkpoint(model, path, {"train": OmegaConf.to_container(cfg), "metrics": metrics, "log": log})
+        print(f"train-dynamics: train loss {metrics['train_loss']:.4f}, val loss {metrics['val_loss']:.4f} "
+              f"(cm^2 per simulated object-step), {metrics['seconds']:.0f} s -> {path}")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return path
+
+
+def save_checkpoint(model: InteractionModel, path: Path, extra: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": CHECKPOINT_VERSION, "config": dataclasses.asdict(model.config),
+                "state_dict": model.state_dict(), **extra}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike | None = None) -> InteractionModel:
+    """The learned model from ``path`` (default: the checkpoint shipped with the package)."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as exc:
+        raise SplatworldError(f"{path}: not a dynamics checkpoint ({exc})") from exc
+    if not isinstance(saved, dict) or saved.get("format_version") != CHECKPOINT_VERSION:
+        raise SplatworldError(f"{path}: dynamics checkpoint version {saved.get('format_version')!r}, "
+                              f"this code reads {CHECKPOINT_VERSION}")
+    model = InteractionModel(DynamicsConfig(**saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m splatworld.dynamics.train key=value ...`` (torchrun)."""
+    train(load_config("train_dynamics", list(sys.argv[1:] if argv is None else argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Dynamics: geometry constraints, baselines, the learned model's gating, training (also DDP)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from splatworld.dynamics.data import sequence_from_poses, state_at
+from splatworld.dynamics.evaluate import horizon_errors
+from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
+                                        make_model, rollout)
+from splatworld.dynamics.state import Heightmap, WorldState
+from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
+from splatworld.errors import ConfigError, ShapeError, SplatworldError
+
+TABLE = 0.6  # table top height of the hand-made scaffold
+
+
+def _scaffold(wall=False) -> Heightmap:
+    """Floor at 0 over [-1, 1]^2; a table top (x, y in [-0.5, 0.5]) at TABLE; optionally a
+    10 cm wall on the table at x in [0.3, 0.34]."""
+    cell = 0.02
+    xs = np.arange(-1, 1, cell) + cell / 2
+    gx, gy = np.meshgrid(xs, xs)
+    heights = np.where((np.abs(gx) < 0.5) & (np.abs(gy) < 0.5), TABLE, 0.0)
+    if wall:
+        heights = np.where((gx > 0.3) & (gx < 0.34) & (np.abs(gy) < 0.5), TABLE + 0.1, heights)
+    return Heightmap(torch.tensor([-1.0, -1.0], dtype=torch.float64), cell, torch.tensor(heights), 0.0)
+
+
+def _state(positions, agent=(0.9, 0.9, TABLE + 0.05), size=0.05, geometry=None, velocity=None) -> WorldState:
+    pos = torch.tensor(positions, dtype=torch.float64)[None]
+    n = pos.shape[1]
+    geometry = geometry or _scaffold()
+    vel = torch.zeros(1, n, 3, dtype=torch.float64) if velocity is None else torch.tensor(velocity)[None].double()
+    quat = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).expand(1, n, 4).clone()
+    rest = pos[..., 2] - geometry.height_at(pos[..., :2])
+    return WorldState(pos, quat, vel, torch.zeros(1, n, dtype=torch.float64),
+                      torch.full((1, n, 3), size, dtype=torch.float64), rest, torch.ones(1, n, dtype=torch.bool),
+                      torch.tensor([agent], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), geometry)
+
+
+def test_heightmap_from_points_hand_made():
+    pts = np.array([[0.01, 0.01, 0.5], [0.015, 0.012, 0.7], [0.05, 0.01, 0.2], [0.09, 0.09, 0.0]])
+    hm = Heightmap.from_points(pts, cell=0.02, floor=-1.0)
+    h = hm.height_at(torch.tensor([[0.012, 0.011], [0.051, 0.012], [5.0, 5.0], [0.03, 0.09]]))
+    np.testing.assert_allclose(h.numpy(), [0.7, 0.2, -1.0, -1.0])  # max per cell; floor outside / unseen
+    filled = Heightmap.from_points(pts, cell=0.02, floor=-1.0, fill=(np.array([0, 0, 1.0, -0.3]), np.array([0, 0, 1, 1])))
+    assert filled.height_at(torch.tensor([0.03, 0.09])).item() == pytest.approx(0.3)  # the plane z = 0.3
+    with pytest.raises(ShapeError):
+        Heightmap.from_points(np.zeros((0, 3)))
+
+
+def test_footprint_gaps_hand_computed():
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.1, 0.0, TABLE + 0.025]], agent=(-0.1, 0.03, 0.65))
+    agent_gap, pair_gap = footprint_gaps(state, agent_radius=0.025)
+    # agent at x=-0.1 vs box [-0.025, 0.025] (y=0.03 is beyond the 0.025 half too)
+    assert agent_gap[0, 0].item() == pytest.approx(np.hypot(0.075, 0.005) - 0.025)
+    assert pair_gap[0, 0, 1].item() == pytest.approx(0.05)  # 0.1 apart minus two halves
+    assert pair_gap[0, 0, 0].item() == float("inf")
+
+
+def test_untouched_objects_never_move_for_minutes():
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.2, 0.1, TABLE + 0.03]])
+    torch.manual_seed(0)
+    for name in ("static", "constant_velocity", "learned"):  # learned: random weights, gating alone
+        traj = rollout(make_model(name), state, torch.zeros(1, 3000, 2, dtype=torch.float64))  # 5 minutes
+        assert torch.equal(traj.position[0, -1], state.position[0]), name
+        assert traj.agent.shape == (1, 3000, 3) and traj.position.shape == (1, 3000, 2, 3)
+
+
+def test_constant_velocity_moves_and_wall_blocks():
+    geometry = _scaffold(wall=True)
+    state = _state([[0.0, 0.0, TABLE + 0.025]], geometry=geometry, velocity=[[0.1, 0.0, 0.0]])
+    model = make_model("constant_velocity")
+    nxt = model.step(state, torch.zeros(1, 2, dtype=torch.float64))
+    assert nxt.position[0, 0, 0].item() == pytest.approx(0.01)  # v dt
+    traj = rollout(model, state, torch.zeros(1, 60, 2, dtype=torch.float64))
+    x = traj.position[0, :, 0, 0]
+    # the box's front (x + 0.025 - 5 mm inset) stops before the wall cell starting at x = 0.30
+    assert x.max().item() < 0.30 - 0.02 + 1e-9 and x[-1].item() > 0.25
+    assert (traj.position[0, :, 0, 2] == TABLE + 0.025).all()  # rests on the table all along
+
+
+def test_pushed_off_the_edge_falls_to_the_floor():
+    state = _state([[0.49, 0.0, TABLE + 0.025]])
+    nxt = apply_constraints(state, torch.tensor([[[0.03, 0.0]]], dtype=torch.float64), torch.zeros(1, 1),
+                            torch.ones(1, 1, dtype=torch.bool), DynamicsConfig())
+    model = make_model("static")
+    traj = rollout(model, nxt, torch.zeros(1, 20, 2, dtype=torch.float64))
+    z = traj.position[0, :, 0, 2]
+    assert (z[1:] <= z[:-1]).all() and z[-1].item() == pytest.approx(0.025)  # on the floor, not in it
+    assert traj.velocity[0, -1, 0, 2].item() == 0.0
+
+
+def test_objects_do_not_push_into_each_other():
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.06, 0.0, TABLE + 0.025]])
+    nxt = apply_constraints(state, torch.tensor([[[0.02, 0.0], [0.0, 0.0]]], dtype=torch.float64),
+                            torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), DynamicsConfig())
+    assert torch.equal(nxt.position, state.position)  # 2 cm would overlap the 1 cm gap: blocked
+    ok = apply_constraints(state, torch.tensor([[[-0.02, 0.0], [0.0, 0.0]]], dtype=torch.float64),
+                           torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), DynamicsConfig())
+    assert ok.position[0, 0, 0].item() == pytest.approx(-0.02)
+
+
+def test_bad_inputs_are_named():
+    state = _state([[0.0, 0.0, TABLE + 0.025]])
+    with pytest.raises(ShapeError, match="action"):
+        make_model("static").step(state, torch.zeros(1, 3))
+    with pytest.raises(ShapeError, match=r"\[B, H, 2\]"):
+        rollout(make_model("static"), state, torch.zeros(4, 2))
+    with pytest.raises(ConfigError, match="valid"):
+        make_model("physics")
+    with pytest.raises(ShapeError, match="WorldState.agent"):
+        state.replace(agent=torch.zeros(2, 3))
+
+
+def _push_sequence(direction=(1.0, 0.0), frames=80, speed=0.1, seed=0) -> object:
+    """A hand-made pushing world: the agent drives through a 5 cm box on a table; once in contact
+    the box moves with it (box centre = agent + radius + half size along the push)."""
+    rng = np.random.default_rng(seed)
+    d = np.asarray(direction) / np.linalg.norm(direction)
+    dt, radius, half = 0.1, 0.025, 0.025
+    start = rng.uniform(-0.2, 0.2, 2)
+    standoff = 0.12 + rng.uniform(0, 0.05)
+    agent = np.array([start - d * standoff + d * speed * dt * k for k in range(frames)])
+    box = start + d * np.maximum((agent - start) @ d + radius + half, 0.0)[:, None]
+    poses = np.zeros((frames, 1, 7))
+    poses[:, 0, :2], poses[:, 0, 2], poses[:, 0, 3] = box, TABLE + half, 1.0
+    agent3 = np.concatenate([agent, np.full((frames, 1), TABLE + 0.05)], 1)
+    action = np.tile(d * speed, (frames, 1))
+    return sequence_from_poses(poses, np.full((1, 3), 2 * half), np.ones((frames, 1), bool), agent3, action, dt,
+                               _scaffold())
+
+
+def test_learned_model_fits_hand_made_pushing():
+    torch.manual_seed(0)
+    model = InteractionModel(DynamicsConfig(hidden=32))
+    sequences = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i)
+                 for i, a in enumerate(np.linspace(0, 2 * np.pi, 8, endpoint=False))]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    frames = torch.arange(1, 78)
+    before = sum(float(transition_loss(model, s, frames)[0].detach()) for s in sequences)
+    for step in range(300):
+        seq = sequences[step % len(sequences)]
+        loss, _ = transition_loss(model, seq, frames)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = sum(float(transition_loss(model, s, frames)[0].detach()) for s in sequences)
+    assert after < 0.05 * before
+    # rolled out for 2 s from before contact, the box ends where the hand-made world puts it
+    seq = _push_sequence(direction=(1.0, 1.0), seed=11)
+    traj = rollout(model, state_at(seq, 5), seq.action[5:25][None])
+    assert torch.linalg.norm(traj.position[0, -1, 0] - seq.position[25, 0]).item() < 0.01
+
+
+def test_horizon_errors_of_static_model_equal_true_motion():
+    seq = _push_sequence(seed=3)
+    gt = torch.cat([seq.position, seq.quat], -1)
+    err = horizon_errors(make_model("static"), seq, gt, {0: 0}, horizon=10, every=5)
+    np.testing.assert_allclose(err["position"], err["true_motion"], atol=1e-12)
+    assert err["true_motion"].max() > 0.05 and (err["rotation"] == 0).all()
+
+
+def _write_dataset(out, n=4):
+    from splatworld.config import load_config
+    from splatworld.dynamics.train import _sequence_state
+
+    cfg = load_config("train_dynamics", [f"out={out}", "train_seeds=[1, 2, 3]", "val_seeds=[4]", "progress=false"])
+    seqs = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i)
+            for i, a in enumerate(np.linspace(0, 2 * np.pi, n, endpoint=False))]
+    key = {"scenario": cfg.scenario, "seconds": cfg.seconds, "train": [1, 2, 3], "val": [4]}
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"key": key, "train": [_sequence_state(s) for s in seqs[:3]], "val": [_sequence_state(seqs[3])]},
+               out / "dataset.pt")
+    return cfg
+
+
+def test_train_writes_a_loadable_checkpoint(tmp_path):
+    cfg = _write_dataset(tmp_path)
+    assert len(build_dataset(cfg, progress=False)["train"]) == 3  # the cache is used
+    cfg.steps, cfg.batch = 150, 32
+    path = train(cfg)
+    model = load_checkpoint(path)
+    saved = torch.load(path, weights_only=False)
+    assert saved["metrics"]["train_loss"] < saved["log"][0]["loss"]
+    assert isinstance(model, InteractionModel) and not model.training
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    with pytest.raises(SplatworldError, match="bad.pt"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.slow
+def test_ddp_training_with_two_processes_keeps_ranks_in_sync(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    _write_dataset(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "splatworld.dynamics.train",
+                             f"out={tmp_path}", "train_seeds=[1,2,3]", "val_seeds=[4]", "steps=30", "batch=16",
+                             "progress=false"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fingerprints = [(tmp_path / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
+    assert fingerprints[0] == fingerprints[1]  # each rank drew its own batches: only DDP syncs them
+    assert load_checkpoint(tmp_path / "checkpoint.pt") is not None
