@@ -1,4 +1,14 @@
-"""Action-conditioned object dynamics trained on the memory's tracks.
+"""Action-conditioned object dynamics, learned from the memory's own tracks.
 
-Not built yet: see the project's issue on dynamics.
+``step(state, action) -> state`` over a batched, immutable :class:`WorldState`;
+``rollout(model, state, actions[B, H, 2])`` for B candidate action sequences at once.
+Models: ``static``, ``constant_velocity`` and ``learned`` (:class:`InteractionModel`), all
+followed by the same geometry constraints of the scaffold (:func:`apply_constraints`).
 """
+
+from splatworld.dynamics.models import (MODELS, ConstantVelocityModel, DynamicsConfig, DynamicsModel,
+                                        InteractionModel, StaticModel, apply_constraints, make_model, rollout)
+from splatworld.dynamics.state import Heightmap, Trajectory, WorldState
+
+__all__ = ["MODELS", "ConstantVelocityModel", "DynamicsConfig", "DynamicsModel", "Heightmap", "InteractionModel",
+           "StaticModel", "Trajectory", "WorldState", "apply_constraints", "make_model", "rollout"]

@@ -111,11 +111,19 @@ def state_at(seq: Sequence, frames) -> WorldState:
                       seq.geometry)
 
 
-def transition_batch(seq: Sequence, frames: torch.Tensor):
+def transition_batch(seq: Sequence, frames: torch.Tensor, noise: float = 0.0, generator=None):
     """Training targets for frames ``[B]``: ``(state, action [B, 2], delta_xy [B, N, 2],
-    delta_yaw [B, N], mask [B, N])``; the mask keeps objects seen at k-1, k and k+1."""
+    delta_yaw [B, N], mask [B, N])``; the mask keeps objects seen at k-1, k and k+1.
+
+    ``noise`` (m): objects are shifted in x-y by Gaussian noise of this std (velocities kept) and
+    the target is the step from the shifted place to the true next one, so the model learns to
+    correct the small errors a rollout makes instead of compounding them."""
     state = state_at(seq, frames)
     delta_xy = seq.position[frames + 1, :, :2] - seq.position[frames, :, :2]
+    if noise > 0:
+        shift = torch.randn(delta_xy.shape, generator=generator, dtype=delta_xy.dtype) * noise
+        state = state.replace(position=state.position + torch.nn.functional.pad(shift, (0, 1)))
+        delta_xy = delta_xy - shift
     delta_yaw = seq.yaw[frames + 1] - seq.yaw[frames]
     mask = seq.seen[frames - 1] & seq.seen[frames] & seq.seen[frames + 1] & seq.valid[frames + 1]
     return state, seq.action[frames], delta_xy, delta_yaw, mask

@@ -13,7 +13,7 @@ gating so that an object nothing touches gets exactly zero increment).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -256,7 +256,3 @@ def rollout(model: DynamicsModel, state: WorldState, actions: torch.Tensor) -> T
         state = model.step(state, actions[:, h])
         states.append(state)
     return Trajectory.stack(states)
-
-
-def config_dict(config: DynamicsConfig) -> dict:
-    return asdict(config)

@@ -78,10 +78,12 @@ def build_dataset(cfg: DictConfig, progress: bool) -> dict[str, list[Sequence]]:
     return data
 
 
-def transition_loss(model, seq: Sequence, frames: torch.Tensor) -> tuple[torch.Tensor, int]:
+def transition_loss(model, seq: Sequence, frames: torch.Tensor, noise: float = 0.0,
+                    generator=None) -> tuple[torch.Tensor, int]:
     """Mean squared error of proposed increments (cm, and 0.1 rad for yaw) over objects that
-    were seen and that the model simulates; and how many such objects there were."""
-    state, action, delta_xy, delta_yaw, mask = transition_batch(seq, frames)
+    were seen and that the model simulates; and how many such objects there were.
+    ``noise``: see :func:`~splatworld.dynamics.data.transition_batch`."""
+    state, action, delta_xy, delta_yaw, mask = transition_batch(seq, frames, noise, generator)
     pred_xy, pred_yaw, active = model(state, action)
     use = (mask & active).float()
     err = ((pred_xy - delta_xy) * 100).pow(2).sum(-1) + ((pred_yaw - delta_yaw) * 10).pow(2)
@@ -121,17 +123,19 @@ def train(cfg: DictConfig) -> Path:
         raise SplatworldError("train-dynamics: no training episodes (train_seeds is empty)")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden)))
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # a scene with one object never uses the object-object edge: let DDP skip those parameters
+    trained = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
     rng = np.random.default_rng([cfg.seed, rank])  # each rank its own batches
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
     sizes = np.array([len(s) - 2 for s in data["train"]], dtype=float)
     log, start = [], time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
     for step in bar:
         seq = data["train"][rng.choice(len(sizes), p=sizes / sizes.sum())]
         frames = torch.from_numpy(rng.integers(1, len(seq) - 1, cfg.batch))
-        loss, _ = transition_loss(trained, seq, frames)
+        loss, _ = transition_loss(trained, seq, frames, cfg.input_noise, generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

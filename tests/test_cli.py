@@ -51,7 +51,8 @@ def test_wheel_maps_folders_into_one_namespace(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"splatworld"}
     for needed in ("splatworld/configs/demo.yaml", "splatworld/scene/gaussians.py", "splatworld/render/api.py",
-                   "splatworld/memory/__init__.py", "splatworld/dynamics/__init__.py", "splatworld/cli.py"):
+                   "splatworld/memory/__init__.py", "splatworld/dynamics/__init__.py", "splatworld/cli.py",
+                   "splatworld/dynamics/checkpoints/default.pt", "splatworld/configs/train_dynamics.yaml"):
         assert needed in names
 
 
