@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from splatworld.dynamics.state import Heightmap, WorldState
+from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.errors import SplatworldError
 from splatworld.scene.transforms import pose_to_matrix, rotmat_to_quat
 
@@ -105,7 +105,7 @@ def state_at(seq: Sequence, frames) -> WorldState:
     valid = seq.valid[k] & seq.valid[k - 1]
     velocity = torch.where(valid[..., None], (pos - prev) / dt, torch.zeros_like(pos))
     yaw_rate = torch.where(valid, (seq.yaw[k] - seq.yaw[k - 1]) / dt, torch.zeros_like(seq.yaw[k]))
-    rest = pos[..., 2] - seq.geometry.height_at(pos[..., :2])
+    rest = pos[..., 2] - support_under(seq.geometry, pos[..., :2], footprint_half(seq.quat[k], seq.extent))
     return WorldState(pos, seq.quat[k], velocity, yaw_rate, seq.extent.expand(len(k), -1, -1).clone(), rest,
                       seq.valid[k], seq.agent[k], k.double() * dt,
                       seq.geometry)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from splatworld.dynamics.state import Trajectory, WorldState
+from splatworld.dynamics.state import Trajectory, WorldState, support_under
 from splatworld.errors import ConfigError, ShapeError
 from splatworld.scene.transforms import quat_multiply
 
@@ -102,8 +102,8 @@ def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torc
     blocked |= overlapping.any(-1) & active
     delta_xy = torch.where(blocked[..., None], torch.zeros_like(delta_xy), delta_xy)
     xy = state.position[..., :2] + delta_xy
-    # Support: the static height under the centre; objects rest on it, or fall onto it.
-    support = geometry.height_at(xy) + state.rest_height
+    # Support: objects rest on the surface under them, or fall onto it once it is gone.
+    support = support_under(geometry, xy, state.half_xy()) + state.rest_height
     z, vz = state.position[..., 2], state.velocity[..., 2]
     falling = (support < z - cfg.fall_gap) | (vz < 0)
     fall_z = torch.maximum(z + (vz - GRAVITY * dt) * dt, support)

@@ -78,6 +78,22 @@ class Heightmap:
         return cls.from_points(memory.static.points, cell, fill=fill)
 
 
+_INNER = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.5, -0.5], [-0.5, 0.5], [-0.5, -0.5]])
+
+
+def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
+    """``[..., 2]`` half sizes of the world-axis-aligned x-y footprint of boxes ``extent [..., 3]``
+    turned by ``quat [..., 4]`` (wxyz)."""
+    return (quat_to_rotmat(quat).abs() @ (extent / 2).unsqueeze(-1)).squeeze(-1)[..., :2]
+
+
+def support_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the highest static surface under the central half of each footprint (centre
+    ``xy [..., 2]``, half sizes ``half [..., 2]``): what an object there rests on. (A 2 cm
+    heightmap is coarse at table edges; an object falls once this central part is over the drop.)"""
+    return geometry.height_at(xy[..., None, :] + _INNER.to(xy) * half[..., None, :]).max(-1).values
+
+
 @dataclass(frozen=True)
 class WorldState:
     """Objects and agent of ``B`` rollouts at one time. Functions return new states, never mutate.
@@ -136,8 +152,7 @@ class WorldState:
 
     def half_xy(self) -> torch.Tensor:
         """``[B, N, 2]`` half sizes of each box's world-axis-aligned x-y footprint."""
-        rot = quat_to_rotmat(self.quat)
-        return (rot.abs() @ (self.extent / 2).unsqueeze(-1)).squeeze(-1)[..., :2]
+        return footprint_half(self.quat, self.extent)
 
     def bottom(self) -> torch.Tensor:
         """``[B, N]`` height of each object's resting contact (centre minus rest height)."""

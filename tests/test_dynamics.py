@@ -13,7 +13,7 @@ from splatworld.dynamics.data import sequence_from_poses, state_at
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
                                         make_model, rollout)
-from splatworld.dynamics.state import Heightmap, WorldState
+from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 
@@ -38,7 +38,7 @@ def _state(positions, agent=(0.9, 0.9, TABLE + 0.05), size=0.05, geometry=None, 
     geometry = geometry or _scaffold()
     vel = torch.zeros(1, n, 3, dtype=torch.float64) if velocity is None else torch.tensor(velocity)[None].double()
     quat = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).expand(1, n, 4).clone()
-    rest = pos[..., 2] - geometry.height_at(pos[..., :2])
+    rest = pos[..., 2] - support_under(geometry, pos[..., :2], footprint_half(quat, torch.full((1, n, 3), size, dtype=torch.float64)))
     return WorldState(pos, quat, vel, torch.zeros(1, n, dtype=torch.float64),
                       torch.full((1, n, 3), size, dtype=torch.float64), rest, torch.ones(1, n, dtype=torch.bool),
                       torch.tensor([agent], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), geometry)
@@ -89,7 +89,7 @@ def test_constant_velocity_moves_and_wall_blocks():
 
 def test_pushed_off_the_edge_falls_to_the_floor():
     state = _state([[0.49, 0.0, TABLE + 0.025]])
-    nxt = apply_constraints(state, torch.tensor([[[0.03, 0.0]]], dtype=torch.float64), torch.zeros(1, 1),
+    nxt = apply_constraints(state, torch.tensor([[[0.045, 0.0]]], dtype=torch.float64), torch.zeros(1, 1),
                             torch.ones(1, 1, dtype=torch.bool), DynamicsConfig())
     model = make_model("static")
     traj = rollout(model, nxt, torch.zeros(1, 20, 2, dtype=torch.float64))
