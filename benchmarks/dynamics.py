@@ -20,7 +20,7 @@ import torch
 
 from splatworld.dynamics.data import state_at
 from splatworld.dynamics.models import DynamicsConfig, make_model, rollout
-from splatworld.dynamics.state import support_under
+from splatworld.dynamics.state import obstacle_height, support_under
 from splatworld.dynamics.train import load_checkpoint, observed_sequence
 
 
@@ -46,9 +46,7 @@ def penetration_depths(state, position) -> torch.Tensor:
         half = half[:, None]
     bottom = position[..., 2] - state.rest_height.reshape(half.shape[:-1])
     support_depth = support_under(geometry, position[..., :2], half) - bottom
-    corners = torch.tensor([[1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=half.dtype)
-    probes = position[..., None, :2] + corners * (half - 0.005).clamp(min=0)[..., None, :]
-    wall_depth = geometry.height_at(probes).max(-1).values - bottom - STEP_HEIGHT
+    wall_depth = obstacle_height(geometry, position[..., :2], half) - bottom - STEP_HEIGHT
     return torch.maximum(support_depth, wall_depth)
 
 

@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 import numpy as np
 
-from splatworld.config import load_config
 from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
 from splatworld.render.api import render
+from splatworld.render.video import to_uint8
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode
-from splatworld.sim.generate import generate_episode
+from splatworld.sim.generate import generated_episode
 
 
 def main() -> None:
@@ -42,10 +42,7 @@ def main() -> None:
     rows, all_events, position_errors, rotation_errors = [], [], [], []
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
-        path = root / f"{name}_seed{args.seed}"
-        if not (path / "transforms.json").exists():
-            generate_episode(load_config("generate", [f"scenario={name}", f"seed={args.seed}", f"out={path}"]))
-        episode = Episode(path)
+        episode = Episode(generated_episode(root, name, args.seed))
         memory = SceneMemory(agent_label=episode.agent_label)
         c2w = np.stack([episode.info(i).transform_matrix for i in range(len(episode))])
         revisits = revisited_frames(c2w, min_gap=int(30 * episode.fps))[::10]  # a spread-out sample
@@ -55,9 +52,8 @@ def main() -> None:
         for i in tqdm(range(len(episode)), desc=name, unit="frame"):
             frame = episode[i]
             if i in revisit_at:  # what the memory shows before it sees this frame again
-                image = render(memory.gaussians_at(), frame.camera, backend="cpu").rgb.numpy()
+                image = to_uint8(render(memory.gaussians_at(), frame.camera, backend="cpu").rgb.numpy())
                 static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth)
-                image = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
                 psnrs.append(psnr(image, frame.rgb, static))
                 interior_psnrs.append(psnr(image, frame.rgb, static & ~depth_edges(frame.depth)))
             start = time.perf_counter()

@@ -8,7 +8,6 @@ a batch-1 :class:`WorldState`; :func:`transition_batch` gathers frames for train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,7 +126,3 @@ def transition_batch(seq: Sequence, frames: torch.Tensor, noise: float = 0.0, ge
     delta_yaw = seq.yaw[frames + 1] - seq.yaw[frames]
     mask = seq.seen[frames - 1] & seq.seen[frames] & seq.seen[frames + 1] & seq.valid[frames + 1]
     return state, seq.action[frames], delta_xy, delta_yaw, mask
-
-
-def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi

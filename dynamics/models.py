@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from splatworld.dynamics.state import Trajectory, WorldState, support_under
+from splatworld.dynamics.state import Trajectory, WorldState, obstacle_height, support_under
 from splatworld.errors import ConfigError, ShapeError
 from splatworld.scene.transforms import quat_multiply
 
@@ -45,29 +45,34 @@ def _yaw_quat(yaw: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.cos(yaw / 2), zeros, zeros, torch.sin(yaw / 2)], dim=-1)
 
 
+def _pair_gaps(xy: torch.Tensor, half: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[B, N, N]`` clearances between footprints (centres ``xy [B, N, 2]``, half sizes
+    ``half [B, N, 2]``); ``inf`` on the diagonal and for invalid slots."""
+    pair = xy[:, None] - xy[:, :, None]  # [B, i, j]: j - i
+    gap = torch.linalg.norm((pair.abs() - half[:, :, None] - half[:, None]).clamp(min=0), dim=-1)
+    invalid = ~(valid[:, :, None] & valid[:, None, :]) | torch.eye(xy.shape[1], dtype=torch.bool)
+    return gap.masked_fill(invalid, math.inf)
+
+
 def footprint_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Clearances of world-axis-aligned footprints: agent to object ``[B, N]`` and object to
     object ``[B, N, N]`` (``inf`` on the diagonal and for invalid slots)."""
     half = state.half_xy()
     rel = state.agent[:, None, :2] - state.position[..., :2]
     agent_gap = torch.linalg.norm((rel.abs() - half).clamp(min=0), dim=-1) - agent_radius
-    pair = state.position[:, None, :, :2] - state.position[:, :, None, :2]  # [B, i, j]: j - i
-    pair_gap = torch.linalg.norm((pair.abs() - half[:, :, None] - half[:, None]).clamp(min=0), dim=-1)
-    n = state.n_objects
-    invalid = ~(state.valid[:, :, None] & state.valid[:, None, :]) | torch.eye(n, dtype=torch.bool)
     agent_gap = torch.where(state.valid, agent_gap, torch.full_like(agent_gap, math.inf))
-    return agent_gap, pair_gap.masked_fill(invalid, math.inf)
+    return agent_gap, _pair_gaps(state.position[..., :2], half, state.valid)
+
+
+_SIDES = torch.tensor([[0.0, 0.0], [1, 0], [-1, 0], [0, 1], [0, -1]])  # centre, +x, -x, +y, -y
 
 
 def geometry_probes(state: WorldState) -> torch.Tensor:
     """``[B, N, 5]`` static height minus the object's bottom at its centre and just beyond its
     footprint on each side (+x, -x, +y, -y), clipped to +-0.1 m: support and nearby walls."""
-    half = state.half_xy() + 0.02
-    zero = torch.zeros_like(half[..., 0])
-    offsets = torch.stack([torch.stack([zero, zero], -1), torch.stack([half[..., 0], zero], -1),
-                           torch.stack([-half[..., 0], zero], -1), torch.stack([zero, half[..., 1]], -1),
-                           torch.stack([zero, -half[..., 1]], -1)], dim=-2)
-    heights = state.geometry.height_at(state.position[..., None, :2] + offsets)
+    xy = state.position[..., :2]
+    offsets = _SIDES.to(xy) * (state.half_xy() + 0.02)[..., None, :]
+    heights = state.geometry.height_at(xy[..., None, :] + offsets)
     return (heights - state.bottom()[..., None]).clamp(-0.1, 0.1)
 
 
@@ -86,16 +91,14 @@ def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torc
     delta_xy = torch.where(active[..., None], delta_xy, torch.zeros_like(delta_xy))
     delta_yaw = torch.where(active, delta_yaw, torch.zeros_like(delta_yaw))
     xy = state.position[..., :2] + delta_xy
-    # Walls: a static surface above the object's bottom by more than a step, under its moved
-    # footprint (centre and corners, 5 mm inside), blocks the move.
-    half = (state.half_xy() - 0.005).clamp(min=0.0)
-    corners = torch.tensor([[0, 0], [1, 1], [1, -1], [-1, 1], [-1, -1]], dtype=xy.dtype)
-    probes = xy[..., None, :] + corners * half[..., None, :]
-    blocked = (geometry.height_at(probes) > state.bottom()[..., None] + cfg.step_height).any(-1) & active
+    half = state.half_xy()
+    bottom = state.bottom()
+    # Walls: a static surface under the moved footprint higher than the object's bottom by more
+    # than a step blocks the move.
+    blocked = (obstacle_height(geometry, xy, half) > bottom + cfg.step_height) & active
     # Other objects: a move that deepens an overlap of footprints (with vertical overlap) is blocked.
-    moved = state.replace(position=torch.cat([xy, state.position[..., 2:]], -1))
-    _, before = footprint_gaps(state, cfg.agent_radius)
-    _, after = footprint_gaps(moved, cfg.agent_radius)
+    before = _pair_gaps(state.position[..., :2], half, state.valid)
+    after = _pair_gaps(xy, half, state.valid)
     z, hz = state.position[..., 2], state.extent.max(-1).values / 2  # vertical reach, orientation-free
     stacked = (z[:, :, None] - z[:, None]).abs() < hz[:, :, None] + hz[:, None]
     overlapping = (after <= 0) & (before > 0) & stacked
@@ -103,7 +106,7 @@ def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torc
     delta_xy = torch.where(blocked[..., None], torch.zeros_like(delta_xy), delta_xy)
     xy = state.position[..., :2] + delta_xy
     # Support: objects rest on the surface under them, or fall onto it once it is gone.
-    support = support_under(geometry, xy, state.half_xy()) + state.rest_height
+    support = support_under(geometry, xy, half) + state.rest_height
     z, vz = state.position[..., 2], state.velocity[..., 2]
     falling = (support < z - cfg.fall_gap) | (vz < 0)
     fall_z = torch.maximum(z + (vz - GRAVITY * dt) * dt, support)

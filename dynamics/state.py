@@ -78,7 +78,7 @@ class Heightmap:
         return cls.from_points(memory.static.points, cell, fill=fill)
 
 
-_INNER = torch.tensor([[0.0, 0.0], [0.5, 0.5], [0.5, -0.5], [-0.5, 0.5], [-0.5, -0.5]])
+_FOOTPRINT = torch.tensor([[0.0, 0.0], [1, 1], [1, -1], [-1, 1], [-1, -1]])  # centre and corners, in half sizes
 
 
 def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
@@ -87,11 +87,23 @@ def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
     return (quat_to_rotmat(quat).abs() @ (extent / 2).unsqueeze(-1)).squeeze(-1)[..., :2]
 
 
+def _highest_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the highest static surface at the centre and corners of footprints ``xy [..., 2]``
+    with half sizes ``half [..., 2]``."""
+    return geometry.height_at(xy[..., None, :] + _FOOTPRINT.to(xy) * half[..., None, :]).max(-1).values
+
+
 def support_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-    """``[...]`` the highest static surface under the central half of each footprint (centre
-    ``xy [..., 2]``, half sizes ``half [..., 2]``): what an object there rests on. (A 2 cm
-    heightmap is coarse at table edges; an object falls once this central part is over the drop.)"""
-    return geometry.height_at(xy[..., None, :] + _INNER.to(xy) * half[..., None, :]).max(-1).values
+    """``[...]`` the highest static surface under the central half of each footprint: what an
+    object there rests on. (A 2 cm heightmap is coarse at table edges; an object falls once this
+    central part is over the drop.)"""
+    return _highest_under(geometry, xy, half / 2)
+
+
+def obstacle_height(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the highest static surface under each whole footprint, 5 mm inside its edges
+    (a neighbouring surface touching an edge is not under it): walls an object there is inside."""
+    return _highest_under(geometry, xy, (half - 0.005).clamp(min=0.0))
 
 
 @dataclass(frozen=True)

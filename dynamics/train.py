@@ -36,15 +36,11 @@ def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, pr
     :class:`Sequence`, the memory's ``tracks.json`` content and the episode."""
     from splatworld.memory import SceneMemory
     from splatworld.scene.episode import Episode
-    from splatworld.sim.generate import generate_episode
+    from splatworld.sim.generate import generated_episode
 
-    path = folder / f"{scenario}_seed{seed}"
-    if not (path / "transforms.json").exists():
-        generate_episode(load_config("generate", [f"scenario={scenario}", f"seconds={seconds}", f"seed={seed}",
-                                                  f"out={path}", f"progress={str(progress).lower()}"]))
-    episode = Episode(path)
+    episode = Episode(generated_episode(folder, scenario, seed, seconds, progress))
     memory = SceneMemory(agent_label=episode.agent_label)
-    for i in tqdm(range(len(episode)), desc=f"observe {path.name}", unit="frame", disable=not progress):
+    for i in tqdm(range(len(episode)), desc=f"observe {episode.path.name}", unit="frame", disable=not progress):
         memory.observe(episode[i])
     return sequence_from_memory(memory, episode), memory.tracks_json(), episode
 

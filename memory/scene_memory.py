@@ -381,17 +381,18 @@ class SceneMemory:
         pad = max(small.width, small.height) // 4
         canvas = Camera(small.fx, small.fy, small.cx + pad, small.cy + pad, small.width + 2 * pad,
                         small.height + 2 * pad, small.viewmat)
+        image = (slice(pad, pad + small.height), slice(pad, pad + small.width))  # the real image in the canvas
         for track in self.tracks:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
             alone = render(self._track_gaussians(track, track.pose), canvas, backend=cfg.backend)
             core = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
-            foot = core[pad:pad + small.height, pad:pad + small.width]
+            foot = core[image]
             if foot.sum() < cfg.min_evidence_pixels or foot.sum() < cfg.min_in_view_fraction * core.sum():
                 # (almost) nothing of it, or only its edge, would be in the image: no evidence either way
                 track.state = "out_of_view"
                 continue
-            expected = alone.depth.numpy()[pad:pad + small.height, pad:pad + small.width][foot]
+            expected = alone.depth.numpy()[image][foot]
             seen = observed[foot]
             known = seen > 0
             behind = (seen > expected + cfg.depth_margin) | ~known  # no return = looking through

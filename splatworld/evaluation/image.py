@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from scipy.ndimage import binary_dilation
 
 from splatworld.errors import ShapeError
