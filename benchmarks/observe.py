@@ -25,7 +25,6 @@ from tqdm import tqdm
 import numpy as np
 
 from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
-from splatworld.render.api import render
 from splatworld.render.video import to_uint8
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode
@@ -52,7 +51,7 @@ def main() -> None:
         for i in tqdm(range(len(episode)), desc=name, unit="frame"):
             frame = episode[i]
             if i in revisit_at:  # what the memory shows before it sees this frame again
-                image = to_uint8(render(memory.gaussians_at(), frame.camera, backend="cpu").rgb.numpy())
+                image = to_uint8(memory.render(frame.camera, backend="cpu").rgb.numpy())
                 static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth)
                 psnrs.append(psnr(image, frame.rgb, static))
                 interior_psnrs.append(psnr(image, frame.rgb, static & ~depth_edges(frame.depth)))
@@ -79,7 +78,8 @@ def main() -> None:
         if sizes:
             (n0, b0), (n1, b1) = sizes[minute], sizes[len(episode)]
             size_ratio = max(n1 / n0, b1 / b0)
-            print(f"{name}: Gaussians {n0} after 1 min, {n1} at the end; saved {b0 / 1e6:.1f} MB -> {b1 / 1e6:.1f} MB")
+            print(f"{name}: Gaussians {n0} after 1 min, {n1} at the end; saved {b0 / 1e6:.1f} MB -> {b1 / 1e6:.1f} MB; "
+                  f"{len(memory.keyframes)} keyframes")
         else:
             size_ratio = float("nan")
         rows.append((name, len(episode), len(gt), len(tracks), ident["idf1"], ident["id_switches"] / minutes * 10,

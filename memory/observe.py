@@ -35,11 +35,13 @@ def observe_episode(cfg: DictConfig) -> SceneMemory:
     states = Counter(t.state for t in memory.tracks)
     summary = {"frames": until, "objects": len(memory.tracks), "states": dict(states),
                "static_gaussians": len(memory.static), "object_gaussians": sum(len(t.model) for t in memory.tracks),
+               "keyframes": len(memory.keyframes),
                "seconds_per_frame": seconds / until}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"observed {until} frames in {seconds:.1f} s ({until / seconds:.1f} frames/s, "
           f"{1000 * seconds / until:.0f} ms/frame)")
     print(f"objects: {len(memory.tracks)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
-          f"Gaussians: {summary['static_gaussians']} static, {summary['object_gaussians']} in objects")
+          f"Gaussians: {summary['static_gaussians']} static, {summary['object_gaussians']} in objects; "
+          f"{summary['keyframes']} keyframes")
     print(f"-> {out / 'memory.pt'}, {out / 'tracks.json'}, {out / 'scene.ply'}")
     return memory

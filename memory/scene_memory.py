@@ -21,8 +21,11 @@ Per frame (:meth:`SceneMemory.observe`):
    ``contradicted`` (its place is in view and the depth shows what is behind it). Belief
    drops only on contradiction; repeated contradiction marks the object ``displaced``
    until it is re-identified.
-5. **Static scaffold.** Pixels labelled 0 are fused into a voxel hash (revisits refine,
-   do not grow); a support plane is fitted with open3d RANSAC.
+5. **Static scaffold.** Pixels labelled 0 inside the workspace box are fused into a voxel
+   hash (revisits refine, do not grow); a support plane is fitted with open3d RANSAC.
+   Views farther than a spacing from every stored keyframe become keyframes: their static
+   pixels at full resolution, drawn over the scaffold when the memory is rendered nearby
+   (:meth:`SceneMemory.render`).
 """
 
 from __future__ import annotations
@@ -39,16 +42,18 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from splatworld.errors import ShapeError, SplatworldError
+from splatworld.errors import ConfigError, ShapeError, SplatworldError
+from splatworld.memory.keyframes import KeyframeStore, composite
 from splatworld.memory.voxels import VoxelGrid
-from splatworld.render.api import render
+from splatworld.render.api import RenderOutput, render
 from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose
 
-MEMORY_FORMAT_VERSION = 1
+MEMORY_FORMAT_VERSION = 2
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
+_HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,20 @@ class MemoryConfig:
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     displace_after: int = 3
     static_refresh_frames: int = 10
+    # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
+    # surfaces far from the workspace would grow the map without ever mattering
+    workspace: tuple = (-2.0, -2.0, -0.5, 2.0, 2.0, 2.5)
+    keyframe_spacing: float = 0.1  # view distance (m + rad) between keyframes
+    keyframe_capacity: int = 48
+    keyframe_reach: float = 0.3  # farthest keyframe used to draw a view
+    keyframe_pixel_scale: float = 0.25  # a keyframe pixel's Gaussian std, in its own pixels
     backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        box = tuple(float(v) for v in self.workspace)
+        if len(box) != 6 or not all(a < b for a, b in zip(box[:3], box[3:])):
+            raise ConfigError(f"memory workspace must be (x0, y0, z0, x1, y1, z1) with x0 < x1 etc., got {box}")
+        object.__setattr__(self, "workspace", box)
 
 
 @dataclass
@@ -135,6 +153,23 @@ def _color_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a / sa - b / sb) + 0.15 * abs(sa - sb) / 3)
 
 
+def _runs(history: list) -> tuple[int, list[int], list]:
+    """Run-length code of a per-frame history (most entries repeat the previous one: objects at
+    rest keep their pose): its length, the start of each run and each run's value."""
+    starts, values = [], []
+    for i, value in enumerate(history):
+        if not values or value != values[-1]:
+            starts.append(i)
+            values.append(value)
+    return len(history), starts, values
+
+
+def _expand(length: int, starts: list[int], values: list) -> list:
+    """Inverse of :func:`_runs`."""
+    ends = [*starts[1:], length]
+    return [v for v, a, b in zip(values, starts, ends) for _ in range(b - a)]
+
+
 def _to_object_frame(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
     """World points ``[N, 3]`` in the frame of a world_from_object ``pose [4, 4]``."""
     return (points - pose[:3, 3]) @ pose[:3, :3]
@@ -165,6 +200,8 @@ class SceneMemory:
         self.config = config or MemoryConfig()
         self.agent_label = agent_label
         self.static = VoxelGrid(self.config.static_voxel)
+        self.keyframes = KeyframeStore(self.config.keyframe_spacing, self.config.keyframe_capacity,
+                                       self.config.keyframe_reach)
         self.tracks: list[ObjectTrack] = []
         self.frame_count = 0
         self.time = 0.0
@@ -205,9 +242,12 @@ class SceneMemory:
         self._reason_visibility(set(frame_labels), depth, small)
 
         static = valid & (frame.instances == 0)
+        self.keyframes.consider(cam, frame.rgb, np.where(static, depth, 0.0), self.time)
+        lo, hi = np.asarray(cfg.workspace[:3]), np.asarray(cfg.workspace[3:])
         stride = np.zeros_like(static)
         stride[::cfg.static_stride, ::cfg.static_stride] = True
-        self.static.integrate(points[static & stride], colors[static & stride], self.time)
+        fuse = static & stride & (points >= lo).all(axis=-1) & (points <= hi).all(axis=-1)
+        self.static.integrate(points[fuse], colors[fuse], self.time)
         if self.frame_count % cfg.static_refresh_frames == 0:
             self._render_static = None
             self._fit_support_plane()
@@ -514,16 +554,36 @@ class SceneMemory:
         k = frame - track.first_frame
         return np.asarray(track.poses[min(k, len(track.poses) - 1)]) if k >= 0 and track.poses else None
 
-    def gaussians_at(self, frame: int | None = None) -> Gaussians:
-        """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
-        parts = [self.static_gaussians()]
+    def _objects_at(self, frame: int | None) -> list[Gaussians]:
+        """Each remembered (not displaced) object's Gaussians at its pose at ``frame`` (default: now)."""
+        parts = []
         for t in self.tracks:
             if t.state == "displaced" or not len(t.model):
                 continue
             pose = t.pose if frame is None else self.pose_at(t, frame)
             if pose is not None:  # None: not born yet at that frame
                 parts.append(self._track_gaussians(t, pose))
+        return parts
+
+    def gaussians_at(self, frame: int | None = None) -> Gaussians:
+        """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
+        parts = [self.static_gaussians(), *self._objects_at(frame)]
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
+
+    def render(self, camera: Camera, frame: int | None = None, backend: str | None = None) -> RenderOutput:
+        """The memory drawn from ``camera`` at ``frame`` (default: now), as :meth:`gaussians_at`, with the
+        nearest keyframe's static pixels drawn over the scaffold and under the objects in front."""
+        backend = backend or self.config.backend
+        keyframe = self.keyframes.nearest(camera)
+        if keyframe is None:
+            return render(self.gaussians_at(frame), camera, backend=backend)
+        objects = self._objects_at(frame)
+        static = render(self.static_gaussians(), camera, backend=backend)
+        layer = render(keyframe.gaussians(self.config.keyframe_pixel_scale), camera, backend=backend)
+        objects = render(Gaussians.concat(objects), camera, backend=backend) if objects else \
+            RenderOutput(torch.zeros_like(static.rgb), torch.zeros_like(static.depth),
+                         torch.zeros_like(static.alpha), torch.full_like(static.object_id, -1))
+        return composite(static, layer, objects, self.config.depth_margin)
 
     # =============================================================== persistence
     def tracks_json(self) -> dict:
@@ -536,15 +596,19 @@ class SceneMemory:
         return {"objects": out}
 
     def state_dict(self) -> dict:
+        tracks = []
+        for t in self.tracks:
+            fields_ = {k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
+                                                 "observations", "contradictions", "color")}
+            histories = {k: _runs(getattr(t, k)) for k in _HISTORIES}
+            tracks.append({**fields_, "histories": histories, "model": t.model.state_dict()})
         return {
             "format_version": MEMORY_FORMAT_VERSION,
             "config": asdict(self.config),
             "agent_label": self.agent_label,
             "static": self.static.state_dict(),
-            "tracks": [{**{k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
-                                                      "observations", "contradictions", "color", "poses",
-                                                      "labels", "states", "beliefs")},
-                        "model": t.model.state_dict()} for t in self.tracks],
+            "keyframes": self.keyframes.state_dict(),
+            "tracks": tracks,
             "frame_count": self.frame_count,
             "time": self.time,
             "times": self.times,
@@ -576,9 +640,11 @@ class SceneMemory:
                                   f"{MEMORY_FORMAT_VERSION}")
         memory = cls(MemoryConfig(**state["config"]), state["agent_label"])
         memory.static = VoxelGrid.from_state_dict(state["static"])
+        memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
         for ts in state["tracks"]:
-            fields_ = {k: v for k, v in ts.items() if k != "model"}
-            memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_))
+            fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
+            histories = {k: _expand(*ts["histories"][k]) for k in _HISTORIES}
+            memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_, **histories))
         memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
         memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
         memory.support_region, memory.support_color = state["support_region"], state["support_color"]

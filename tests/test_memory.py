@@ -7,9 +7,14 @@ import torch
 
 from splatworld.cli import main
 from splatworld.config import load_config
-from splatworld.errors import ShapeError, SplatworldError
-from splatworld.evaluation import identity_metrics, reappearances
-from splatworld.memory import SceneMemory, VoxelGrid
+from splatworld.errors import ConfigError, ShapeError, SplatworldError
+from splatworld.evaluation import identity_metrics, psnr, reappearances
+from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
+from splatworld.memory.keyframes import KeyframeStore, composite
+from splatworld.memory.scene_memory import _expand, _runs
+from splatworld.render.api import RenderOutput, render
+from splatworld.render.video import to_uint8
+from splatworld.scene.cameras import Camera, look_at
 from splatworld.memory.voxels import pack_keys, unpack_keys
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
@@ -74,6 +79,31 @@ def test_revisits_do_not_grow_the_static_scaffold(occlusion):
     for _ in range(3):
         memory.observe(episode[0])
     assert len(memory.static) == size
+
+
+def test_workspace_bounds_the_static_scaffold(occlusion):
+    episode, _ = occlusion
+    box = (-0.3, -0.3, 0.0, 0.3, 0.3, 2.0)
+    memory = SceneMemory(MemoryConfig(workspace=box), agent_label=episode.agent_label)
+    memory.observe(episode[0])
+    inside = (memory.static.points >= np.array(box[:3]) - 0.02).all(1) & \
+        (memory.static.points <= np.array(box[3:]) + 0.02).all(1)  # voxel means: within a voxel of the box
+    assert len(memory.static) > 100 and inside.all()
+    with pytest.raises(ConfigError, match="workspace"):
+        MemoryConfig(workspace=(0, 0, 0, 1, -1, 1))
+
+
+def test_revisited_view_renders_like_the_observed_frame(occlusion):
+    """Drawn from a keyframe's own viewpoint, the memory shows the static pixels its objects do not
+    cover as observed: PSNR far above the scaffold alone, whose 2 cm splats blur every edge."""
+    episode, memory = occlusion
+    frame = episode[0]
+    drawn = memory.render(frame.camera, frame=0, backend="cpu")
+    static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth) & \
+        (drawn.object_id.numpy() <= 0)
+    scaffold_only = to_uint8(render(memory.gaussians_at(0), frame.camera, backend="cpu").rgb.numpy())
+    assert psnr(to_uint8(drawn.rgb.numpy()), frame.rgb, static) > 30.0
+    assert psnr(to_uint8(drawn.rgb.numpy()), frame.rgb, static) > psnr(scaffold_only, frame.rgb, static) + 5.0
 
 
 def test_objects_persist_out_of_view(tmp_path):
@@ -170,6 +200,9 @@ def test_save_load_round_trip_and_tracks_format(occlusion, tmp_path):
     assert again.tracks_json() == memory.tracks_json()
     assert np.array_equal(again.static.keys, memory.static.keys)
     assert torch.equal(again.gaussians_at().means, memory.gaussians_at().means)
+    assert len(again.keyframes) == len(memory.keyframes) > 0
+    cam = episode[5].camera
+    assert torch.equal(again.render(cam, backend="cpu").rgb, memory.render(cam, backend="cpu").rgb)
     tracks = json.loads(memory.export_tracks(tmp_path / "tracks.json").read_text())
     for t in tracks["objects"]:
         assert len(t["poses"]) == len(t["labels"]) == len(episode)
@@ -196,3 +229,52 @@ def test_observe_cli(occlusion, tmp_path, capsys):
     assert {"memory.pt", "tracks.json", "scene.ply", "summary.json"} <= {p.name for p in tmp_path.iterdir()}
     assert "objects:" in capsys.readouterr().out
     assert main(["observe", f"episode={tmp_path}/nowhere", f"out={tmp_path}"]) == 2
+
+
+# --------------------------------------------------------------------- keyframes
+def _camera(eye, size=8):
+    return Camera.from_fov(60.0, size, size, look_at(eye, [0.0, 0.0, 0.0]))
+
+
+def test_keyframe_store_spacing_capacity_and_reach():
+    store = KeyframeStore(spacing=0.1, capacity=2, reach=0.3)
+    image, depth = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8))
+    assert store.consider(_camera([1.0, 0, 0]), image, depth, time=0.0)
+    assert not store.consider(_camera([1.05, 0, 0]), image, depth, time=1.0)  # within the spacing
+    assert store.consider(_camera([0, 1.0, 0]), image, depth, time=2.0)
+    assert not store.consider(_camera([0.97, 0, 0]), image, depth, time=3.0)
+    # the first viewpoint was last approached at t=3, the second at t=2: a third evicts the second
+    assert store.consider(_camera([0, -1.0, 0]), image, depth, time=4.0)
+    centres = sorted(tuple(np.round(k.camera.center.numpy(), 3)) for k in store.frames)
+    assert centres == [(0.0, -1.0, 0.0), (1.0, 0.0, 0.0)]
+    assert store.nearest(_camera([1.1, 0, 0])).camera.center[0] == pytest.approx(1.0)
+    assert store.nearest(_camera([0, 1.0, 0])) is None  # nothing within reach any more
+    with pytest.raises(ShapeError, match="8x8"):
+        store.consider(_camera([2.0, 0, 0]), np.zeros((4, 4, 3), np.uint8), depth, time=5.0)
+
+
+def _output(rgb, depth, alpha, ids):
+    return RenderOutput(torch.tensor(rgb)[None, :, None].expand(1, len(rgb), 3), torch.tensor([depth]),
+                        torch.tensor([alpha]), torch.tensor([ids]))
+
+
+def test_composite_keeps_objects_in_front():
+    """Hand-made 1x4 renders. The keyframe goes over the scaffold, whatever the depths (pixel 0:
+    scaffold 1 cm in front); an object in front goes over both (1); an object behind the keyframe
+    surface is hidden (2); pixel 3: scaffold empty, keyframe alpha 0.4 (no depth to test against),
+    an object with alpha 0.6 over it."""
+    static = _output([0.2, 0.2, 0.2, 0.0], [1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0, 0, 0, -1])
+    layer = _output([0.9, 0.9, 0.9, 0.2], [1.01, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 0.4], [0, 0, 0, 0])
+    objects = _output([0.0, 0.3, 0.3, 0.25], [0.0, 0.5, 1.5, 1.0], [0.0, 1.0, 1.0, 0.6], [-1, 4, 4, 5])
+    out = composite(static, layer, objects, depth_margin=0.02)
+    torch.testing.assert_close(out.rgb[0, :, 0], torch.tensor([0.9, 0.3, 0.9, 0.25 + 0.4 * 0.2]))
+    assert out.object_id.tolist() == [[0, 4, 0, 5]]
+    torch.testing.assert_close(out.alpha, torch.tensor([[1.0, 1.0, 1.0, 0.6 + 0.4 * 0.4]]))
+    torch.testing.assert_close(out.depth, torch.tensor([[1.01, 0.5, 1.0, 1.0]]))
+
+
+def test_history_run_length_round_trip():
+    history = [[0.0, 1.0], [0.0, 1.0], [0.5, 1.0], [0.5, 1.0], [0.5, 1.0], [0.0, 1.0]]
+    length, starts, values = _runs(history)
+    assert (length, starts) == (6, [0, 2, 5]) and _expand(length, starts, values) == history
+    assert _expand(*_runs([])) == []

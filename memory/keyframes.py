@@ -1,0 +1,141 @@
+"""Keyframes: the static pixels of selected views, kept at the camera's own resolution.
+
+The voxel scaffold holds the geometry of the static scene at a few centimetres; a view
+rendered from it is soft at silhouettes and texture edges. A keyframe keeps one
+observed view's static pixels (RGB and depth, everything else dropped) and, when the
+memory is drawn from a nearby camera, becomes one small Gaussian per pixel that is
+composited over the scaffold, under the objects in front of it (see :func:`composite`). That is what makes
+a revisited view look as it did (the 3D-cache idea of e.g. Gen3C).
+
+A new keyframe is taken when the camera is farther than a spacing from every stored one,
+so revisiting a place does not add keyframes; the store holds at most ``capacity`` of
+them and drops the one whose viewpoint was least recently near the camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from splatworld.errors import ShapeError
+from splatworld.render.api import RenderOutput
+from splatworld.scene.cameras import Camera
+from splatworld.scene.gaussians import Gaussians
+
+
+@dataclass(eq=False)
+class Keyframe:
+    """One view's static pixels.
+
+    Attributes:
+        camera: the camera it was seen from.
+        rgb: ``[H, W, 3]`` uint8.
+        depth: ``[H, W]`` float16 z-depth in metres, 0 where the pixel is not static scene.
+        time: when it was taken (s).
+        last_near: last time the camera was within the spacing of this viewpoint (s).
+    """
+
+    camera: Camera
+    rgb: np.ndarray
+    depth: np.ndarray
+    time: float
+    last_near: float
+
+    def gaussians(self, pixel_scale: float) -> Gaussians:
+        """One Gaussian per static pixel, its standard deviation ``pixel_scale`` pixels at its depth."""
+        depth = torch.from_numpy(self.depth.astype(np.float32))
+        keep = depth > 0
+        points = self.camera.backproject(depth)[keep]
+        colors = torch.from_numpy(self.rgb)[keep].float() / 255.0
+        return Gaussians.from_points(points, colors, pixel_scale * depth[keep] / self.camera.fx, opacity=0.99)
+
+
+def view_distance(a: Camera, b: Camera, metres_per_radian: float = 1.0) -> float:
+    """Distance of two viewpoints: centre distance plus ``metres_per_radian`` times the angle
+    between the optical axes."""
+    axis_a, axis_b = a.viewmat[2, :3].double(), b.viewmat[2, :3].double()
+    angle = torch.arccos(torch.clamp(axis_a @ axis_b, -1.0, 1.0)).item()
+    return float(torch.linalg.norm(a.center.double() - b.center.double())) + metres_per_radian * angle
+
+
+class KeyframeStore:
+    """At most ``capacity`` keyframes at least ``spacing`` apart (:func:`view_distance`).
+
+    Args:
+        spacing: a frame farther than this from every keyframe becomes one (view distance, m).
+        capacity: the most keyframes kept; beyond it the least recently approached one goes.
+        reach: :meth:`nearest` returns nothing farther than this.
+    """
+
+    def __init__(self, spacing: float = 0.1, capacity: int = 48, reach: float = 0.3):
+        if spacing <= 0 or capacity < 1 or reach <= 0:
+            raise ShapeError(f"keyframes: spacing and reach must be > 0 and capacity >= 1, "
+                             f"got {spacing}, {reach}, {capacity}")
+        self.spacing, self.capacity, self.reach = spacing, capacity, reach
+        self.frames: list[Keyframe] = []
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def consider(self, camera: Camera, rgb: np.ndarray, static_depth: np.ndarray, time: float) -> bool:
+        """Keep this view as a keyframe unless one is already within the spacing. Returns whether it was kept.
+
+        Args:
+            rgb: ``[H, W, 3]`` uint8.
+            static_depth: ``[H, W]`` z-depth of static-scene pixels, 0 elsewhere.
+        """
+        if rgb.shape != (camera.height, camera.width, 3) or static_depth.shape != (camera.height, camera.width):
+            raise ShapeError(f"keyframe: rgb {rgb.shape} and depth {static_depth.shape} must match the "
+                             f"camera's {camera.height}x{camera.width}")
+        near = [k for k in self.frames if view_distance(k.camera, camera) < self.spacing]
+        for k in near:
+            k.last_near = time
+        if near:
+            return False
+        self.frames.append(Keyframe(camera, rgb.copy(), static_depth.astype(np.float16), time, time))
+        if len(self.frames) > self.capacity:
+            del self.frames[int(np.argmin([k.last_near for k in self.frames]))]
+        return True
+
+    def nearest(self, camera: Camera) -> Keyframe | None:
+        """The keyframe whose viewpoint is nearest to ``camera``, if within ``reach``."""
+        if not self.frames:
+            return None
+        distances = [view_distance(k.camera, camera) for k in self.frames]
+        best = int(np.argmin(distances))
+        return self.frames[best] if distances[best] <= self.reach else None
+
+    def state_dict(self) -> dict:
+        return {"spacing": self.spacing, "capacity": self.capacity, "reach": self.reach,
+                "frames": [{"camera": (k.camera.fx, k.camera.fy, k.camera.cx, k.camera.cy, k.camera.width,
+                                       k.camera.height, k.camera.viewmat), "rgb": k.rgb, "depth": k.depth,
+                            "time": k.time, "last_near": k.last_near} for k in self.frames]}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> KeyframeStore:
+        store = cls(state["spacing"], state["capacity"], state["reach"])
+        store.frames = [Keyframe(Camera(*k["camera"]), k["rgb"], k["depth"], k["time"], k["last_near"])
+                        for k in state["frames"]]
+        return store
+
+
+def over(front: RenderOutput, back: RenderOutput, where: torch.Tensor | None = None) -> RenderOutput:
+    """Alpha-composite ``front`` (rendered on a black background) over ``back`` at pixels ``where``
+    (bool ``[H, W]``, default everywhere); ``back`` shows alone elsewhere."""
+    weight = front.alpha if where is None else torch.where(where, front.alpha, torch.zeros_like(front.alpha))
+    shown = weight > 0
+    rgb = torch.where(shown[..., None], front.rgb + (1 - weight[..., None]) * back.rgb, back.rgb)
+    take = weight > 0.5
+    return RenderOutput(rgb, torch.where(take, front.depth, back.depth), weight + (1 - weight) * back.alpha,
+                        torch.where(take, front.object_id, back.object_id))
+
+
+def composite(static: RenderOutput, layer: RenderOutput, objects: RenderOutput, depth_margin: float) -> RenderOutput:
+    """The memory's picture from three renders: the keyframe ``layer`` over the ``static`` scaffold
+    (its pixels are the sharper picture of the same surfaces), then the ``objects`` over both
+    where they are not more than ``depth_margin`` behind that backdrop (an occluder hides them)."""
+    backdrop = over(layer, static)
+    in_front = (objects.depth < backdrop.depth + depth_margin) | (backdrop.alpha < 0.5)
+    return over(objects, backdrop, in_front)
