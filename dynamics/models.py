@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from splatworld.dynamics.state import Trajectory, WorldState, obstacle_height, support_under
+from splatworld.dynamics.state import FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, obstacle_height, support_under
 from splatworld.errors import ConfigError, ShapeError
 from splatworld.scene.transforms import quat_multiply
 
@@ -114,11 +114,35 @@ def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torc
     new_z = torch.where(falling, fall_z, torch.where(active, support, z))
     new_vz = torch.where(falling & ~landed, vz - GRAVITY * dt, torch.zeros_like(vz))
     new_z = torch.where(state.valid, new_z, z)
+    # Falling off an edge, an object tips away from it: it ends clear of the surface it left
+    # (a heightmap has no room under an overhang, so a footprint left under it would be inside).
+    inside = falling & state.valid & (obstacle_height(geometry, xy, half) > new_z - state.rest_height + cfg.step_height)
+    if inside.any():
+        cleared = _clear_of_edges(geometry, xy, half, new_z - state.rest_height + cfg.step_height)
+        xy = torch.where(inside[..., None], cleared, xy)
     position = torch.cat([xy, new_z[..., None]], -1)
     quat = quat_multiply(_yaw_quat(delta_yaw), state.quat)
     velocity = torch.cat([delta_xy / dt, new_vz[..., None]], -1)
     return state.replace(position=position, quat=quat / torch.linalg.norm(quat, dim=-1, keepdim=True),
                          velocity=velocity, yaw_rate=delta_yaw / dt)
+
+
+def _clear_of_edges(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor, top: torch.Tensor,
+                    tries: int = 8) -> torch.Tensor:
+    """``[..., 2]`` footprint centres ``xy`` moved, away from the footprint's probes over surfaces
+    higher than ``top [...]``, by the smallest of ``tries`` steps of a quarter footprint that
+    leaves the whole footprint, grown by a heightmap cell so that it lands clear of the edge, over
+    surfaces no higher than ``top`` (the largest step if none does)."""
+    offsets = FOOTPRINT_PROBES.to(xy) * half[..., None, :]  # [..., 5, 2]
+    high = geometry.height_at(xy[..., None, :] + offsets) > top[..., None]
+    away = -(offsets * high[..., None]).sum(-2)
+    away = away / torch.linalg.norm(away, dim=-1, keepdim=True).clamp(min=1e-9)
+    steps = torch.arange(1, tries + 1, dtype=xy.dtype) * 0.25 * half.max(-1).values[..., None]  # [..., tries]
+    candidates = xy[..., None, :] + steps[..., None] * away[..., None, :]  # [..., tries, 2]
+    grown = (half + geometry.cell)[..., None, :].expand_as(candidates)
+    clear = obstacle_height(geometry, candidates, grown) <= top[..., None]
+    first = torch.where(clear.any(-1), clear.int().argmax(-1), torch.full_like(clear[..., 0], tries - 1, dtype=torch.long))
+    return candidates.gather(-2, first[..., None, None].expand(*first.shape, 1, 2)).squeeze(-2)
 
 
 def _advance_agent(state: WorldState, action: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -78,7 +78,7 @@ class Heightmap:
         return cls.from_points(memory.static.points, cell, fill=fill)
 
 
-_FOOTPRINT = torch.tensor([[0.0, 0.0], [1, 1], [1, -1], [-1, 1], [-1, -1]])  # centre and corners, in half sizes
+FOOTPRINT_PROBES = torch.tensor([[0.0, 0.0], [1, 1], [1, -1], [-1, 1], [-1, -1]])  # centre and corners, in half sizes
 
 
 def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
@@ -90,7 +90,7 @@ def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
 def _highest_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     """``[...]`` the highest static surface at the centre and corners of footprints ``xy [..., 2]``
     with half sizes ``half [..., 2]``."""
-    return geometry.height_at(xy[..., None, :] + _FOOTPRINT.to(xy) * half[..., None, :]).max(-1).values
+    return geometry.height_at(xy[..., None, :] + FOOTPRINT_PROBES.to(xy) * half[..., None, :]).max(-1).values
 
 
 def support_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:

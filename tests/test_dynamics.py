@@ -96,6 +96,10 @@ def test_pushed_off_the_edge_falls_to_the_floor():
     z = traj.position[0, :, 0, 2]
     assert (z[1:] <= z[:-1]).all() and z[-1].item() == pytest.approx(0.025)  # on the floor, not in it
     assert traj.velocity[0, -1, 0, 2].item() == 0.0
+    # it tipped away from the edge: the whole footprint (5 mm inset) is off the table top at x = 0.5
+    x = traj.position[0, -1, 0, 0].item()
+    assert 0.5 - 0.025 + 0.005 <= x < 0.5 + 0.05
+    assert traj.position[0, -1, 0, 1].item() == 0.0  # straight off the edge, no sideways drift
 
 
 def test_objects_do_not_push_into_each_other():
