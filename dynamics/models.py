@@ -116,10 +116,10 @@ def apply_constraints(state: WorldState, delta_xy: torch.Tensor, delta_yaw: torc
     new_z = torch.where(state.valid, new_z, z)
     # Falling off an edge, an object tips away from it: it ends clear of the surface it left
     # (a heightmap has no room under an overhang, so a footprint left under it would be inside).
-    inside = falling & state.valid & (obstacle_height(geometry, xy, half) > new_z - state.rest_height + cfg.step_height)
+    wall_top = new_z - state.rest_height + cfg.step_height  # higher static surfaces are walls at the new height
+    inside = falling & state.valid & (obstacle_height(geometry, xy, half) > wall_top)
     if inside.any():
-        cleared = _clear_of_edges(geometry, xy, half, new_z - state.rest_height + cfg.step_height)
-        xy = torch.where(inside[..., None], cleared, xy)
+        xy = torch.where(inside[..., None], _clear_of_edges(geometry, xy, half, wall_top), xy)
     position = torch.cat([xy, new_z[..., None]], -1)
     quat = quat_multiply(_yaw_quat(delta_yaw), state.quat)
     velocity = torch.cat([delta_xy / dt, new_vz[..., None]], -1)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from splatworld.errors import ShapeError
+from splatworld.errors import ConfigError, ShapeError
 from splatworld.render.api import RenderOutput
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
@@ -52,16 +52,18 @@ class Keyframe:
         return Gaussians.from_points(points, colors, pixel_scale * depth[keep] / self.camera.fx, opacity=0.99)
 
 
-def view_distance(a: Camera, b: Camera, metres_per_radian: float = 1.0) -> float:
-    """Distance of two viewpoints: centre distance plus ``metres_per_radian`` times the angle
-    between the optical axes."""
-    axis_a, axis_b = a.viewmat[2, :3].double(), b.viewmat[2, :3].double()
-    angle = torch.arccos(torch.clamp(axis_a @ axis_b, -1.0, 1.0)).item()
-    return float(torch.linalg.norm(a.center.double() - b.center.double())) + metres_per_radian * angle
+def view_distances(viewmats: torch.Tensor, camera: Camera, metres_per_radian: float = 1.0) -> np.ndarray:
+    """``[K]`` distances of the viewpoints of world-to-camera ``viewmats [K, 4, 4]`` to ``camera``'s:
+    centre distance plus ``metres_per_radian`` times the angle between the optical axes."""
+    viewmats = viewmats.double()
+    centres = -torch.einsum("kji,kj->ki", viewmats[:, :3, :3], viewmats[:, :3, 3])  # as Camera.center
+    cosine = torch.clamp(viewmats[:, 2, :3] @ camera.viewmat[2, :3].double(), -1.0, 1.0)
+    distance = torch.linalg.norm(centres - camera.center.double(), dim=-1) + metres_per_radian * torch.arccos(cosine)
+    return distance.numpy()
 
 
 class KeyframeStore:
-    """At most ``capacity`` keyframes at least ``spacing`` apart (:func:`view_distance`).
+    """At most ``capacity`` keyframes at least ``spacing`` apart (:func:`view_distances`).
 
     Args:
         spacing: a frame farther than this from every keyframe becomes one (view distance, m).
@@ -71,7 +73,7 @@ class KeyframeStore:
 
     def __init__(self, spacing: float = 0.1, capacity: int = 48, reach: float = 0.3):
         if spacing <= 0 or capacity < 1 or reach <= 0:
-            raise ShapeError(f"keyframes: spacing and reach must be > 0 and capacity >= 1, "
+            raise ConfigError(f"keyframes: spacing and reach must be > 0 and capacity >= 1, "
                              f"got {spacing}, {reach}, {capacity}")
         self.spacing, self.capacity, self.reach = spacing, capacity, reach
         self.frames: list[Keyframe] = []
@@ -89,7 +91,7 @@ class KeyframeStore:
         if rgb.shape != (camera.height, camera.width, 3) or static_depth.shape != (camera.height, camera.width):
             raise ShapeError(f"keyframe: rgb {rgb.shape} and depth {static_depth.shape} must match the "
                              f"camera's {camera.height}x{camera.width}")
-        near = [k for k in self.frames if view_distance(k.camera, camera) < self.spacing]
+        near = [k for k, d in zip(self.frames, self._distances(camera)) if d < self.spacing]
         for k in near:
             k.last_near = time
         if near:
@@ -99,11 +101,17 @@ class KeyframeStore:
             del self.frames[int(np.argmin([k.last_near for k in self.frames]))]
         return True
 
+    def _distances(self, camera: Camera) -> np.ndarray:
+        """``[K]`` view distances of the stored keyframes to ``camera`` (empty store: ``[0]``)."""
+        if not self.frames:
+            return np.zeros(0)
+        return view_distances(torch.stack([k.camera.viewmat for k in self.frames]), camera)
+
     def nearest(self, camera: Camera) -> Keyframe | None:
         """The keyframe whose viewpoint is nearest to ``camera``, if within ``reach``."""
         if not self.frames:
             return None
-        distances = [view_distance(k.camera, camera) for k in self.frames]
+        distances = self._distances(camera)
         best = int(np.argmin(distances))
         return self.frames[best] if distances[best] <= self.reach else None
 

@@ -84,8 +84,10 @@ class MemoryConfig:
     # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
     # surfaces far from the workspace would grow the map without ever mattering
     workspace: tuple = (-2.0, -2.0, -0.5, 2.0, 2.0, 2.5)
-    # std of an object voxel's splat in what the memory shows, in voxels (tighter than the 0.8 its own
-    # render-and-compare was tuned with: at 256 px a wider splat draws a one-pixel rim around every object)
+    # std of an object voxel's splat, in voxels: in the memory's own render-and-compare (its association
+    # and visibility gates were tuned with it), and in what the memory shows (tighter: at 256 px the
+    # wider splat draws a one-pixel rim around every object)
+    compare_splat_scale: float = 0.8
     object_splat_scale: float = 0.5
     keyframe_spacing: float = 0.1  # view distance (m + rad) between keyframes
     keyframe_capacity: int = 48
@@ -274,12 +276,12 @@ class SceneMemory:
         return out
 
     @staticmethod
-    def _track_gaussians(track: ObjectTrack, pose: np.ndarray, scale: float = 0.8) -> Gaussians:
-        """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7])."""
+    def _track_gaussians(track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
+        """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7]), splat std ``scale`` voxels."""
         return track.model.to_gaussians(object_id=track.id, scale=scale).transform(torch.from_numpy(pose))
 
     def _object_gaussians(self, tracks) -> list[Gaussians]:
-        return [self._track_gaussians(t, t.pose) for t in tracks if len(t.model)]
+        return [self._track_gaussians(t, t.pose, self.config.compare_splat_scale) for t in tracks if len(t.model)]
 
     def _render(self, cam: Camera):
         if self._render_static is None:
@@ -428,7 +430,7 @@ class SceneMemory:
         for track in self.tracks:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
-            alone = render(self._track_gaussians(track, track.pose), canvas, backend=cfg.backend)
+            alone = render(self._track_gaussians(track, track.pose, cfg.compare_splat_scale), canvas, backend=cfg.backend)
             core = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
             foot = core[image]
             if foot.sum() < cfg.min_evidence_pixels or foot.sum() < cfg.min_in_view_fraction * core.sum():
@@ -583,9 +585,7 @@ class SceneMemory:
         objects = self._objects_at(frame)
         static = render(self.static_gaussians(), camera, backend=backend)
         layer = render(keyframe.gaussians(self.config.keyframe_pixel_scale), camera, backend=backend)
-        objects = render(Gaussians.concat(objects), camera, backend=backend) if objects else \
-            RenderOutput(torch.zeros_like(static.rgb), torch.zeros_like(static.depth),
-                         torch.zeros_like(static.alpha), torch.full_like(static.object_id, -1))
+        objects = render(Gaussians.concat(objects) if objects else Gaussians.empty(), camera, backend=backend)
         return composite(static, layer, objects, self.config.depth_margin)
 
     # =============================================================== persistence

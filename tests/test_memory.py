@@ -251,6 +251,8 @@ def test_keyframe_store_spacing_capacity_and_reach():
     assert store.nearest(_camera([0, 1.0, 0])) is None  # nothing within reach any more
     with pytest.raises(ShapeError, match="8x8"):
         store.consider(_camera([2.0, 0, 0]), np.zeros((4, 4, 3), np.uint8), depth, time=5.0)
+    with pytest.raises(ConfigError, match="capacity"):
+        KeyframeStore(spacing=0.1, capacity=0)
 
 
 def _output(rgb, depth, alpha, ids):
