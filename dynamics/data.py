@@ -15,7 +15,7 @@ import torch
 
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.errors import SplatworldError
-from splatworld.scene.transforms import pose_to_matrix, rotmat_to_quat
+from splatworld.scene.transforms import pose_to_matrix, quat_to_rotmat, rotmat_to_quat
 
 
 @dataclass
@@ -64,6 +64,63 @@ def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray,
                     float(dt), geometry)
 
 
+def _box_centre(track) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre ``[3]`` and size ``[3]`` of a track's model's bounding box, in its own frame."""
+    lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
+    return torch.from_numpy((lo + hi) / 2), torch.from_numpy(hi - lo)
+
+
+@dataclass(frozen=True)
+class MemorySlots:
+    """Which remembered object each state slot holds: ``ids`` (track ids) and ``box_centre [N, 3]``,
+    each box's centre in its object's own frame (a state holds box centres, a memory object poses)."""
+
+    ids: tuple[int, ...]
+    box_centre: torch.Tensor
+
+    def object_poses(self, position: torch.Tensor, quat: torch.Tensor) -> dict[int, np.ndarray]:
+        """world_from_object ``[4, 4]`` by track id, from box centres ``position [N, 3]`` and ``quat [N, 4]``."""
+        rot = quat_to_rotmat(quat)
+        mats = torch.eye(4, dtype=torch.float64).repeat(len(self.ids), 1, 1)
+        mats[:, :3, :3] = rot
+        mats[:, :3, 3] = position - (rot @ self.box_centre.unsqueeze(-1)).squeeze(-1)
+        return dict(zip(self.ids, mats.numpy()))
+
+
+def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, MemorySlots]:
+    """The batch-1 :class:`WorldState` of what ``memory`` remembers now: every object not displaced
+    (box centre and orientation at its remembered pose, velocity from its last two frames, zero when
+    it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap.
+    Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
+    tracks = [t for t in memory.tracks if t.state != "displaced" and len(t.model)]
+    centres, extents, positions, quats, velocities, yaw_rates = [], [], [], [], [], []
+    for track in tracks:
+        centre, extent = _box_centre(track)
+        recent = track.poses[-2:] if len(track.poses) >= 2 else [track.poses[-1]] * 2
+        mats = pose_to_matrix(torch.tensor(recent, dtype=torch.float64))  # [2, 4, 4]
+        boxes = mats[:, :3, :3] @ centre + mats[:, :3, 3]
+        q = rotmat_to_quat(mats[:, :3, :3])
+        centres.append(centre)
+        extents.append(extent)
+        positions.append(boxes[1])
+        quats.append(q[1])
+        velocities.append((boxes[1] - boxes[0]) / dt)
+        yaw = _unwrap(_yaw_of(q))
+        yaw_rates.append((yaw[1] - yaw[0]) / dt)
+    geometry = Heightmap.from_memory(memory)
+    n = len(tracks)
+    stack = (lambda xs, size: torch.stack(xs)[None] if xs else torch.zeros(1, 0, size, dtype=torch.float64))
+    position, quat, extent = stack(positions, 3), stack(quats, 4), stack(extents, 3)
+    rest = position[..., 2] - support_under(geometry, position[..., :2], footprint_half(quat, extent))
+    state = WorldState(position, quat, stack(velocities, 3),
+                       torch.stack(yaw_rates)[None] if n else torch.zeros(1, 0, dtype=torch.float64),
+                       extent, rest, torch.ones(1, n, dtype=torch.bool),
+                       torch.as_tensor(np.asarray(agent_position, dtype=np.float64)[:3]).reshape(1, 3),
+                       torch.tensor([float(memory.time)], dtype=torch.float64), geometry)
+    return state, MemorySlots(tuple(t.id for t in tracks),
+                              torch.stack(centres) if n else torch.zeros(0, 3, dtype=torch.float64))
+
+
 def sequence_from_memory(memory, episode) -> Sequence:
     """The tracks a :class:`~splatworld.memory.SceneMemory` estimated over ``episode``.
 
@@ -80,9 +137,7 @@ def sequence_from_memory(memory, episode) -> Sequence:
     seen = np.zeros((n_frames, len(tracks)), bool)
     extent = np.zeros((len(tracks), 3))
     for j, track in enumerate(tracks):
-        lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
-        centre = torch.from_numpy((lo + hi) / 2)
-        extent[j] = hi - lo
+        centre, extent[j] = _box_centre(track)
         mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64))  # [T_j, 4, 4] world_from_object
         centres = mats[:, :3, :3] @ centre + mats[:, :3, 3]
         quats = rotmat_to_quat(mats[:, :3, :3])

@@ -49,7 +49,7 @@ from splatworld.render.api import RenderOutput, render
 from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
-from splatworld.scene.transforms import matrix_to_pose
+from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
 MEMORY_FORMAT_VERSION = 2
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
@@ -74,6 +74,9 @@ class MemoryConfig:
     min_in_view_fraction: float = 0.5  # of the footprint's core inside the image for its place to be "in view"
     render_scale: float = 0.5
     icp_max_distance: float = 0.02
+    min_register_points: int = 30  # a model of fewer voxels is too small to register against
+    sliver_fraction: float = 0.5  # a segment spanning less of the object's largest size is not registered
+    fuse_max_rmse: float = 0.004  # a tracked view is fused into its object's model only if registered this well
     still_translation: float = 0.002
     still_rotation_deg: float = 1.0
     belief_decay: float = 0.5
@@ -344,32 +347,57 @@ class SceneMemory:
         r, c = linear_sum_assignment(np.where(finite, cost, 1e9))
         return {rows[i]: cols[j] for i, j in zip(r, c) if finite[i, j]}
 
-    def _icp(self, track: ObjectTrack, seg: Segment) -> np.ndarray:
-        """world_from_object refined by ICP of the segment's points onto the model."""
+    def _icp(self, track: ObjectTrack, seg: Segment, predicted: np.ndarray) -> tuple[np.ndarray, float]:
+        """world_from_object ``[4, 4]`` refined by ICP of the segment's points onto the model, from the
+        ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed)."""
         cfg = self.config
         source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(seg.points))
         target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(track.model.points))
+        target.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(3 * cfg.object_voxel, 16))
+        point_to_plane = o3d.pipelines.registration.TransformationEstimationPointToPlane()
+        segment_tree = cKDTree(seg.points)
 
-        def register(max_distance: float, init: np.ndarray):
-            return o3d.pipelines.registration.registration_icp(
-                source, target, max_distance, init,
-                o3d.pipelines.registration.TransformationEstimationPointToPoint(),
-                o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+        def register(init: np.ndarray, reach: float):
+            # coarse to fine: a wide first pass pulls the pose in, the tight last passes ignore the
+            # segment's rim and any part of it the model has not seen yet
+            transformation, max_distance = init, reach
+            while max_distance >= cfg.icp_max_distance / 4:
+                result = o3d.pipelines.registration.registration_icp(
+                    source, target, max_distance, transformation, point_to_plane,
+                    o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=20))
+                transformation, max_distance = result.transformation, max_distance / 2
+            world_from_object = np.linalg.inv(transformation)
+            # overlap either way: a new object's model is still a sliver of what comes into view
+            model = track.model.points @ world_from_object[:3, :3].T + world_from_object[:3, 3]
+            near, _ = segment_tree.query(model, distance_upper_bound=2 * max_distance)  # the last pass's
+            overlap = max(result.fitness, float(np.isfinite(near).mean()))
+            # a good fit far from where it started slid along a partial view (a few points of a flat face)
+            slid = np.linalg.norm(world_from_object[:3, 3] - np.linalg.inv(init)[:3, 3])
+            return result if overlap >= 0.3 and slid <= reach else None
 
-        init = np.linalg.inv(track.pose)
-        result = register(cfg.icp_max_distance, init)
-        if result.fitness < 0.3:  # moved too far for the remembered pose: start from the centroid shift
-            shifted = init.copy()
-            shifted[:3, 3] -= init[:3, :3] @ (seg.centroid - track.centroid)
-            result = register(2 * cfg.icp_max_distance, shifted)
-            if result.fitness < 0.3:
-                return track.pose
+        # No retry from the segment's centroid: a partial view's centroid is not the object's. A
+        # pushed object moves less than the first pass's reach per frame beyond the predicted motion,
+        # twice that after a frame in which it was not seen; an object found far from its place is
+        # moved there before (see _update_track).
+        init = np.linalg.inv(predicted)
+        result = register(init, cfg.icp_max_distance) or register(init, 2 * cfg.icp_max_distance)
+        if result is None:
+            return track.pose, math.inf
         new = np.linalg.inv(result.transformation)
         delta = np.linalg.inv(track.pose) @ new
         angle = math.degrees(math.acos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
         if np.linalg.norm(delta[:3, 3]) < cfg.still_translation and angle < cfg.still_rotation_deg:
+            return track.pose, result.inlier_rmse
+        return new, result.inlier_rmse
+
+    @staticmethod
+    def _predicted_pose(track: ObjectTrack) -> np.ndarray:
+        """The pose ``[4, 4]`` one frame on at the last observed motion (the track was visible in its
+        last two frames), else the remembered pose: a pushed object keeps moving between frames."""
+        if len(track.poses) < 2 or not (track.labels[-1] and track.labels[-2]):
             return track.pose
-        return new
+        last, before = (pose_to_matrix(torch.tensor(p, dtype=torch.float64)).numpy() for p in track.poses[-2:][::-1])
+        return last @ np.linalg.inv(before) @ track.pose
 
     @staticmethod
     def _explained(track: ObjectTrack, seg: Segment, radius: float) -> float:
@@ -395,14 +423,26 @@ class SceneMemory:
         else:
             moved_away = track.state in ("displaced", "contradicted") or \
                 self._explained(track, seg, cfg.near_model) < 0.5
-        if reachable or moved_away:  # otherwise still: keep the pose, only grow the model
-            if moved_away and track.state != "visible" and \
-                    np.linalg.norm(seg.centroid - track.centroid) > cfg.track_gate:
-                # re-identified away from where it was remembered: jump there before refining
-                track.pose = track.pose.copy()
-                track.pose[:3, 3] += seg.centroid - track.centroid
-            track.pose = self._icp(track, seg)
-        track.model.integrate(_to_object_frame(track.pose, seg.points), seg.colors, self.time)
+        # a mostly hidden object (a sliver beside an occluder): too little of it to register
+        sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
+        away = float(np.linalg.norm(seg.centroid - track.centroid))
+        if moved_away and track.state != "visible" and away > cfg.track_gate and (
+                not sliver or track.state in ("displaced", "contradicted") or away > np.linalg.norm(track.extent)):
+            # re-identified away from where it was remembered: jump there before refining (from a sliver,
+            # whose centroid is not the object's, only if it cannot be part of the object in its old place)
+            track.pose = track.pose.copy()
+            track.pose[:3, 3] += seg.centroid - track.centroid
+        if sliver:
+            rmse = math.inf
+        elif len(track.model) < cfg.min_register_points:
+            rmse = 0.0  # a model still too small to register against grows from its first views
+        elif reachable or moved_away:  # otherwise still: keep the pose, only grow the model
+            predicted = self._predicted_pose(track) if reachable else track.pose
+            track.pose, rmse = self._icp(track, seg, predicted)
+        else:
+            rmse = 0.0
+        if rmse <= cfg.fuse_max_rmse:  # a poorly registered view would smear the model
+            track.model.integrate(_to_object_frame(track.pose, seg.points), seg.colors, self.time)
         track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
         track.observations += 1
         track.state, track.contradictions, track.last_seen = "visible", 0, self.time
@@ -559,30 +599,44 @@ class SceneMemory:
         k = frame - track.first_frame
         return np.asarray(track.poses[min(k, len(track.poses) - 1)]) if k >= 0 and track.poses else None
 
-    def _objects_at(self, frame: int | None) -> list[Gaussians]:
-        """Each remembered (not displaced) object's Gaussians at its pose at ``frame`` (default: now)."""
-        parts = []
+    def poses_at(self, frame: int | None = None) -> dict[int, np.ndarray]:
+        """world_from_object ``[4, 4]`` of each remembered (not displaced) object at ``frame`` (default:
+        now), by track id; objects not born yet at ``frame`` are left out."""
+        poses = {}
         for t in self.tracks:
             if t.state == "displaced" or not len(t.model):
                 continue
             pose = t.pose if frame is None else self.pose_at(t, frame)
-            if pose is not None:  # None: not born yet at that frame
-                parts.append(self._track_gaussians(t, pose, self.config.object_splat_scale))
-        return parts
+            if pose is not None:
+                poses[t.id] = pose if pose.shape == (4, 4) else pose_to_matrix(torch.from_numpy(pose)).numpy()
+        return poses
+
+    def _objects(self, poses: dict[int, np.ndarray]) -> list[Gaussians]:
+        """The objects in ``poses`` (track id -> world_from_object ``[4, 4]``) as world Gaussians."""
+        by_id = {t.id: t for t in self.tracks}
+        unknown = sorted(set(poses) - set(by_id))
+        if unknown:
+            raise SplatworldError(f"no remembered object with id {unknown[0]} (known: {sorted(by_id)})")
+        return [self._track_gaussians(by_id[i], np.asarray(pose), self.config.object_splat_scale)
+                for i, pose in poses.items() if len(by_id[i].model)]
 
     def gaussians_at(self, frame: int | None = None) -> Gaussians:
         """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
-        parts = [self.static_gaussians(), *self._objects_at(frame)]
+        parts = [self.static_gaussians(), *self._objects(self.poses_at(frame))]
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
-    def render(self, camera: Camera, frame: int | None = None, backend: str | None = None) -> RenderOutput:
-        """The memory drawn from ``camera`` at ``frame`` (default: now), as :meth:`gaussians_at`, with the
-        nearest keyframe's static pixels drawn over the scaffold and under the objects in front."""
+    def render(self, camera: Camera, frame: int | None = None, backend: str | None = None,
+               poses: dict[int, np.ndarray] | None = None) -> RenderOutput:
+        """The memory drawn from ``camera``: the static scaffold, the nearest keyframe's static pixels
+        drawn over it, and the objects in front. Objects are drawn at ``poses`` (track id ->
+        world_from_object ``[4, 4]``; what a dynamics model predicts) if given, else at their poses
+        at ``frame`` (default: now)."""
         backend = backend or self.config.backend
+        objects = self._objects(self.poses_at(frame) if poses is None else poses)
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
-            return render(self.gaussians_at(frame), camera, backend=backend)
-        objects = self._objects_at(frame)
+            parts = [p for p in [self.static_gaussians(), *objects] if len(p)]
+            return render(Gaussians.concat(parts or [Gaussians.empty()]), camera, backend=backend)
         static = render(self.static_gaussians(), camera, backend=backend)
         layer = render(keyframe.gaussians(self.config.keyframe_pixel_scale), camera, backend=backend)
         objects = render(Gaussians.concat(objects) if objects else Gaussians.empty(), camera, backend=backend)
