@@ -51,7 +51,7 @@ from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
-MEMORY_FORMAT_VERSION = 2
+MEMORY_FORMAT_VERSION = 3
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
 _HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
 
@@ -184,9 +184,7 @@ def _to_object_frame(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _scaled_camera(cam: Camera, scale: float) -> Camera:
-    w, h = max(1, round(cam.width * scale)), max(1, round(cam.height * scale))
-    sx, sy = w / cam.width, h / cam.height
-    return Camera(cam.fx * sx, cam.fy * sy, cam.cx * sx, cam.cy * sy, w, h, cam.viewmat)
+    return cam.resized(max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))
 
 
 def _downsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -217,9 +215,14 @@ class SceneMemory:
         self.support_plane: np.ndarray | None = None  # [a, b, c, d], normal up
         self.support_region = np.zeros(4)  # x0, y0, x1, y1 of the plane's observed part
         self.support_color = np.full(3, 0.5)
+        # mean colour of what lies beyond the map (no depth, or farther than max_depth): sky, far floor;
+        # drawn behind everything the memory renders
+        self.background = np.zeros(3)
+        self._background_frames = 0
         self._static_cache: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._static_kdtree: tuple[int, cKDTree] | None = None
+        self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
         self._next_id = 1
 
     # ================================================================== observe
@@ -250,6 +253,10 @@ class SceneMemory:
         self._reason_visibility(set(frame_labels), depth, small)
 
         static = valid & (frame.instances == 0)
+        beyond = ~valid & (frame.instances == 0)
+        if beyond.any():  # running mean over (at most) the last 100 frames that showed any
+            self._background_frames = min(self._background_frames + 1, 100)
+            self.background += (colors[beyond].mean(axis=0) - self.background) / self._background_frames
         self.keyframes.consider(cam, frame.rgb, np.where(static, depth, 0.0), self.time)
         lo, hi = np.asarray(cfg.workspace[:3]), np.asarray(cfg.workspace[3:])
         stride = np.zeros_like(static)
@@ -278,10 +285,14 @@ class SceneMemory:
                                colors[mask].mean(axis=0), float((hi - lo).max())))
         return out
 
-    @staticmethod
-    def _track_gaussians(track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
+    def _track_gaussians(self, track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
         """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7]), splat std ``scale`` voxels."""
-        return track.model.to_gaussians(object_id=track.id, scale=scale).transform(torch.from_numpy(pose))
+        key = (track.id, scale)
+        cached = self._model_cache.get(key)
+        if cached is None or cached[0] != track.model.version:  # a model changes only when fused into
+            cached = (track.model.version, track.model.to_gaussians(object_id=track.id, scale=scale))
+            self._model_cache[key] = cached
+        return cached[1].transform(torch.from_numpy(pose))
 
     def _object_gaussians(self, tracks) -> list[Gaussians]:
         return [self._track_gaussians(t, t.pose, self.config.compare_splat_scale) for t in tracks if len(t.model)]
@@ -636,8 +647,9 @@ class SceneMemory:
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
             parts = [p for p in [self.static_gaussians(), *objects] if len(p)]
-            return render(Gaussians.concat(parts or [Gaussians.empty()]), camera, backend=backend)
-        static = render(self.static_gaussians(), camera, backend=backend)
+            return render(Gaussians.concat(parts or [Gaussians.empty()]), camera, backend=backend,
+                          background=self.background.tolist())
+        static = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist())
         layer = render(keyframe.gaussians(self.config.keyframe_pixel_scale), camera, backend=backend)
         objects = render(Gaussians.concat(objects) if objects else Gaussians.empty(), camera, backend=backend)
         return composite(static, layer, objects, self.config.depth_margin)
@@ -672,6 +684,7 @@ class SceneMemory:
             "support_plane": self.support_plane,
             "support_region": self.support_region,
             "support_color": self.support_color,
+            "background": (self.background, self._background_frames),
             "next_id": self._next_id,
         }
 
@@ -705,6 +718,7 @@ class SceneMemory:
         memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
         memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
         memory.support_region, memory.support_color = state["support_region"], state["support_color"]
+        memory.background, memory._background_frames = state["background"]
         return memory
 
     def export_tracks(self, path: str | os.PathLike) -> Path:

@@ -71,6 +71,11 @@ class Camera:
         c2w = torch.as_tensor(c2w_gl, dtype=torch.float64)
         return cls(float(fx), float(fy), float(cx), float(cy), int(width), int(height), nerfstudio_to_opencv(c2w))
 
+    def resized(self, width: int, height: int) -> Camera:
+        """The same view at another image size (intrinsics scaled with it)."""
+        sx, sy = width / self.width, height / self.height
+        return Camera(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height), self.viewmat)
+
     @property
     def K(self) -> torch.Tensor:
         """``[3, 3]`` intrinsic matrix."""

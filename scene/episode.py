@@ -305,7 +305,9 @@ class ProtocolView:
 
 
 def _png_writer(file: Path, image: np.ndarray) -> None:
-    imageio.imwrite(file, image, compress_level=1)
+    tmp = file.with_suffix(".tmp.png")  # a killed run never leaves a truncated image under the real name
+    imageio.imwrite(tmp, image, compress_level=1)
+    os.replace(tmp, file)
 
 
 class EpisodeWriter:
@@ -320,20 +322,23 @@ class EpisodeWriter:
         camera: intrinsics and size shared by all frames (its pose is ignored).
         fps: nominal frame rate.
         extra: more top-level keys (``agent_shape``, ``action_space``, ``instance_ids_consistent``, ...).
+        resume: the frame entries (:attr:`frames`) of an interrupted writer of the same episode,
+            whose images are all on disk (see :meth:`flush`): it goes on after them. None: start afresh.
     """
 
     def __init__(self, path, camera: Camera, fps: float, *, depth_unit_scale_factor: float = 0.001,
-                 extra: dict | None = None, workers: int = 2):
+                 extra: dict | None = None, workers: int = 2, resume: list[dict] | None = None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if resume is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         for sub in ("rgb", "depth", "instances"):
-            (self.tmp / sub).mkdir(parents=True)
+            (self.tmp / sub).mkdir(parents=True, exist_ok=True)
         self.meta = {"episode_format": FORMAT_VERSION, "camera_model": "PINHOLE", "fl_x": camera.fx,
                      "fl_y": camera.fy, "cx": camera.cx, "cy": camera.cy, "w": camera.width, "h": camera.height,
                      "fps": float(fps), "depth_unit_scale_factor": depth_unit_scale_factor,
                      "instance_ids_consistent": False, "agent_label": DEFAULT_AGENT_LABEL, **(extra or {})}
-        self.frames: list[dict] = []
+        self.frames: list[dict] = list(resume or [])
         self._pool = ThreadPoolExecutor(workers)
         self._pending = []
 
@@ -366,10 +371,15 @@ class EpisodeWriter:
         while len(self._pending) > 16:  # bound memory; surfaces encoder errors early
             self._pending.pop(0).result()
 
-    def close(self, ground_truth: dict | None = None, tracks: dict | None = None) -> Path:
-        """Finish images, write the JSON files, and move the episode to its final path."""
+    def flush(self) -> None:
+        """Wait until every image written so far is on disk."""
         for f in self._pending:
             f.result()
+        self._pending = []
+
+    def close(self, ground_truth: dict | None = None, tracks: dict | None = None) -> Path:
+        """Finish images, write the JSON files, and move the episode to its final path."""
+        self.flush()
         self._pool.shutdown()
         for sub in ("depth", "instances"):
             if not any((self.tmp / sub).iterdir()):

@@ -1,7 +1,7 @@
 """``splatworld COMMAND key=value ...``: hydra-style command line.
 
 Each command composes its packaged config (``splatworld/configs/COMMAND.yaml``)
-with the given overrides, so ``splatworld demo frames=30 out=/tmp/x`` works the
+with the given overrides, so ``splatworld orbit frames=30 out=/tmp/x`` works the
 same from a source checkout and from an installed wheel.
 """
 
@@ -16,9 +16,16 @@ from splatworld.errors import SplatworldError
 
 
 def _demo(cfg) -> int:
-    from splatworld.demo import run_demo
+    from splatworld.imagination.demo import run_demo
 
     run_demo(cfg)
+    return 0
+
+
+def _orbit(cfg) -> int:
+    from splatworld.orbit import run_orbit
+
+    run_orbit(cfg)
     return 0
 
 
@@ -54,10 +61,19 @@ def _eval_dynamics(cfg) -> int:
     return 0
 
 
+def _imagine(cfg) -> int:
+    from splatworld.imagination.run import imagine_episode
+
+    imagine_episode(cfg)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
-    "demo": ("demo", _demo, "build a PyBullet tabletop as Gaussians and render an orbit video"),
+    "demo": ("demo", _demo, "the main demo: a PyBullet episode observed for 30 s, then 5 minutes imagined"),
+    "orbit": ("orbit", _orbit, "build a PyBullet tabletop as Gaussians and render an orbit video"),
     "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
     "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
+    "imagine": ("imagine", _imagine, "observe frames [0, K) and imagine the rest: episode=DIR observe_until=K out=DIR"),
     "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
     "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
 }

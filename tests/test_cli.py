@@ -17,17 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_config_composes_with_overrides():
     with initialize_config_module(config_module="splatworld.configs", version_base=None):
-        cfg = compose(config_name="demo", overrides=["frames=7", "backend=torch"])
+        cfg = compose(config_name="orbit", overrides=["frames=7", "backend=torch"])
     assert cfg.frames == 7 and cfg.backend == "torch" and cfg.width == 256
 
 
 def test_unknown_key_is_named():
     with pytest.raises(ConfigError, match=r"framez.*valid keys:.*frames"):
-        load_config("demo", ["framez=3"])
+        load_config("orbit", ["framez=3"])
 
 
-def test_demo_end_to_end(tmp_path, capsys):
-    code = main(["demo", f"out={tmp_path}", "frames=4", "n_gaussians=4000", "width=64", "height=48",
+def test_orbit_end_to_end(tmp_path, capsys):
+    code = main(["orbit", f"out={tmp_path}", "frames=4", "n_gaussians=4000", "width=64", "height=48",
                  "n_objects=2"])
     assert code == 0
     frames = [f for f in imageio.get_reader(tmp_path / "orbit.mp4")]
@@ -39,7 +39,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 def test_cli_errors(capsys):
     assert main(["nonsense"]) == 2
     assert "unknown command 'nonsense'" in capsys.readouterr().err
-    assert main(["demo", "backend=opengl"]) == 2
+    assert main(["orbit", "backend=opengl"]) == 2
     assert "unknown renderer backend 'opengl'" in capsys.readouterr().err
 
 
@@ -50,7 +50,8 @@ def test_wheel_maps_folders_into_one_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"splatworld"}
-    for needed in ("splatworld/configs/demo.yaml", "splatworld/scene/gaussians.py", "splatworld/render/api.py",
+    for needed in ("splatworld/configs/demo.yaml", "splatworld/configs/imagine.yaml", "splatworld/imagination/run.py",
+                   "splatworld/evaluation/poses.py", "splatworld/scene/gaussians.py", "splatworld/render/api.py",
                    "splatworld/memory/__init__.py", "splatworld/dynamics/__init__.py", "splatworld/cli.py",
                    "splatworld/dynamics/checkpoints/default.pt", "splatworld/configs/train_dynamics.yaml"):
         assert needed in names
@@ -61,3 +62,14 @@ def test_no_bare_top_level_modules():
            "if u.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_main_demo_end_to_end(tmp_path, capsys):
+    code = main(["demo", f"out={tmp_path}", "preset=occlusion", "observe_seconds=2", "imagine_seconds=2",
+                 "backend=cpu", "progress=false"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "real time" in printed and "PSNR per imagined minute" in printed
+    imagined = tmp_path / "imagined"
+    assert len(imageio.mimread(imagined / "side_by_side.mp4")) == 20
+    assert imageio.imread(imagined / "rgb" / "000000.png").shape == (256, 256, 3)

@@ -9,14 +9,32 @@ from splatworld.errors import check_shape
 from splatworld.scene.transforms import pose_to_matrix
 
 
-def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
-    """Position (m) and rotation (degrees) errors ``[K]`` of a track after one constant alignment.
+def fit_alignment(gt_poses, track_poses) -> np.ndarray:
+    """The constant object-frame change ``X [4, 4]`` with ``T_gt[k] ~ T_track[k] @ X`` over ``K`` frames.
 
-    A tracker may pick any frame for an object (origin at its first centroid, say), so its poses
-    ``T_track[k]`` equal the true ``T_gt[k]`` only up to a constant object-frame change ``X``:
-    ``T_gt[k] = T_track[k] @ X``. ``X`` is fitted over all ``K`` frames (rotation: the chordal
-    L2 mean of ``R_track^T R_gt``; translation: the mean of ``R_track^T (t_gt - t_track)``),
-    then each frame's residual is measured.
+    A tracker may pick any frame for an object (origin at its first centroid, say). Rotation: the
+    chordal L2 mean of ``R_track^T R_gt``; translation: the mean of ``R_track^T (t_gt - t_track)``.
+
+    Args:
+        gt_poses: ``[K, 7]`` world_from_object, position then quaternion wxyz (K >= 1).
+        track_poses: ``[K, 7]`` same layout, the same frames.
+    """
+    gt = torch.as_tensor(np.asarray(gt_poses, dtype=np.float64))
+    tr = torch.as_tensor(np.asarray(track_poses, dtype=np.float64))
+    check_shape("gt_poses", gt, (None, 7))
+    check_shape("track_poses", tr, (gt.shape[0], 7))
+    g, t = pose_to_matrix(gt).numpy(), pose_to_matrix(tr).numpy()
+    rel = np.einsum("kji,kjl->kil", t[:, :3, :3], g[:, :3, :3])  # R_track^T R_gt
+    u, _, vt = np.linalg.svd(rel.sum(axis=0))
+    x = np.eye(4)
+    x[:3, :3] = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    x[:3, 3] = np.einsum("kji,kj->ki", t[:, :3, :3], g[:, :3, 3] - t[:, :3, 3]).mean(axis=0)
+    return x
+
+
+def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
+    """Position (m) and rotation (degrees) errors ``[K]`` of a track after one constant alignment
+    (:func:`fit_alignment`, fitted over all ``K`` frames).
 
     Args:
         gt_poses: ``[K, 7]`` world_from_object, position then quaternion wxyz.
@@ -28,13 +46,10 @@ def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
     check_shape("track_poses", tr, (gt.shape[0], 7))
     if not len(gt):
         return np.zeros(0), np.zeros(0)
+    x = fit_alignment(gt, tr)
     g, t = pose_to_matrix(gt).numpy(), pose_to_matrix(tr).numpy()
-    rel = np.einsum("kji,kjl->kil", t[:, :3, :3], g[:, :3, :3])  # R_track^T R_gt
-    u, _, vt = np.linalg.svd(rel.sum(axis=0))
-    rot = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
-    offset = np.einsum("kji,kj->ki", t[:, :3, :3], g[:, :3, 3] - t[:, :3, 3]).mean(axis=0)
-    predicted_position = np.einsum("kij,j->ki", t[:, :3, :3], offset) + t[:, :3, 3]
-    position_error = np.linalg.norm(predicted_position - g[:, :3, 3], axis=1)
-    residual = np.einsum("kji,kjl->kil", t[:, :3, :3] @ rot, g[:, :3, :3])
+    predicted = t @ x
+    position_error = np.linalg.norm(predicted[:, :3, 3] - g[:, :3, 3], axis=1)
+    residual = np.einsum("kji,kjl->kil", predicted[:, :3, :3], g[:, :3, :3])
     cos = np.clip((np.trace(residual, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
     return position_error, np.degrees(np.arccos(cos))

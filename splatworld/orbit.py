@@ -1,4 +1,4 @@
-"""The built-in demo: a PyBullet tabletop turned into Gaussians, rendered along an orbit."""
+"""``splatworld orbit``: a PyBullet tabletop turned into Gaussians, rendered along an orbit."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from splatworld.sim import gaussians_from_pybullet, tabletop_world
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z
 
 
-def run_demo(cfg: DictConfig) -> Path:
+def run_orbit(cfg: DictConfig) -> Path:
     """Build the scene, write ``scene.ply`` and ``orbit.mp4`` into ``cfg.out``; return the mp4 path."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,134 @@
+"""``splatworld imagine``: observe an episode's first frames, imagine the rest, write it as an episode.
+
+Output (``out``, an episode directory in the episode format, appearing under its name when done):
+``rgb/ depth/ instances/ transforms.json tracks.json`` for the imagined frames ``[k, until)``
+(file numbers from 0; ``transforms.json`` keeps each frame's time and records ``observe_until``),
+``memory.pt`` (the memory after observing), ``imagined.mp4``, and where the episode has ground
+truth ``side_by_side.mp4`` (ground truth | imagined | per-pixel error) and ``summary.json`` with
+the permanence summary. While it runs, everything is in ``out.partial``; a killed run started
+again with the same settings goes on from its last checkpoint (same output, bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from splatworld.dynamics.models import make_model
+from splatworld.dynamics.train import load_checkpoint
+from splatworld.errors import ConfigError
+from splatworld.imagination.report import compare_with_ground_truth, print_summary
+from splatworld.imagination.world_model import WorldModel
+from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
+from splatworld.render.video import FrameWriter
+from splatworld.scene.episode import Episode, EpisodeWriter
+
+RESUME_FILE = "resume.pt"
+
+
+def _dynamics(cfg: DictConfig):
+    learned = load_checkpoint(cfg.checkpoint)
+    return learned if cfg.model == "learned" else make_model(cfg.model, learned.config)
+
+
+def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
+    """What makes two runs the same run (a checkpoint of another run is never resumed)."""
+    return {"episode": str(episode.path.resolve()), "observe_until": int(cfg.observe_until), "until": until,
+            "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
+            "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height}
+
+
+def imagine_episode(cfg: DictConfig) -> Path:
+    """Run ``splatworld imagine`` as configured; returns the output episode directory."""
+    episode = Episode(cfg.episode)
+    k = int(cfg.observe_until)
+    until = len(episode) if cfg.until is None else int(cfg.until)
+    if not 0 < k < until <= len(episode):
+        raise ConfigError(f"need 0 < observe_until ({k}) < until ({until}) <= {len(episode)} frames of {cfg.episode}")
+    width, height = int(cfg.width or episode.width), int(cfg.height or episode.height)
+    out = Path(cfg.out)
+    partial = out.with_name(out.name + ".partial")
+    settings = _settings(cfg, episode, until)
+    resume = torch.load(partial / RESUME_FILE, weights_only=False) if (partial / RESUME_FILE).exists() else None
+    if resume is not None and resume["settings"] != settings:
+        resume = None  # another run's leftovers: start afresh
+
+    world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label), _dynamics(cfg),
+                       backend=cfg.backend)
+    started = time.perf_counter()
+    if resume is not None:
+        world.memory = SceneMemory.load(partial / "memory.pt")
+        world.load_state_dict(resume["world"])
+        print(f"resuming {out} at frame {resume['next']} of [{k}, {until})")
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+        if cfg.memory:
+            world.memory = SceneMemory.load(cfg.memory)
+            if world.memory.frame_count != k:
+                raise ConfigError(f"memory={cfg.memory} observed {world.memory.frame_count} frames, "
+                                  f"but observe_until={k}")
+            world.begin(episode.info(k - 1))
+        else:
+            world.observe(episode, k, progress=cfg.progress)
+    observe_seconds = time.perf_counter() - started
+
+    meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
+            **{key: episode.meta[key] for key in ("agent_shape", "action_space") if key in episode.meta}}
+    writer = EpisodeWriter(out, episode.camera(0).resized(width, height), episode.fps, extra=meta,
+                           resume=None if resume is None else resume["frames"])
+    if resume is None:
+        world.memory.save(partial / "memory.pt")
+    ids = [t.id for t in world.memory.tracks]
+    tracks = resume["tracks"] if resume is not None else {i: {"poses": [], "labels": []} for i in ids}
+    first = k if resume is None else resume["next"]
+
+    def checkpoint(next_frame: int) -> None:
+        writer.flush()  # every frame listed is on disk
+        tmp = partial / (RESUME_FILE + ".tmp")
+        torch.save({"settings": settings, "next": next_frame, "frames": writer.frames, "tracks": tracks,
+                    "world": world.state_dict()}, tmp)
+        os.replace(tmp, partial / RESUME_FILE)
+
+    future = ((episode.info(i), episode.camera(i).resized(width, height)) for i in range(first, until))
+    started = time.perf_counter()
+    bar = tqdm(world.imagine(future), total=until - first, initial=0, desc="imagine", unit="frame",
+               disable=not cfg.progress)
+    for frame in bar:
+        info = episode.info(frame.index)
+        writer.write(frame.rgb, info.transform_matrix, frame.time, depth=frame.depth, instances=frame.instances,
+                     agent_pose=info.agent_pose, action=info.action)
+        drawn = set(np.unique(frame.instances).tolist())
+        for i in ids:
+            tracks[i]["poses"].append(frame.poses.get(i))
+            tracks[i]["labels"].append(i if i in drawn else 0)
+        if (frame.index + 1 - k) % cfg.checkpoint_every == 0 and frame.index + 1 < until:
+            checkpoint(frame.index + 1)
+    imagine_seconds = time.perf_counter() - started
+    (partial / RESUME_FILE).unlink(missing_ok=True)
+    writer.close(tracks={"objects": [{"id": i, **tracks[i]} for i in ids]})
+
+    imagined = Episode(out)
+    with FrameWriter(out / "imagined.mp4", fps=episode.fps) as video:
+        for i in tqdm(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
+            video.write(imagined[i].rgb)
+    frames = until - first
+    print(f"observed {k} frames in {observe_seconds:.1f} s; imagined {frames} frames ({frames / episode.fps:.0f} s "
+          f"of video) in {imagine_seconds:.1f} s: {frames / imagine_seconds:.1f} frames/s, "
+          f"{frames / episode.fps / imagine_seconds:.2f}x real time")
+    summary = {"observed_frames": k, "imagined_frames": until - k, "fps": episode.fps}  # no timings: reproducible
+    if episode.ground_truth() is not None:
+        summary.update(compare_with_ground_truth(episode, imagined, world.memory, k, out / "side_by_side.mp4",
+                                                 progress=cfg.progress))
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "summary.json")
+    print_summary(summary, out)
+    return out

@@ -1,0 +1,145 @@
+"""The world model: a scene memory, a dynamics model and a renderer, composed.
+
+``observe`` builds the memory from frames ``[0, k)``; ``imagine`` then advances the remembered
+objects with the dynamics under the agent's commands and draws each future camera, one frame at a
+time (a generator: nothing accumulates, so a 10-minute imagination holds flat memory). It follows
+the imagination protocol of the episode format: for future frames it reads only each frame's
+camera, time, agent pose and action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from splatworld.dynamics.data import MemorySlots, state_from_memory
+from splatworld.dynamics.models import DynamicsModel
+from splatworld.dynamics.state import WorldState
+from splatworld.errors import SplatworldError
+from splatworld.memory.scene_memory import SceneMemory
+from splatworld.scene.cameras import Camera
+from splatworld.scene.episode import Episode, FrameInfo
+from splatworld.scene.transforms import matrix_to_pose
+
+
+@dataclass
+class ImaginedFrame:
+    """One imagined frame.
+
+    Attributes:
+        index: the frame's number in the episode.
+        time: seconds.
+        rgb: ``[H, W, 3]`` uint8.
+        depth: ``[H, W]`` float32 metres, 0 where nothing is drawn.
+        instances: ``[H, W]`` uint16, the memory's object id drawn at each pixel, 0 for the static scene.
+        poses: world_from_object ``[7]`` (xyz + wxyz) of every imagined object, by object id.
+    """
+
+    index: int
+    time: float
+    rgb: np.ndarray
+    depth: np.ndarray
+    instances: np.ndarray
+    poses: dict[int, list[float]]
+
+
+class WorldModel:
+    """A memory, a dynamics model and a renderer behind two calls: :meth:`observe` and :meth:`imagine`.
+
+    Args:
+        memory: the scene memory to observe into (a fresh one if omitted; a loaded one to start
+            from a saved memory).
+        dynamics: a :class:`~splatworld.dynamics.models.DynamicsModel` (its ``config.dt`` is the
+            simulation step; frames further apart take several steps).
+        backend: renderer backend (``auto``, ``cpu``, ``torch``, ``gsplat``).
+    """
+
+    def __init__(self, memory: SceneMemory, dynamics: DynamicsModel, backend: str = "auto"):
+        self.memory, self.dynamics, self.backend = memory, dynamics, backend
+        self.state: WorldState | None = None  # the objects' imagined state, batch 1
+        self.slots: MemorySlots | None = None
+        self.action = np.zeros(2)  # the agent command in force since the last frame
+
+    # ----------------------------------------------------------------- observe
+    def observe(self, episode: Episode, until: int, progress: bool = False) -> None:
+        """Observe frames ``[0, until)`` of ``episode`` in full (the protocol's observed part)."""
+        view = episode.protocol_view(until)
+        for i in tqdm(range(until), desc="observe", unit="frame", disable=not progress):
+            self.memory.observe(view.observed(i))
+        self.begin(episode.info(until - 1))
+
+    def begin(self, last: FrameInfo) -> None:
+        """Start imagining from what the memory holds now; ``last`` is the last observed frame's
+        info (its agent pose and the command it applied)."""
+        if last.agent_pose is None:
+            raise SplatworldError(f"frame {last.index}: imagination needs the agent pose of the last observed frame")
+        if abs(last.time - self.memory.time) > 1e-6:
+            raise SplatworldError(f"frame {last.index} (t={last.time}) is not the memory's last observed frame "
+                                  f"(t={self.memory.time})")
+        self.state, self.slots = state_from_memory(self.memory, last.agent_pose[:3], self.dynamics.config.dt)
+        self.action = np.zeros(2) if last.action is None else np.asarray(last.action, dtype=np.float64)
+
+    # ----------------------------------------------------------------- imagine
+    def advance(self, info: FrameInfo) -> None:
+        """Move the imagined state to frame ``info``: dynamics steps under the command in force,
+        then the agent where the frame says it is; its command holds until the next frame."""
+        if self.state is None:
+            raise SplatworldError("imagine before observe/begin: the world model has no state yet")
+        dt = self.dynamics.config.dt
+        gap = info.time - float(self.state.time[0])
+        steps = round(gap / dt)
+        if steps < 1 or abs(steps * dt - gap) > 1e-3 * dt + 1e-6:
+            raise SplatworldError(f"frame {info.index}: {gap:.4f} s after the previous one; the dynamics step "
+                                  f"is {dt} s, so frames must be a positive multiple of it apart")
+        action = torch.as_tensor(self.action, dtype=torch.float64)[None]
+        with torch.no_grad():
+            for _ in range(steps):
+                self.state = self.dynamics.step(self.state, action)
+        # the protocol gives the agent's pose: no reason to let integrated commands drift from it
+        time = torch.tensor([info.time], dtype=torch.float64)
+        agent = self.state.agent if info.agent_pose is None else \
+            torch.as_tensor(np.asarray(info.agent_pose[:3], dtype=np.float64))[None]
+        self.state = self.state.replace(agent=agent, time=time)
+        self.action = np.zeros(2) if info.action is None else np.asarray(info.action, dtype=np.float64)
+
+    def object_poses(self) -> dict[int, np.ndarray]:
+        """world_from_object ``[4, 4]`` of every imagined object now, by memory object id."""
+        return self.slots.object_poses(self.state.position[0], self.state.quat[0])
+
+    def draw(self, camera: Camera, index: int, time: float) -> ImaginedFrame:
+        """Render the imagined state from ``camera``."""
+        poses = self.object_poses()
+        out = self.memory.render(camera, backend=self.backend, poses=poses)
+        rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        drawn = out.alpha.numpy() > 0.5
+        depth = np.where(drawn, out.depth.numpy(), 0).astype(np.float32)
+        instances = np.where(drawn, out.object_id.numpy().clip(min=0), 0).astype(np.uint16)
+        as_7 = {i: matrix_to_pose(torch.from_numpy(m)).tolist() for i, m in poses.items()}
+        return ImaginedFrame(index, time, rgb, depth, instances, as_7)
+
+    def imagine(self, future: Iterable[tuple[FrameInfo, Camera]]) -> Iterator[ImaginedFrame]:
+        """Imagine each future frame in turn from its ``(info, camera)``: only the camera, time,
+        agent pose and action are read. Yields :class:`ImaginedFrame` (a stream)."""
+        for info, camera in future:
+            self.advance(info)
+            yield self.draw(camera, info.index, info.time)
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        """The imagined state (not the memory): enough to continue an interrupted imagination."""
+        if self.state is None:
+            raise SplatworldError("the world model has no imagined state to save")
+        tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
+        return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "box_centre": self.slots.box_centre},
+                "action": self.action.tolist()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
+        geometry = state_from_memory(self.memory, np.zeros(3), self.dynamics.config.dt)[0].geometry
+        self.state = WorldState(**saved["tensors"], geometry=geometry)
+        self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["box_centre"])
+        self.action = np.asarray(saved["action"], dtype=np.float64)
