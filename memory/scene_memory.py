@@ -538,9 +538,9 @@ class SceneMemory:
         z = -(a * xy[:, 0] + b * xy[:, 1] + d) / c
         points = np.concatenate([xy, z[:, None]], axis=1)
         missing = ~(self.static.contains(points) | self.static.contains(points - [0, 0, step / 2]))
-        colors = np.broadcast_to(self.support_color, (int(missing.sum()), 3))
+        colors = np.repeat(self.support_color[None], int(missing.sum()), axis=0)
         return Gaussians.from_points(torch.from_numpy(points[missing]).float(),
-                                     torch.from_numpy(np.ascontiguousarray(colors)).float(), 0.6 * step)
+                                     torch.from_numpy(colors).float(), 0.6 * step)
 
     def _record(self, frame_labels: dict) -> None:
         for t in self.tracks:

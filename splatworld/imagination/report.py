@@ -74,6 +74,17 @@ def _events(episode: Episode, gt: list[dict], start: int, end: int) -> list[dict
     return events
 
 
+def _prefetched(pool: ThreadPoolExecutor, episode: Episode, imagined: Episode, observed: int, ahead: int = 8):
+    """``(ground-truth frame, imagined frame)`` pairs in order, decoded a few frames ahead on ``pool``
+    (never all at once: memory stays flat however long the episode)."""
+    load = lambda j: (episode[observed + j], imagined[j])  # noqa: E731
+    pending = [pool.submit(load, j) for j in range(min(ahead, len(imagined)))]
+    for j in range(len(imagined)):
+        if j + ahead < len(imagined):
+            pending.append(pool.submit(load, j + ahead))
+        yield pending.pop(0).result()
+
+
 def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: SceneMemory, observed: int,
                               video: Path, progress: bool = True) -> dict:
     """Score ``imagined`` (frames ``[observed, observed + len(imagined))`` of ``episode``) and write
@@ -93,8 +104,8 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
 
     static_psnr = np.full(n, np.nan)
     with ThreadPoolExecutor(2) as pool, FrameWriter(video, fps=episode.fps) as writer:
-        frames = pool.map(lambda j: (episode[observed + j], imagined[j]), range(n))
-        for j, (truth, pred) in enumerate(tqdm(frames, total=n, desc="compare", unit="frame", disable=not progress)):
+        for j, (truth, pred) in enumerate(tqdm(_prefetched(pool, episode, imagined, observed), total=n,
+                                               desc="compare", unit="frame", disable=not progress)):
             static = truth.instances == 0
             static_psnr[j] = psnr(pred.rgb, truth.rgb, static)
             error = np.abs(pred.rgb.astype(np.int16) - truth.rgb.astype(np.int16)).mean(-1)

@@ -46,6 +46,16 @@ def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
             "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height}
 
 
+def _resident_mb() -> float:
+    """This process's resident memory (MB), from ``/proc`` (NaN where there is none)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return float("nan")
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")),
+                float("nan"))
+
+
 def imagine_episode(cfg: DictConfig) -> Path:
     """Run ``splatworld imagine`` as configured; returns the output episode directory."""
     episode = Episode(cfg.episode)
@@ -97,6 +107,8 @@ def imagine_episode(cfg: DictConfig) -> Path:
                     "world": world.state_dict()}, tmp)
         os.replace(tmp, partial / RESUME_FILE)
 
+    resident = {}  # MB, at the first minute of imagination and at the end: a stream holds flat memory
+    minute = k + round(60 * episode.fps)
     future = ((episode.info(i), episode.camera(i).resized(width, height)) for i in range(first, until))
     started = time.perf_counter()
     bar = tqdm(world.imagine(future), total=until - first, initial=0, desc="imagine", unit="frame",
@@ -111,7 +123,10 @@ def imagine_episode(cfg: DictConfig) -> Path:
             tracks[i]["labels"].append(i if i in drawn else 0)
         if (frame.index + 1 - k) % cfg.checkpoint_every == 0 and frame.index + 1 < until:
             checkpoint(frame.index + 1)
+        if frame.index + 1 == minute:
+            resident["after_1_min"] = _resident_mb()
     imagine_seconds = time.perf_counter() - started
+    resident["at_end"] = _resident_mb()
     (partial / RESUME_FILE).unlink(missing_ok=True)
     writer.close(tracks={"objects": [{"id": i, **tracks[i]} for i in ids]})
 
@@ -123,6 +138,9 @@ def imagine_episode(cfg: DictConfig) -> Path:
     print(f"observed {k} frames in {observe_seconds:.1f} s; imagined {frames} frames ({frames / episode.fps:.0f} s "
           f"of video) in {imagine_seconds:.1f} s: {frames / imagine_seconds:.1f} frames/s, "
           f"{frames / episode.fps / imagine_seconds:.2f}x real time")
+    if "after_1_min" in resident:
+        print(f"resident memory: {resident['after_1_min']:.0f} MB after the first imagined minute, "
+              f"{resident['at_end']:.0f} MB at the end ({resident['at_end'] / resident['after_1_min']:.2f}x)")
     summary = {"observed_frames": k, "imagined_frames": until - k, "fps": episode.fps}  # no timings: reproducible
     if episode.ground_truth() is not None:
         summary.update(compare_with_ground_truth(episode, imagined, world.memory, k, out / "side_by_side.mp4",
