@@ -213,7 +213,8 @@ class InteractionModel(DynamicsModel):
     Edges: agent -> object (relative position, footprint gap, commanded velocity, the object's
     half sizes and velocity) and object j -> object i (relative position, gap, both velocities
     and half sizes), each through an MLP; an edge only counts when its gap is under
-    ``contact_margin`` plus how far the pusher moves in the step. Node: the summed messages,
+    ``contact_margin`` plus how far the pusher moves in the step (and, for the agent, only while
+    it moves towards the object: a pusher does not pull). Node: the summed messages,
     the object's velocity and geometry probes (:func:`geometry_probes`) through an MLP to an
     x-y increment and a yaw increment. An object with no live edge (the agent still or away, no
     moving neighbour touching it) is inactive: exactly zero increment, so untouched objects
@@ -238,7 +239,9 @@ class InteractionModel(DynamicsModel):
         vel = state.velocity[..., :2] * per_step
         agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin)  # a still agent pushes nothing
+        toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
+        # a still agent pushes nothing, and a pusher moving away from an object does not pull it along
+        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward
         speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
         moving = speed > cfg.moving_speed
         # a neighbour j touches i only while j moves or is being pushed itself

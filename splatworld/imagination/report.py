@@ -44,6 +44,19 @@ def _memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int) -> dict
     return out
 
 
+_CORNERS = torch.tensor([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)],
+                        dtype=torch.float64)
+
+
+def _box_in_image(camera, obj: dict, frame: int) -> bool:
+    """Whether the ground-truth box of ``obj`` (``extent`` about its pose) projects wholly inside the image."""
+    pose = _matrix(obj["poses"][frame])
+    corners = torch.from_numpy(pose[:3, :3]) @ (_CORNERS * torch.tensor(obj["extent"])).T
+    uv, z = camera.project(corners.T + torch.from_numpy(pose[:3, 3]))
+    return bool((z > 0).all() and (uv[:, 0] >= 0).all() and (uv[:, 0] < camera.width).all()
+                and (uv[:, 1] >= 0).all() and (uv[:, 1] < camera.height).all())
+
+
 def _events(episode: Episode, gt: list[dict], start: int, end: int) -> list[dict]:
     """Hide-and-reappear events whose reappearance frame ``b`` lies in ``[start, end)``: the object's
     last visible frame ``a`` before, its hidden time, whether it was in view while hidden (then
@@ -60,13 +73,15 @@ def _events(episode: Episode, gt: list[dict], start: int, end: int) -> list[dict
             uv, z = camera.project(torch.tensor(obj["poses"][middle][:3], dtype=torch.float64)[None])
             u, v = uv[0].tolist()
             in_view = z.item() > 0 and 0 <= u < camera.width and 0 <= v < camera.height
-            # scored where it is back in sight: the first frame of its visible run with at least half
-            # of it visible (its first frame back may show one pixel of it)
+            # scored where it is back in sight: the first frame of its visible run with its whole box
+            # inside the image and at least half of it unoccluded (its first frame back may show a
+            # sliver of it at the image border); the run's last frame if it never is
             run_end = b
             while run_end + 1 < end and obj["labels"][run_end + 1] != 0:
                 run_end += 1
-            fraction = np.asarray(obj.get("visible_fraction", [1.0] * len(obj["labels"]))[b:run_end + 1])
-            scored = int(b) + int(np.argmax(fraction >= 0.5) if (fraction >= 0.5).any() else np.argmax(fraction))
+            fraction = obj.get("visible_fraction", [1.0] * len(obj["labels"]))
+            scored = next((int(c) for c in range(b, run_end + 1)
+                           if fraction[c] >= 0.5 and _box_in_image(episode.camera(c), obj, c)), int(run_end))
             moved = float(np.linalg.norm(np.subtract(obj["poses"][scored][:3], obj["poses"][a][:3])))
             events.append({"object": g, "name": obj.get("name", str(obj.get("id", g))), "hidden_from": int(a) + 1,
                            "reappears": int(b), "scored_at": scored, "hidden_seconds": float(hidden),
