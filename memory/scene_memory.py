@@ -22,7 +22,7 @@ Per frame (:meth:`SceneMemory.observe`):
    drops only on contradiction; repeated contradiction marks the object ``displaced``
    until it is re-identified.
 5. **Static scaffold.** Pixels labelled 0 inside the workspace box are fused into a voxel
-   hash (revisits refine, do not grow); a support plane is fitted with open3d RANSAC.
+   hash (revisits refine, do not grow); a support plane is fitted by RANSAC.
    Views farther than a spacing from every stored keyframe become keyframes: their static
    pixels at full resolution, drawn over the scaffold when the memory is rendered nearby
    (:meth:`SceneMemory.render`).
@@ -37,13 +37,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import open3d as o3d
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.memory.keyframes import KeyframeStore, composite
+from splatworld.memory.registration import estimate_normals, icp_point_to_plane, ransac_plane
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.render.api import RenderOutput, render
 from splatworld.scene.cameras import Camera
@@ -362,10 +362,9 @@ class SceneMemory:
         """world_from_object ``[4, 4]`` refined by ICP of the segment's points onto the model, from the
         ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed)."""
         cfg = self.config
-        source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(seg.points))
-        target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(track.model.points))
-        target.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(3 * cfg.object_voxel, 16))
-        point_to_plane = o3d.pipelines.registration.TransformationEstimationPointToPlane()
+        target = track.model.points
+        target_tree = cKDTree(target)
+        normals = estimate_normals(target, 3 * cfg.object_voxel)
         segment_tree = cKDTree(seg.points)
 
         def register(init: np.ndarray, reach: float):
@@ -373,9 +372,7 @@ class SceneMemory:
             # segment's rim and any part of it the model has not seen yet
             transformation, max_distance = init, reach
             while max_distance >= cfg.icp_max_distance / 4:
-                result = o3d.pipelines.registration.registration_icp(
-                    source, target, max_distance, transformation, point_to_plane,
-                    o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=20))
+                result = icp_point_to_plane(seg.points, target, normals, target_tree, max_distance, transformation)
                 transformation, max_distance = result.transformation, max_distance / 2
             world_from_object = np.linalg.inv(transformation)
             # overlap either way: a new object's model is still a sliver of what comes into view
@@ -507,17 +504,16 @@ class SceneMemory:
         """The highest large horizontal plane of the static scaffold (the table top), by RANSAC."""
         if len(self.static) < 200:
             return
-        o3d.utility.random.seed(0)  # RANSAC: same input, same plane
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.static.points))
+        rng = np.random.default_rng(0)  # same input, same plane
+        points = self.static.points
         best = None
         for _ in range(3):
-            if len(cloud.points) < 100:
+            if len(points) < 100:
                 break
-            plane, inliers = cloud.segment_plane(0.01, 3, 200)
-            plane = np.asarray(plane) * (1 if plane[2] >= 0 else -1)
+            plane, inliers = ransac_plane(points, 0.01, 200, rng)
             if plane[2] > 0.95 and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
                 best = plane
-            cloud = cloud.select_by_index(inliers, invert=True)
+            points = points[~inliers]
         self.support_plane = best
         if best is not None:
             on_plane = np.abs(self.static.points @ best[:3] + best[3]) < 0.01

@@ -1,0 +1,125 @@
+"""Point-to-plane ICP and RANSAC plane fitting in plain numpy: deterministic, bit for bit.
+
+open3d's ICP and RANSAC run over OpenMP threads in an order that varies from run to run; a memory
+that tracks moving objects frame after frame turns those last-bit differences into different
+poses and pictures. These few lines do the same work in a fixed order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+
+def estimate_normals(points: np.ndarray, radius: float, neighbours: int = 16) -> np.ndarray:
+    """Unit normals ``[M, 3]`` of ``points [M, 3]``: the least-variance direction of each point's
+    nearest ``neighbours`` within ``radius`` (itself included; fewer than 3: the z axis)."""
+    tree = cKDTree(points)
+    k = min(neighbours, len(points))
+    dist, idx = tree.query(points, k=k, distance_upper_bound=radius)
+    dist, idx = dist.reshape(len(points), k), idx.reshape(len(points), k)
+    valid = np.isfinite(dist)
+    near = points[np.where(valid, idx, 0)]  # [M, k, 3]
+    weight = valid[..., None].astype(np.float64)
+    count = weight.sum(1)  # [M, 1]
+    mean = (near * weight).sum(1) / count
+    centred = (near - mean[:, None]) * weight
+    cov = np.einsum("mki,mkj->mij", centred, centred)
+    _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
+    normals = vectors[:, :, 0]
+    normals[count[:, 0] < 3] = (0.0, 0.0, 1.0)
+    return normals
+
+
+def _rotation(w: np.ndarray) -> np.ndarray:
+    """Rotation matrix of the axis-angle vector ``w [3]`` (Rodrigues)."""
+    angle = float(np.linalg.norm(w))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = w / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+
+
+@dataclass
+class Registration:
+    """Result of :func:`icp_point_to_plane`: ``transformation [4, 4]`` (source to target), ``fitness``
+    (fraction of source points with a target point within the distance) and ``inlier_rmse`` (m)."""
+
+    transformation: np.ndarray
+    fitness: float
+    inlier_rmse: float
+
+
+def icp_point_to_plane(source: np.ndarray, target: np.ndarray, normals: np.ndarray, tree: cKDTree,
+                       max_distance: float, init: np.ndarray, iterations: int = 20,
+                       tolerance: float = 1e-6) -> Registration:
+    """Align ``source [N, 3]`` to ``target [M, 3]`` (unit ``normals [M, 3]``, ``tree`` its KD-tree):
+    the rigid transform minimising the squared point-to-plane distances of correspondences within
+    ``max_distance``, by Gauss-Newton steps from ``init [4, 4]``. Directions the correspondences do
+    not constrain (sliding along a plane) get the least-norm step: they stay where ``init`` put them.
+    Stops after ``iterations`` steps or when fitness and RMSE change by less than ``tolerance``
+    (relative), as open3d's ICP does."""
+    transform = np.array(init, dtype=np.float64)
+
+    def correspond(t: np.ndarray):
+        moved = source @ t[:3, :3].T + t[:3, 3]
+        dist, idx = tree.query(moved, distance_upper_bound=max_distance)
+        inlier = np.isfinite(dist)
+        fitness = float(inlier.mean()) if len(source) else 0.0
+        rmse = float(np.sqrt(np.mean(dist[inlier] ** 2))) if inlier.any() else 0.0
+        return moved[inlier], idx[inlier], fitness, rmse
+
+    moved, idx, fitness, rmse = correspond(transform)
+    for _ in range(iterations):
+        if len(idx) < 6:
+            break
+        n = normals[idx]
+        residual = ((moved - target[idx]) * n).sum(1)
+        # rotation about the matched points' centroid (about the world origin, a small turn would be
+        # a large translation, and the two would trade off in the least-norm step)
+        centre = moved.mean(axis=0)
+        jacobian = np.concatenate([np.cross(moved - centre, n), n], axis=1)  # d residual / d (rotation, translation)
+        # a weak prior against turning (as if each point sat 1 cm from the centroid): a handful of points
+        # of a rounded object barely constrain rotation, and an unchecked step can flip the fit
+        prior = np.zeros((3, 6))
+        prior[:, :3] = np.eye(3) * 0.01 * np.sqrt(len(idx))
+        step = np.linalg.lstsq(np.concatenate([jacobian, prior]), np.concatenate([-residual, np.zeros(3)]),
+                               rcond=None)[0]
+        delta = np.eye(4)
+        delta[:3, :3] = _rotation(step[:3])
+        delta[:3, 3] = centre + step[3:] - delta[:3, :3] @ centre
+        transform = delta @ transform
+        moved, idx, new_fitness, new_rmse = correspond(transform)
+        converged = abs(new_fitness - fitness) < tolerance * max(fitness, 1e-12) and \
+            abs(new_rmse - rmse) < tolerance * max(rmse, 1e-12)
+        fitness, rmse = new_fitness, new_rmse
+        if converged:
+            break
+    return Registration(transform, fitness, rmse)
+
+
+def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The plane ``[a, b, c, d]`` (unit normal, ``c >= 0``) through 3 of ``points [N, 3]`` with the most
+    points within ``threshold``, over ``iterations`` random triples, refitted to its inliers by least
+    squares; and its inliers ``[N]`` bool."""
+    triples = points[rng.integers(0, len(points), (iterations, 3))]  # [I, 3, 3]
+    normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
+    length = np.linalg.norm(normals, axis=1)
+    normals = normals / np.where(length > 0, length, 1.0)[:, None]
+    offsets = -(normals * triples[:, 0]).sum(1)
+    counts = np.zeros(iterations, dtype=np.int64)
+    for start in range(0, iterations, 16):  # [16, N] distances at a time
+        block = slice(start, start + 16)
+        counts[block] = (np.abs(points @ normals[block].T + offsets[block]) < threshold).sum(0)
+    counts[length == 0] = -1  # collinear triples
+    best = int(np.argmax(counts))
+    inliers = np.abs(points @ normals[best] + offsets[best]) < threshold
+    centre = points[inliers].mean(axis=0)
+    normal = np.linalg.svd(points[inliers] - centre, full_matrices=False)[2][-1]
+    normal = normal if normal[2] >= 0 else -normal
+    plane = np.append(normal, -normal @ centre)
+    return plane, np.abs(points @ normal + plane[3]) < threshold

@@ -1,0 +1,49 @@
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from splatworld.memory.registration import estimate_normals, icp_point_to_plane, ransac_plane
+
+
+def _box_surface(n=2000, seed=0):
+    """Points on the surface of a 10 x 6 x 4 cm box (three pairs of faces)."""
+    rng = np.random.default_rng(seed)
+    half = np.array([0.05, 0.03, 0.02])
+    pts = rng.uniform(-1, 1, (n, 3)) * half
+    axis = rng.integers(0, 3, n)
+    pts[np.arange(n), axis] = np.sign(rng.uniform(-1, 1, n)) * half[axis]
+    return pts + [0.4, -0.2, 0.7]
+
+
+def test_normals_of_a_box_face_point_along_its_axis():
+    pts = _box_surface()
+    normals = estimate_normals(pts, 0.015)
+    on_top = np.abs(pts[:, 2] - 0.72) < 1e-9
+    inner = on_top & (np.abs(pts[:, 0] - 0.4) < 0.03) & (np.abs(pts[:, 1] + 0.2) < 0.01)
+    assert np.allclose(np.abs(normals[inner, 2]), 1.0, atol=1e-6)
+
+
+def test_icp_recovers_a_known_motion_bit_for_bit_repeatably():
+    target = _box_surface()
+    truth = np.eye(4)
+    truth[:3, :3] = Rotation.from_euler("z", 4, degrees=True).as_matrix()
+    truth[:3, 3] = [0.006, -0.004, 0.0]
+    # the source is the target seen after the inverse motion: ICP must find `truth`
+    inverse = np.linalg.inv(truth)
+    source = target[::3] @ inverse[:3, :3].T + inverse[:3, 3]
+    normals, tree = estimate_normals(target, 0.015), cKDTree(target)
+    runs = [icp_point_to_plane(source, target, normals, tree, 0.02, np.eye(4)) for _ in range(2)]
+    assert np.array_equal(runs[0].transformation, runs[1].transformation)
+    result = runs[0]
+    assert np.allclose(result.transformation, truth, atol=1e-5)
+    assert result.fitness == 1.0 and result.inlier_rmse < 1e-5
+
+
+def test_ransac_finds_the_table_top_among_clutter():
+    rng = np.random.default_rng(1)
+    top = np.column_stack([rng.uniform(-0.5, 0.5, (3000, 2)), np.full(3000, 0.625) + rng.normal(0, 0.002, 3000)])
+    wall = np.column_stack([np.full(800, 0.3), rng.uniform(-0.5, 0.5, 800), rng.uniform(0.6, 1.0, 800)])
+    plane, inliers = ransac_plane(np.concatenate([top, wall]), 0.01, 200, np.random.default_rng(0))
+    assert np.allclose(plane[:3], [0, 0, 1], atol=1e-3) and abs(-plane[3] - 0.625) < 1e-3
+    near = np.abs(wall[:, 2] - 0.625) < 0.009  # wall points this close to the top are inliers too
+    assert inliers[:3000].all() and inliers[3000:][near].all() and not inliers[3000:][np.abs(wall[:, 2] - 0.625) > 0.011].any()
