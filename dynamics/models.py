@@ -20,7 +20,7 @@ from torch import nn
 
 from splatworld.dynamics.state import FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, obstacle_height, support_under
 from splatworld.errors import ConfigError, ShapeError
-from splatworld.scene.transforms import quat_multiply
+from splatworld.scene.transforms import quat_multiply, quat_to_rotmat
 
 GRAVITY = 9.81
 
@@ -31,6 +31,7 @@ class DynamicsConfig:
 
     dt: float = 0.1  # one step: one frame at 10 fps
     agent_radius: float = 0.025
+    agent_height: float = 0.1  # the pusher is a cylinder this tall centred on the agent position
     contact_margin: float = 0.015  # gap below which the agent or a neighbour may be touching
     moving_speed: float = 0.01  # m/s: a neighbour faster than this can push an object it touches
     step_height: float = 0.015  # static surfaces higher than an object's bottom by more are walls
@@ -214,7 +215,8 @@ class InteractionModel(DynamicsModel):
     half sizes and velocity) and object j -> object i (relative position, gap, both velocities
     and half sizes), each through an MLP; an edge only counts when its gap is under
     ``contact_margin`` plus how far the pusher moves in the step (and, for the agent, only while
-    it moves towards the object: a pusher does not pull). Node: the summed messages,
+    it moves towards the object, at its height: a pusher does not pull, nor reach the floor
+    from the table). Node: the summed messages,
     the object's velocity and geometry probes (:func:`geometry_probes`) through an MLP to an
     x-y increment and a yaw increment. An object with no live edge (the agent still or away, no
     moving neighbour touching it) is inactive: exactly zero increment, so untouched objects
@@ -240,8 +242,11 @@ class InteractionModel(DynamicsModel):
         agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
         toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
-        # a still agent pushes nothing, and a pusher moving away from an object does not pull it along
-        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward
+        half_z = (quat_to_rotmat(state.quat).abs() @ (state.extent / 2).unsqueeze(-1))[..., 2, 0]
+        level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
+        # a still agent pushes nothing, a pusher moving away from an object does not pull it along,
+        # and one above or below an object (on the table, the object fallen to the floor) misses it
+        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward & level
         speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
         moving = speed > cfg.moving_speed
         # a neighbour j touches i only while j moves or is being pushed itself
