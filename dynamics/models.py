@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from splatworld.dynamics.state import FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, obstacle_height, support_under
+from splatworld.dynamics.state import (FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, box_half, obstacle_height,
+                                       support_under)
 from splatworld.errors import ConfigError, ShapeError
-from splatworld.scene.transforms import quat_multiply, quat_to_rotmat
+from splatworld.scene.transforms import quat_multiply
 
 GRAVITY = 9.81
 
@@ -242,7 +243,7 @@ class InteractionModel(DynamicsModel):
         agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
         toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
-        half_z = (quat_to_rotmat(state.quat).abs() @ (state.extent / 2).unsqueeze(-1))[..., 2, 0]
+        half_z = box_half(state.quat, state.extent)[..., 2]
         level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
         # a still agent pushes nothing, a pusher moving away from an object does not pull it along,
         # and one above or below an object (on the table, the object fallen to the floor) misses it

@@ -81,10 +81,16 @@ class Heightmap:
 FOOTPRINT_PROBES = torch.tensor([[0.0, 0.0], [1, 1], [1, -1], [-1, 1], [-1, -1]])  # centre and corners, in half sizes
 
 
+def box_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` half sizes of the world-axis-aligned bounds of boxes ``extent [..., 3]`` turned by
+    ``quat [..., 4]`` (wxyz)."""
+    return (quat_to_rotmat(quat).abs() @ (extent / 2).unsqueeze(-1)).squeeze(-1)
+
+
 def footprint_half(quat: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
     """``[..., 2]`` half sizes of the world-axis-aligned x-y footprint of boxes ``extent [..., 3]``
     turned by ``quat [..., 4]`` (wxyz)."""
-    return (quat_to_rotmat(quat).abs() @ (extent / 2).unsqueeze(-1)).squeeze(-1)[..., :2]
+    return box_half(quat, extent)[..., :2]
 
 
 def _highest_under(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 
-def estimate_normals(points: np.ndarray, radius: float, neighbours: int = 16) -> np.ndarray:
+def estimate_normals(points: np.ndarray, radius: float, neighbours: int = 16, tree: cKDTree | None = None) -> np.ndarray:
     """Unit normals ``[M, 3]`` of ``points [M, 3]``: the least-variance direction of each point's
-    nearest ``neighbours`` within ``radius`` (itself included; fewer than 3: the z axis)."""
-    tree = cKDTree(points)
+    nearest ``neighbours`` within ``radius`` (itself included; fewer than 3: the z axis).
+    ``tree``: a KD-tree of ``points`` already built (one is built if omitted)."""
+    tree = cKDTree(points) if tree is None else tree
     k = min(neighbours, len(points))
     dist, idx = tree.query(points, k=k, distance_upper_bound=radius)
     dist, idx = dist.reshape(len(points), k), idx.reshape(len(points), k)

@@ -364,7 +364,7 @@ class SceneMemory:
         cfg = self.config
         target = track.model.points
         target_tree = cKDTree(target)
-        normals = estimate_normals(target, 3 * cfg.object_voxel)
+        normals = estimate_normals(target, 3 * cfg.object_voxel, tree=target_tree)
         segment_tree = cKDTree(seg.points)
 
         def register(init: np.ndarray, reach: float):
@@ -376,7 +376,7 @@ class SceneMemory:
                 transformation, max_distance = result.transformation, max_distance / 2
             world_from_object = np.linalg.inv(transformation)
             # overlap either way: a new object's model is still a sliver of what comes into view
-            model = track.model.points @ world_from_object[:3, :3].T + world_from_object[:3, 3]
+            model = target @ world_from_object[:3, :3].T + world_from_object[:3, 3]
             near, _ = segment_tree.query(model, distance_upper_bound=2 * max_distance)  # the last pass's
             overlap = max(result.fitness, float(np.isfinite(near).mean()))
             # a good fit far from where it started slid along a partial view (a few points of a flat face)

@@ -12,6 +12,7 @@ from splatworld.errors import SplatworldError
 from splatworld.imagination import WorldModel
 from splatworld.imagination import run as imagine_run
 from splatworld.memory import SceneMemory
+from splatworld.render.video import to_uint8
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
 
@@ -48,7 +49,7 @@ def test_static_imagination_keeps_remembered_poses_and_reads_only_the_protocol(e
         assert np.allclose(pose[:3], drawn[:3, 3].numpy(), atol=1e-6)
     # the memory, drawn at its own poses, is what imagination draws at the start
     first = world.memory.render(episode.camera(len(episode) - 1), backend="cpu", poses=remembered)
-    assert np.array_equal((first.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy(), last.rgb)
+    assert np.array_equal(to_uint8(first.rgb.numpy()), last.rgb)
 
 
 def test_frames_must_be_whole_dynamics_steps_apart(episode):

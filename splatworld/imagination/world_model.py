@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from splatworld.dynamics.data import MemorySlots, state_from_memory
 from splatworld.dynamics.models import DynamicsModel
-from splatworld.dynamics.state import WorldState
+from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
 from splatworld.memory.scene_memory import SceneMemory
+from splatworld.render.video import to_uint8
 from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import Episode, FrameInfo
 from splatworld.scene.transforms import matrix_to_pose
@@ -114,7 +115,7 @@ class WorldModel:
         """Render the imagined state from ``camera``."""
         poses = self.object_poses()
         out = self.memory.render(camera, backend=self.backend, poses=poses)
-        rgb = (out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        rgb = to_uint8(out.rgb.numpy())
         drawn = out.alpha.numpy() > 0.5
         depth = np.where(drawn, out.depth.numpy(), 0).astype(np.float32)
         instances = np.where(drawn, out.object_id.numpy().clip(min=0), 0).astype(np.uint16)
@@ -139,7 +140,6 @@ class WorldModel:
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
-        geometry = state_from_memory(self.memory, np.zeros(3), self.dynamics.config.dt)[0].geometry
-        self.state = WorldState(**saved["tensors"], geometry=geometry)
+        self.state = WorldState(**saved["tensors"], geometry=Heightmap.from_memory(self.memory))
         self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["box_centre"])
         self.action = np.asarray(saved["action"], dtype=np.float64)
