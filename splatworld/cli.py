@@ -68,12 +68,35 @@ def _imagine(cfg) -> int:
     return 0
 
 
+def _evaluate(cfg) -> int:
+    from splatworld.evaluation.evaluate import EvaluationConfig
+    from splatworld.evaluation.report import evaluate
+
+    preds = [cfg.pred] if isinstance(cfg.pred, str) else list(cfg.pred)
+    config = EvaluationConfig(**{k: cfg[k] for k in ("min_iou", "revisit_distance", "revisit_angle_deg",
+                                                     "psnr_drop_db", "motion_seconds", "workers", "progress")})
+    evaluate(cfg.gt, [str(p) for p in preds], cfg.out, None if cfg.names is None else list(cfg.names), config)
+    out = Path(cfg.out)
+    print((out / "report.md").read_text())
+    print(f"-> {out} (report.json, report.md, permanence.png, drift.png)")
+    return 0
+
+
+def _benchmark(cfg) -> int:
+    from splatworld.evaluation.benchmark import run_benchmark
+
+    run_benchmark(cfg)
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "demo": ("demo", _demo, "the main demo: a PyBullet episode observed for 30 s, then 5 minutes imagined"),
     "orbit": ("orbit", _orbit, "build a PyBullet tabletop as Gaussians and render an orbit video"),
     "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
     "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
     "imagine": ("imagine", _imagine, "observe frames [0, K) and imagine the rest: episode=DIR observe_until=K out=DIR"),
+    "evaluate": ("evaluate", _evaluate, "score predicted episodes against ground truth: gt=DIR pred=DIR out=DIR"),
+    "benchmark": ("benchmark", _benchmark, "the presets end to end for this model and the baselines: out=DIR"),
     "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
     "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
 }

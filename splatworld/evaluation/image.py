@@ -1,8 +1,10 @@
-"""Image consistency: PSNR on a region, and which frames revisit an earlier viewpoint."""
+"""Image consistency: PSNR and SSIM on a region, depth AbsRel, and which frames revisit an earlier viewpoint."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy.ndimage import binary_dilation
 
 from splatworld.errors import ShapeError
@@ -28,6 +30,70 @@ def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = N
     return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
 
 
+SSIM_SIGMA = 1.5  # Wang et al. (2004): an 11-tap Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03
+SSIM_RADIUS = 5
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as the SSIM authors' grey-level images
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """Grey level ``[H, W]`` float64 of an RGB image ``[H, W, 3]`` (BT.601 weights, the image's own scale)."""
+    return np.asarray(image, dtype=np.float64) @ _LUMA
+
+
+def ssim_map(prediction: torch.Tensor, target: torch.Tensor, peak: float) -> torch.Tensor:
+    """Structural similarity at each pixel (Wang et al., 2004) of grey images ``[B, H, W]``.
+
+    Gaussian window of sigma 1.5 and radius 5 (11 taps), constants ``(0.01 peak)^2`` and
+    ``(0.03 peak)^2``, population (co)variances. Only pixels whose whole window lies inside the
+    image are returned, as scikit-image does before averaging: ``[B, H - 10, W - 10]``.
+    """
+    if prediction.shape != target.shape or prediction.ndim != 3:
+        raise ShapeError(f"ssim_map: images must be [B, H, W] of one shape, got {tuple(prediction.shape)} "
+                         f"and {tuple(target.shape)}")
+    taps = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=prediction.dtype)
+    window = torch.exp(-taps**2 / (2 * SSIM_SIGMA**2))
+    window = window / window.sum()
+    x, y = prediction[:, None], target[:, None]
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [B, 5, H, W], filtered as 5 channels
+    stats = F.conv2d(stats, window.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5)
+    stats = F.conv2d(stats, window.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)
+    mx, my, xx, yy, xy = stats.unbind(1)
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
+    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def ssim(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM of two RGB images ``[H, W, 3]`` on their grey level (:func:`luma`), over the pixels
+    of ``mask [H, W]`` whose 11x11 window lies inside the image. uint8 images are on a 0-255 scale,
+    float images on 0-1. NaN where nothing is compared (empty mask, or an image under 11 pixels)."""
+    if prediction.shape != target.shape or prediction.ndim != 3:
+        raise ShapeError(f"ssim: images must be [H, W, C] of one shape, got {prediction.shape} and {target.shape}")
+    if mask is not None and mask.shape != target.shape[:2]:
+        raise ShapeError(f"ssim: mask {mask.shape} does not match images {target.shape[:2]}")
+    r = SSIM_RADIUS
+    if min(target.shape[:2]) <= 2 * r:
+        return float("nan")
+    peak = 255.0 if target.dtype == np.uint8 else 1.0
+    values = ssim_map(torch.from_numpy(luma(prediction))[None], torch.from_numpy(luma(target))[None], peak)[0]
+    if mask is not None:
+        values = values[torch.from_numpy(np.ascontiguousarray(mask[r:-r, r:-r]))]
+    return float(values.mean()) if values.numel() else float("nan")
+
+
+def depth_abs_rel(prediction: np.ndarray, target: np.ndarray) -> float:
+    """Mean ``|d_pred - d_true| / d_true`` over pixels where both depths ``[H, W]`` are known (> 0);
+    NaN where there are none."""
+    if prediction.shape != target.shape or prediction.ndim != 2:
+        raise ShapeError(f"depth_abs_rel: depths must be [H, W] of one shape, got {prediction.shape} and "
+                         f"{target.shape}")
+    known = (prediction > 0) & (target > 0)
+    if not known.any():
+        return float("nan")
+    p, t = prediction[known].astype(np.float64), target[known].astype(np.float64)
+    return float(np.mean(np.abs(p - t) / t))
+
+
 def depth_edges(depth: np.ndarray, jump: float = 0.05, width: int = 2) -> np.ndarray:
     """bool ``[H, W]``: pixels within ``width`` pixels of a depth jump larger than ``jump`` (relative)
     between 4-neighbours, or of a pixel with no depth. Silhouettes, where a rasteriser's hard
@@ -46,16 +112,20 @@ def depth_edges(depth: np.ndarray, jump: float = 0.05, width: int = 2) -> np.nda
     return binary_dilation(edge, iterations=width) if width else edge
 
 
-def revisited_frames(camera_to_world: np.ndarray, min_gap: int, max_distance: float = 0.05,
-                     max_angle_deg: float = 5.0) -> list[tuple[int, int]]:
-    """Pairs ``(k, j)``: frame ``k`` views from where frame ``j <= k - min_gap`` did.
+def revisited_frames(camera_to_world: np.ndarray, min_gap: int = 1, max_distance: float = 0.05,
+                     max_angle_deg: float = 5.0, must_leave: bool = False, first: int = 0,
+                     frames=None) -> list[tuple[int, int]]:
+    """Pairs ``(k, j)``: frame ``k`` views from where frame ``first <= j <= k - min_gap`` did.
 
     Viewpoints match when the camera centres are within ``max_distance`` metres and the
-    viewing directions within ``max_angle_deg``. ``j`` is the earliest such frame.
+    viewing directions within ``max_angle_deg``. ``j`` is the earliest such frame. With
+    ``must_leave`` the camera must also have left in between: some frame after ``j`` and before
+    ``k`` does not match ``k`` (a camera creeping along does not revisit the frame before).
 
     Args:
         camera_to_world: ``[T, 4, 4]`` camera poses (any convention whose third column is the
             optical axis up to sign, e.g. nerfstudio or OpenCV).
+        frames: the frames ``k`` to look at (default: all).
     """
     c2w = np.asarray(camera_to_world, dtype=np.float64)
     if c2w.ndim != 3 or c2w.shape[1:] != (4, 4):
@@ -63,10 +133,16 @@ def revisited_frames(camera_to_world: np.ndarray, min_gap: int, max_distance: fl
     centres, axes = c2w[:, :3, 3], c2w[:, :3, 2]
     cos_limit = np.cos(np.radians(max_angle_deg))
     pairs = []
-    for k in range(min_gap, len(c2w)):
-        near = np.linalg.norm(centres[: k - min_gap + 1] - centres[k], axis=1) <= max_distance
-        aligned = axes[: k - min_gap + 1] @ axes[k] >= cos_limit
-        hits = np.flatnonzero(near & aligned)
+    for k in range(len(c2w)) if frames is None else frames:
+        if k - min_gap < first:
+            continue
+        near = np.linalg.norm(centres[first:k] - centres[k], axis=1) <= max_distance
+        match = near & (axes[first:k] @ axes[k] >= cos_limit)
+        candidates = match[: k - min_gap - first + 1]
+        if must_leave:
+            away = np.flatnonzero(~match)
+            candidates = candidates[: away[-1]] if len(away) else candidates[:0]
+        hits = np.flatnonzero(candidates)
         if len(hits):
-            pairs.append((k, int(hits[0])))
+            pairs.append((int(k), int(hits[0]) + first))
     return pairs

@@ -58,3 +58,40 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
                     record["pose_error"] = float(np.linalg.norm(moved - true_moved))
             events.append(record)
     return events
+
+
+TAU_BINS = ((1.0, "<=1s"), (10.0, "<=10s"), (60.0, "<=60s"), (300.0, "<=300s"), (float("inf"), ">300s"))
+CAUSES = ("occluded", "out_of_view")
+
+
+def tau_bin(hidden_seconds: float) -> str:
+    """The hidden-duration bin of an event: ``<=1s``, ``<=10s``, ``<=60s``, ``<=300s`` or ``>300s``."""
+    return next(name for limit, name in TAU_BINS if hidden_seconds <= limit)
+
+
+def permanence_rate(events: list[dict], min_iou: float = 0.5) -> dict:
+    """Object permanence rate OPR(tau) of scored events (each with ``iou``, ``cause`` and
+    ``hidden_seconds``): the fraction with ``iou >= min_iou``, and the mean IoU, overall
+    (``opr_all``, ``mean_iou_all``) and per cause (``all``, ``occluded``, ``out_of_view``) and
+    hidden-duration bin. A cell without events holds None (nothing to score, not 0).
+
+    >>> e = [{"iou": 0.9, "cause": "occluded", "hidden_seconds": 0.5},
+    ...      {"iou": 0.2, "cause": "out_of_view", "hidden_seconds": 30.0}]
+    >>> r = permanence_rate(e)
+    >>> r["opr_all"], r["bins"]["occluded"]["<=1s"]["opr"], r["bins"]["all"]["<=60s"]["mean_iou"]
+    (0.5, 1.0, 0.2)
+    """
+    def cell(chosen: list[dict]) -> dict:
+        ious = [e["iou"] for e in chosen]
+        return {"events": len(chosen), "successes": sum(i >= min_iou for i in ious),
+                "opr": sum(i >= min_iou for i in ious) / len(ious) if ious else None,
+                "mean_iou": float(np.mean(ious)) if ious else None}
+
+    bins = {}
+    for cause in ("all",) + CAUSES:
+        of_cause = [e for e in events if cause in ("all", e["cause"])]
+        bins[cause] = {name: cell([e for e in of_cause if tau_bin(e["hidden_seconds"]) == name])
+                       for _, name in TAU_BINS}
+    overall = cell(events)
+    return {"opr_all": overall["opr"], "mean_iou_all": overall["mean_iou"], "events": overall["events"],
+            "bins": bins}

@@ -43,7 +43,8 @@ def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
     """What makes two runs the same run (a checkpoint of another run is never resumed)."""
     return {"episode": str(episode.path.resolve()), "observe_until": int(cfg.observe_until), "until": until,
             "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
-            "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height}
+            "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height,
+            "forget_after": cfg.forget_after}
 
 
 def _resident_mb() -> float:
@@ -72,7 +73,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
         resume = None  # another run's leftovers: start afresh
 
     world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label), _dynamics(cfg),
-                       backend=cfg.backend)
+                       backend=cfg.backend, forget_after=cfg.forget_after)
     started = time.perf_counter()
     if resume is not None:
         world.memory = SceneMemory.load(partial / "memory.pt")
@@ -142,7 +143,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
         print(f"resident memory: {resident['after_1_min']:.0f} MB after the first imagined minute, "
               f"{resident['at_end']:.0f} MB at the end ({resident['at_end'] / resident['after_1_min']:.2f}x)")
     summary = {"observed_frames": k, "imagined_frames": until - k, "fps": episode.fps}  # no timings: reproducible
-    if episode.ground_truth() is not None:
+    if cfg.compare and episode.ground_truth() is not None:
         summary.update(compare_with_ground_truth(episode, imagined, world.memory, k, out / "side_by_side.mp4",
                                                  progress=cfg.progress))
     tmp = out / "summary.json.tmp"

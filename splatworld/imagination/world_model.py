@@ -57,10 +57,16 @@ class WorldModel:
         dynamics: a :class:`~splatworld.dynamics.models.DynamicsModel` (its ``config.dt`` is the
             simulation step; frames further apart take several steps).
         backend: renderer backend (``auto``, ``cpu``, ``torch``, ``gsplat``).
+        forget_after: seconds after which an object that was not seen (observed, then drawn in an
+            imagined frame) is forgotten for good; None (default) never forgets. The evaluation's
+            ``memoryless`` baseline forgets after 1 s.
     """
 
-    def __init__(self, memory: SceneMemory, dynamics: DynamicsModel, backend: str = "auto"):
+    def __init__(self, memory: SceneMemory, dynamics: DynamicsModel, backend: str = "auto",
+                 forget_after: float | None = None):
         self.memory, self.dynamics, self.backend = memory, dynamics, backend
+        self.forget_after = forget_after
+        self.last_seen: dict[int, float] = {}  # object id -> time it was last seen or drawn
         self.state: WorldState | None = None  # the objects' imagined state, batch 1
         self.slots: MemorySlots | None = None
         self.action = np.zeros(2)  # the agent command in force since the last frame
@@ -82,6 +88,7 @@ class WorldModel:
             raise SplatworldError(f"frame {last.index} (t={last.time}) is not the memory's last observed frame "
                                   f"(t={self.memory.time})")
         self.state, self.slots = state_from_memory(self.memory, last.agent_pose[:3], self.dynamics.config.dt)
+        self.last_seen = {t.id: float(t.last_seen) for t in self.memory.tracks}
         self.action = np.zeros(2) if last.action is None else np.asarray(last.action, dtype=np.float64)
 
     # ----------------------------------------------------------------- imagine
@@ -112,13 +119,18 @@ class WorldModel:
         return self.slots.object_poses(self.state.position[0], self.state.quat[0])
 
     def draw(self, camera: Camera, index: int, time: float) -> ImaginedFrame:
-        """Render the imagined state from ``camera``."""
+        """Render the imagined state from ``camera`` (objects forgotten by ``forget_after`` left out)."""
         poses = self.object_poses()
+        if self.forget_after is not None:
+            poses = {i: p for i, p in poses.items() if time - self.last_seen.get(i, -np.inf) <= self.forget_after}
         out = self.memory.render(camera, backend=self.backend, poses=poses)
         rgb = to_uint8(out.rgb.numpy())
         drawn = out.alpha.numpy() > 0.5
         depth = np.where(drawn, out.depth.numpy(), 0).astype(np.float32)
         instances = np.where(drawn, out.object_id.numpy().clip(min=0), 0).astype(np.uint16)
+        for i in np.unique(instances).tolist():
+            if i in poses:
+                self.last_seen[i] = time
         as_7 = {i: matrix_to_pose(torch.from_numpy(m)).tolist() for i, m in poses.items()}
         return ImaginedFrame(index, time, rgb, depth, instances, as_7)
 
@@ -136,10 +148,11 @@ class WorldModel:
             raise SplatworldError("the world model has no imagined state to save")
         tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
         return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "box_centre": self.slots.box_centre},
-                "action": self.action.tolist()}
+                "action": self.action.tolist(), "last_seen": dict(self.last_seen)}
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
         self.state = WorldState(**saved["tensors"], geometry=Heightmap.from_memory(self.memory))
         self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["box_centre"])
         self.action = np.asarray(saved["action"], dtype=np.float64)
+        self.last_seen = dict(saved["last_seen"])

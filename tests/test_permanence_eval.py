@@ -1,0 +1,223 @@
+"""The permanence evaluator: each metric on hand-made cases with known answers, and end to end
+on tiny synthetic episodes (a perfect prediction, one that forgets, one with RGB only)."""
+
+import json
+import math
+
+import kornia
+import numpy as np
+import pytest
+import torch
+
+from splatworld.evaluation.events import CameraPath, hide_events
+from splatworld.evaluation.evaluate import EvaluationConfig, evaluate_prediction
+from splatworld.evaluation.image import depth_abs_rel, revisited_frames, ssim, ssim_map
+from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
+from splatworld.evaluation.permanence import permanence_rate, tau_bin
+from splatworld.evaluation.report import evaluate
+from splatworld.scene import Camera, look_at
+from splatworld.scene.episode import EpisodeWriter
+
+
+# ------------------------------------------------------------------ image metrics
+def test_ssim_matches_kornia_inside_the_border():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 40, 48, generator=gen, dtype=torch.float64)
+    y = (x + 0.2 * torch.rand(2, 40, 48, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    reference = kornia.metrics.ssim(x[:, None], y[:, None], 11)[:, 0, 5:-5, 5:-5]  # same window, padded map
+    torch.testing.assert_close(ssim_map(x, y, 1.0), reference, atol=1e-9, rtol=0)
+
+
+def test_ssim_hand_cases():
+    a = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    assert ssim(a, a) == pytest.approx(1.0)
+    # a constant image against another constant: variances 0, SSIM = (2 m1 m2 + C1) / (m1^2 + m2^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    flat1, flat2 = np.full((16, 16, 3), 100, np.uint8), np.full((16, 16, 3), 150, np.uint8)
+    assert ssim(flat1, flat2) == pytest.approx((2 * 100 * 150 + c1) / (100**2 + 150**2 + c1), rel=1e-5)
+    assert math.isnan(ssim(flat1, flat2, np.zeros((16, 16), bool)))
+    assert math.isnan(ssim(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)))  # under one window
+
+
+def test_depth_abs_rel_hand_computed():
+    truth = np.array([[1.0, 2.0], [4.0, 0.0]])
+    pred = np.array([[1.5, 2.0], [0.0, 3.0]])  # unknown pixels on either side are left out
+    assert depth_abs_rel(pred, truth) == pytest.approx((0.5 / 1.0 + 0.0) / 2)
+    assert math.isnan(depth_abs_rel(np.zeros((2, 2)), truth))
+
+
+def test_revisit_needs_the_camera_to_leave():
+    def pose(x):
+        m = np.eye(4)
+        m[0, 3] = x
+        return m
+
+    c2w = np.stack([pose(x) for x in (0.0, 0.01, 0.02, 1.0, 1.0, 0.0, 0.03)])
+    # frames 1, 2 creep along from 0 (no revisit); 5 and 6 come back after leaving for 3-4
+    assert revisited_frames(c2w, must_leave=True) == [(5, 0), (6, 0)]
+    assert revisited_frames(c2w)[:2] == [(1, 0), (2, 0)]
+    assert revisited_frames(c2w, must_leave=True, first=1) == [(5, 1), (6, 1)]
+
+
+# ------------------------------------------------------------------ motion (Physics-IQ)
+def test_motion_masks_find_a_moving_square_and_nothing_else():
+    frames = [np.full((40, 40, 3), 90, np.uint8) for _ in range(4)]
+    for t, frame in enumerate(frames):
+        frame[10:20, 5 + 5 * t:15 + 5 * t] = 250  # a bright square sliding right
+    masks = motion_masks(frames)
+    assert masks.shape == (4, 40, 40) and not masks[0].any()  # the first frame has no motion
+    assert masks[1, 12:18, 16:19].all()  # the square's new leading edge moves
+    assert not masks[1, 30:, :].any() and not masks[:, :, 35:].any()  # far from it nothing does
+    assert not motion_masks([frames[0]] * 3).any()
+
+
+def test_motion_scores_hand_computed():
+    a = np.zeros((2, 2, 2), bool)
+    b = np.zeros((2, 2, 2), bool)
+    a[0, 0, 0] = a[1, 0, 0] = True  # truth: one pixel moving in both frames
+    b[1, 0, 0] = b[1, 0, 1] = True  # prediction: that pixel in frame 1 only, and a neighbour
+    scores = motion_scores(a, b, np.array([0.1, 0.3]))
+    assert scores["spatial_iou"] == pytest.approx(1 / 2)  # any-time masks {00} vs {00, 01}
+    assert scores["spatiotemporal_iou"] == pytest.approx((0 / 1 + 1 / 2) / 2)
+    # weights: truth {00: 1}, prediction {00: 0.5, 01: 0.5}: min sum 0.5, max sum 1.5
+    assert scores["weighted_spatial_iou"] == pytest.approx(0.5 / 1.5)
+    assert scores["mse"] == pytest.approx(0.2)
+    empty = motion_scores(np.zeros((3, 2, 2), bool), np.zeros((3, 2, 2), bool), np.zeros(3))
+    assert empty["spatial_iou"] == empty["spatiotemporal_iou"] == empty["weighted_spatial_iou"] == 1.0
+    x, y = np.zeros((1, 1, 3), np.uint8), np.full((1, 1, 3), 255, np.uint8)
+    assert frame_mse(x, y) == 1.0
+
+
+# ------------------------------------------------------------------ permanence rate
+def test_tau_bins_and_empty_rate():
+    assert [tau_bin(s) for s in (0.1, 1.0, 1.1, 60.0, 300.0, 301.0)] == \
+        ["<=1s", "<=1s", "<=10s", "<=60s", "<=300s", ">300s"]
+    rate = permanence_rate([])
+    assert rate["opr_all"] is None and rate["bins"]["occluded"][">300s"]["opr"] is None
+
+
+# ------------------------------------------------------------------ synthetic episodes
+T, K, SIZE = 40, 10, 32
+HIDDEN_A = range(15, 25)  # object A hides behind something (label 0 while the camera looks on)
+AWAY = range(30, 35)  # the camera looks away: both objects out of view
+SQUARES = {0: (slice(12, 18), slice(6, 12)), 1: (slice(12, 18), slice(18, 24))}
+
+
+def _camera(t):
+    target = [1.0, 5.0, 1.0] if t in AWAY else [0.0, 0.0, 0.0]
+    return Camera.from_fov(60.0, SIZE, SIZE, look_at([1.0, 0.0, 1.0], target))
+
+
+def _visible(obj, t):
+    return t not in AWAY and not (obj == 0 and t in HIDDEN_A)
+
+
+def _write(path, frames, *, instances=True, tracks=None, ground_truth=None, consistent=False, first=0):
+    writer = EpisodeWriter(path, _camera(0), 10.0, extra={"instance_ids_consistent": consistent})
+    for t in range(first, T):
+        rgb, inst = frames(t)
+        writer.write(rgb, _camera(t).c2w_nerfstudio.numpy(), t / 10.0, depth=np.full((SIZE, SIZE), 2.0, np.float32),
+                     instances=inst if instances else None)
+    return writer.close(ground_truth=ground_truth, tracks=tracks)
+
+
+def _truth_frame(t, label_of=lambda obj, t: 3 + obj + 2 * (t % 3), drop=()):
+    rgb = np.full((SIZE, SIZE, 3), 100, np.uint8)
+    rgb[::4] = 140  # some texture for SSIM
+    inst = np.zeros((SIZE, SIZE), np.uint16)
+    for obj, (rows, cols) in SQUARES.items():
+        if _visible(obj, t) and (obj, t) not in drop:
+            rgb[rows, cols] = (220, 40 + 150 * obj, 40)
+            inst[rows, cols] = label_of(obj, t)
+    return rgb, inst
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("perm")
+    objects = [{"id": obj + 1, "name": f"obj{obj}", "extent": [0.05, 0.05, 0.05],
+                "poses": [[0.0, 0.0, 0.0, 1, 0, 0, 0]] * T,
+                "labels": [3 + obj + 2 * (t % 3) if _visible(obj, t) else 0 for t in range(T)],
+                "visible_fraction": [1.0 if _visible(obj, t) else 0.0 for t in range(T)]} for obj in SQUARES]
+    objects.append({"id": 9, "name": "never_seen", "extent": [0.05] * 3, "poses": [[0.0, 0, 0, 1, 0, 0, 0]] * T,
+                    "labels": [0] * T})
+    gt = _write(root / "gt", _truth_frame, ground_truth={"objects": objects})
+
+    def tracks(drop=()):
+        return {"objects": [{"id": 10 + obj, "poses": [[0.0, 0, 0, 1, 0, 0, 0]] * (T - K),
+                             "labels": [0 if not _visible(obj, t) or (obj, t) in drop else 10 + obj
+                                        for t in range(K, T)]} for obj in SQUARES]}
+
+    consistent = lambda obj, t: 10 + obj  # noqa: E731
+    perfect = _write(root / "perfect", lambda t: _truth_frame(t, consistent), tracks=tracks(), first=K)
+    gone = {(0, t) for t in range(15, T)}  # forgets object A once it is hidden
+    forgetful = _write(root / "forgetful", lambda t: _truth_frame(t, consistent, gone), tracks=tracks(gone),
+                       first=K)
+    rgb_only = _write(root / "rgb_only", lambda t: _truth_frame(t, consistent), instances=False, first=K)
+    return gt, perfect, forgetful, rgb_only
+
+
+def test_events_of_the_synthetic_episode(episodes):
+    gt = episodes[0]
+    truth = json.loads((gt / "ground_truth.json").read_text())["objects"]
+    meta = json.loads((gt / "transforms.json").read_text())
+    cameras = CameraPath(meta, np.array([f["transform_matrix"] for f in meta["frames"]]))
+    events = hide_events(truth, cameras, 10.0, start=K)
+    summary = [(e["name"], e["last_visible"], e["reappears"], e["cause"], e["scored_at"]) for e in events]
+    assert summary == [("obj0", 14, 25, "occluded", 25), ("obj0", 29, 35, "out_of_view", 35),
+                       ("obj1", 29, 35, "out_of_view", 35)]
+    assert [e["hidden_seconds"] for e in events] == pytest.approx([1.0, 0.5, 0.5])
+
+
+def test_a_perfect_prediction_scores_perfectly(episodes):
+    gt, perfect, _, _ = episodes
+    r = evaluate_prediction(gt, perfect, EvaluationConfig(workers=1, progress=False))
+    assert r["opr_all"] == 1.0 and r["permanence"]["events"] == 3
+    assert r["permanence"]["bins"]["occluded"]["<=1s"] == {"events": 1, "successes": 1, "opr": 1.0, "mean_iou": 1.0}
+    assert r["identity"]["idf1"] == 1.0 and r["identity"]["vanishings"] == 0
+    assert r["identity"]["spurious_objects"] == 0 and r["identity"]["id_switches"] == 0
+    # hidden frames after first sight: A 15-24 and 30-34, B 30-34; "never_seen" is not counted
+    assert r["hidden_state"]["hidden_frames"] == 20 and r["hidden_state"]["success_2cm"] == 1.0
+    assert r["drift"]["psnr_per_second"][0] == math.inf and r["drift"]["abs_rel_per_second"][0] == 0.0
+    assert r["motion"]["spatial_iou"] == 1.0 and r["motion"]["mse"] == 0.0
+    assert r["not_available"] == {}
+
+
+def test_a_forgetful_prediction_fails_the_hidden_object(episodes):
+    gt, _, forgetful, _ = episodes
+    r = evaluate_prediction(gt, forgetful, EvaluationConfig(workers=1, progress=False))
+    assert r["opr_all"] == pytest.approx(1 / 3)  # only obj1's return is right
+    assert r["permanence"]["bins"]["out_of_view"]["<=1s"]["opr"] == pytest.approx(0.5)
+    # A is visible in truth in 25-29 and 35-39 without a prediction: two vanishings in 3 s
+    assert r["identity"]["vanishings"] == 2
+    assert r["identity"]["vanishings_per_min"] == pytest.approx(2 / (30 / 600))
+    # its track keeps a pose while hidden (the poses were written), so hidden-state error is still 0
+    assert r["hidden_state"]["success_2cm"] == 1.0
+    assert r["drift"]["psnr_per_second"][0] == math.inf > r["drift"]["psnr_per_second"][1]
+
+
+def test_rgb_only_prediction_says_not_available(episodes, tmp_path):
+    gt, perfect, _, rgb_only = episodes
+    r = evaluate_prediction(gt, rgb_only, EvaluationConfig(workers=1, progress=False))
+    assert r["opr_all"] is None and r["identity"] is None if "identity" in r else r["opr_all"] is None
+    assert "no instances" in r["not_available"]["opr_all"]
+    assert r["hidden_state"] is None
+    assert r["drift"]["psnr_per_second"][0] == math.inf  # image metrics still work
+    report = evaluate(str(gt), [str(perfect), str(rgb_only)], str(tmp_path / "out"),
+                      config=EvaluationConfig(workers=1, progress=False))
+    assert report["opr_all"] == 1.0 and set(report["predictions"]) == {"perfect", "rgb_only"}
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["predictions"]["rgb_only"]["opr_all"] is None
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| OPR, all events | 100.0% | n/a |" in md
+    assert (tmp_path / "out" / "permanence.png").stat().st_size > 0 and (tmp_path / "out" / "drift.png").exists()
+
+
+def test_prediction_times_must_match_ground_truth(episodes, tmp_path):
+    from splatworld.errors import EpisodeFormatError
+
+    gt = episodes[0]
+    writer = EpisodeWriter(tmp_path / "odd", _camera(0), 10.0)
+    writer.write(np.zeros((SIZE, SIZE, 3), np.uint8), _camera(0).c2w_nerfstudio.numpy(), 100.0)
+    with pytest.raises(EpisodeFormatError, match=r"frame 0.*'time'.*no ground-truth frame"):
+        evaluate_prediction(gt, writer.close(), EvaluationConfig(workers=1, progress=False))
