@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from omegaconf.errors import MissingMandatoryValue
+
 from splatworld.config import load_config
 from splatworld.errors import SplatworldError
 
@@ -122,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         return fn(load_config(config_name, overrides))
     except SplatworldError as exc:
         print(f"splatworld {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except MissingMandatoryValue as exc:
+        print(f"splatworld {command}: error: give {exc.full_key}=... (it has no default)", file=sys.stderr)
         return 2
 
 

@@ -52,6 +52,23 @@ def test_static_imagination_keeps_remembered_poses_and_reads_only_the_protocol(e
     assert np.array_equal(to_uint8(first.rgb.numpy()), last.rgb)
 
 
+def test_memoryless_world_forgets_what_it_has_not_seen_for_a_second(episode):
+    from splatworld.scene import Camera, look_at
+
+    away = Camera.from_fov(55.0, 96, 96, look_at([3.0, 0.0, 1.0], [10.0, 0.0, 1.0]))  # looking off the table
+    steps = [(episode.info(i), away if i < OBSERVED + 15 else episode.camera(i)) for i in range(OBSERVED, len(episode))]
+    remembering, forgetful = _world(episode), _world(episode)
+    forgetful.forget_after = 1.0
+    last_kept, last_lost = list(remembering.imagine(steps))[-1], list(forgetful.imagine(steps))[-1]
+    assert set(np.unique(last_kept.instances)) - {0}  # back in view, the remembering model draws objects
+    assert set(np.unique(last_lost.instances)) == {0} and last_lost.poses == {}  # 1.5 s unseen: forgotten
+    # a short look away is not long enough to forget
+    brief = _world(episode)
+    brief.forget_after = 1.0
+    short = [(episode.info(i), away if i < OBSERVED + 5 else episode.camera(i)) for i in range(OBSERVED, len(episode))]
+    assert set(np.unique(list(brief.imagine(short))[-1].instances)) == set(np.unique(last_kept.instances))
+
+
 def test_frames_must_be_whole_dynamics_steps_apart(episode):
     world = _world(episode)
     info = episode.info(OBSERVED)

@@ -221,3 +221,16 @@ def test_prediction_times_must_match_ground_truth(episodes, tmp_path):
     writer.write(np.zeros((SIZE, SIZE, 3), np.uint8), _camera(0).c2w_nerfstudio.numpy(), 100.0)
     with pytest.raises(EpisodeFormatError, match=r"frame 0.*'time'.*no ground-truth frame"):
         evaluate_prediction(gt, writer.close(), EvaluationConfig(workers=1, progress=False))
+
+
+def test_evaluate_cli_side_by_side(episodes, tmp_path, capsys):
+    from splatworld.cli import main
+
+    gt, perfect, forgetful, _ = episodes
+    out = tmp_path / "cli"
+    assert main(["evaluate", f"gt={gt}", f"pred=[{perfect},{forgetful}]", "names=[good,bad]", f"out={out}",
+                 "workers=1", "progress=false"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["opr_all"] == 1.0 and report["predictions"]["bad"]["opr_all"] == pytest.approx(1 / 3)
+    assert "| OPR, all events | 100.0% | 33.3% |" in capsys.readouterr().out
+    assert main(["evaluate", f"gt={gt}", f"out={out}"]) == 2  # pred missing: a clear error, no traceback
