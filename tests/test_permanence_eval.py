@@ -199,10 +199,12 @@ def test_a_forgetful_prediction_fails_the_hidden_object(episodes):
 def test_rgb_only_prediction_says_not_available(episodes, tmp_path):
     gt, perfect, _, rgb_only = episodes
     r = evaluate_prediction(gt, rgb_only, EvaluationConfig(workers=1, progress=False))
-    assert r["opr_all"] is None and r["identity"] is None if "identity" in r else r["opr_all"] is None
+    assert r["opr_all"] is None and "identity" not in r
     assert "no instances" in r["not_available"]["opr_all"]
     assert r["hidden_state"] is None
     assert r["drift"]["psnr_per_second"][0] == math.inf  # image metrics still work
+    no_truth = evaluate_prediction(perfect, rgb_only, EvaluationConfig(workers=1, progress=False))
+    assert "no ground_truth.json" in no_truth["not_available"]["permanence"] and no_truth["opr_all"] is None
     report = evaluate(str(gt), [str(perfect), str(rgb_only)], str(tmp_path / "out"),
                       config=EvaluationConfig(workers=1, progress=False))
     assert report["opr_all"] == 1.0 and set(report["predictions"]) == {"perfect", "rgb_only"}

@@ -32,7 +32,8 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True) -> 
         raise ConfigError(f"observe_until={k} must lie in [1, {len(episode)}) for {episode_path}")
     last = episode[k - 1]
     meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
-            "instance_ids_consistent": True}
+            "instance_ids_consistent": True,
+            **{key: episode.meta[key] for key in ("agent_shape", "action_space") if key in episode.meta}}
     writer = EpisodeWriter(out, episode.camera(0), episode.fps, extra=meta)
     for i in tqdm(range(k, len(episode)), desc="last_frame", unit="frame", disable=not progress):
         info = episode.info(i)

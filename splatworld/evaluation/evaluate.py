@@ -313,11 +313,13 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
               "seconds": len(pred) / gt.fps}
 
     # ---- permanence, hidden state, identity: need ground truth and predicted instances
-    ids, per_frame, why = _predicted_ids(pred, results)
+    ids, per_frame, why = [], None, None
     if not truth:
         why = "the ground-truth episode has no ground_truth.json"
-    if not gt.has_instances:
+    elif not gt.has_instances:
         why = "the ground-truth episode has no instances/"
+    else:
+        ids, per_frame, why = _predicted_ids(pred, results)
     if why is None:
         gt_area, pred_area, inter = _overlaps(results, objects, frame_map, per_frame, len(ids))
         with np.errstate(invalid="ignore", divide="ignore"):
