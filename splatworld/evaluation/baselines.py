@@ -48,12 +48,16 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True) -> 
     return writer.close(tracks=tracks)
 
 
-def imagine_baseline(name: str, episode_path, observe_until: int, out, memory=None, progress: bool = True) -> Path:
-    """Write the ``memoryless`` or ``static_world`` baseline's imagined episode at ``out`` (from a
-    saved ``memory`` of the same observed frames if given, else observing them afresh)."""
-    overrides = {"memoryless": ["forget_after=1.0"], "static_world": ["model=static"]}
-    if name not in overrides:
-        raise ConfigError(f"unknown imagination baseline {name!r}; valid: {', '.join(overrides)}")
+IMAGINED = {"splatworld": [], "memoryless": ["forget_after=1.0"], "static_world": ["model=static"]}
+"""``splatworld imagine`` overrides of this model and of the baselines that are this model altered."""
+
+
+def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=None,
+                       progress: bool = True) -> Path:
+    """Write the imagined episode of ``name`` (a key of :data:`IMAGINED`) at ``out``: from a saved
+    ``memory`` of the same observed frames if given, else observing them afresh."""
+    if name not in IMAGINED:
+        raise ConfigError(f"unknown imagined prediction {name!r}; valid: {', '.join(IMAGINED)}")
     return imagine_episode(load_config("imagine", [
         f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
-        f"progress={str(progress).lower()}", *overrides[name]] + ([f"memory={memory}"] if memory else [])))
+        f"progress={str(progress).lower()}", *IMAGINED[name]] + ([f"memory={memory}"] if memory else [])))

@@ -15,12 +15,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from splatworld.config import load_config
-from splatworld.evaluation.baselines import BASELINES, imagine_baseline, last_frame
+from splatworld.evaluation.baselines import BASELINES, imagine_prediction, last_frame
 from splatworld.evaluation.evaluate import EvaluationConfig
 from splatworld.evaluation.permanence import TAU_BINS
-from splatworld.evaluation.report import evaluate
-from splatworld.imagination.run import imagine_episode
+from splatworld.evaluation.report import evaluate, opr_bins
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generated_episode
 
@@ -31,12 +29,10 @@ def _predict(name: str, episode: Path, k: int, out: Path, progress: bool) -> Pat
     """The prediction ``name`` for ``episode`` observed up to ``k``, written once into ``out``."""
     if (out / "transforms.json").exists():
         return out  # finished by an earlier run
-    if name == MODEL:
-        return imagine_episode(load_config("imagine", [f"episode={episode}", f"observe_until={k}", f"out={out}",
-                                                       "compare=false", f"progress={str(progress).lower()}"]))
     if name == "last_frame":
         return last_frame(episode, k, out, progress)
-    return imagine_baseline(name, episode, k, out, memory=out.parent / MODEL / "memory.pt", progress=progress)
+    memory = None if name == MODEL else out.parent / MODEL / "memory.pt"  # the baselines reuse its observation
+    return imagine_prediction(name, episode, k, out, memory, progress)
 
 
 def run_benchmark(cfg: DictConfig) -> dict:
@@ -54,8 +50,7 @@ def run_benchmark(cfg: DictConfig) -> dict:
             preds.append(str(_predict(name, episode, k, out / preset / name, cfg.progress)))
         reports[preset] = evaluate(str(episode), preds, str(out / preset), names, config)
     summary = {preset: {name: {"opr_all": r["opr_all"],
-                               **{f"opr_{b}": ((r.get("permanence") or {}).get("bins") or {}).get("all", {})
-                                  .get(b, {}).get("opr") for _, b in TAU_BINS}}
+                               **{f"opr_{b}": opr_bins(r).get(b, {}).get("opr") for _, b in TAU_BINS}}
                         for name, r in report["predictions"].items()} for preset, report in reports.items()}
     (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731

@@ -34,7 +34,6 @@ Definitions (all over the predicted frames):
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from tqdm.auto import tqdm
 from splatworld.errors import EpisodeFormatError
 from splatworld.evaluation.events import CameraPath, hide_events, substantially_visible
 from splatworld.evaluation.identity import identity_metrics
-from splatworld.evaluation.image import SSIM_RADIUS, depth_abs_rel, luma, revisited_frames, ssim_map
+from splatworld.evaluation.image import depth_abs_rel, mse, psnr_of_mse, revisited_frames, ssim_means
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
 from splatworld.evaluation.permanence import TAU_BINS, permanence_rate, tau_bin
 from splatworld.evaluation.poses import fit_alignment
@@ -104,29 +103,6 @@ def _fit(frame: Frame, width: int, height: int) -> Frame:
                  None if instances is None else instances.astype(np.int64))
 
 
-def _mse(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean squared difference (0-255 scale) over ``mask``; NaN where it is empty."""
-    diff = prediction.astype(np.float64) - target
-    diff = diff if mask is None else diff[mask]
-    return float(np.mean(diff**2)) if diff.size else float("nan")
-
-
-def _to_psnr(mse: float) -> float:
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def _ssim_means(prediction: np.ndarray, target: np.ndarray, masks: list[np.ndarray | None]) -> list[float]:
-    """Mean SSIM (grey level) over each mask from one SSIM map."""
-    values = ssim_map(torch.from_numpy(luma(prediction)).float()[None], torch.from_numpy(luma(target)).float()[None],
-                      255.0)[0].double().numpy()
-    r = SSIM_RADIUS
-    out = []
-    for mask in masks:
-        chosen = values if mask is None else values[mask[r:-r, r:-r]]
-        out.append(float(chosen.mean()) if chosen.size else float("nan"))
-    return out
-
-
 def _frame_task(task: tuple) -> dict:
     """Scores of predicted frame ``i`` against ground-truth frame ``m``, or (``kind == 'self'``)
     of predicted frame ``i`` against predicted frame ``j`` on both truths' static pixels."""
@@ -138,9 +114,10 @@ def _frame_task(task: tuple) -> dict:
         other = _fit(pred_ep[j], gt_ep.width, gt_ep.height)
         if static is not None:
             static = static & (gt_ep[mj].instances == 0)
-        return {"mse": _mse(pred.rgb, other.rgb, static), "ssim": _ssim_means(pred.rgb, other.rgb, [static])[0]}
-    ssim_all, ssim_static = _ssim_means(pred.rgb, truth.rgb, [None, static])
-    out = {"mse": _mse(pred.rgb, truth.rgb), "mse_static": _mse(pred.rgb, truth.rgb, static),
+        return {"mse": mse(pred.rgb, other.rgb, static),
+                "ssim": ssim_means(pred.rgb, other.rgb, [static], torch.float32)[0]}
+    ssim_all, ssim_static = ssim_means(pred.rgb, truth.rgb, [None, static], torch.float32)
+    out = {"mse": mse(pred.rgb, truth.rgb), "mse_static": mse(pred.rgb, truth.rgb, static),
            "ssim": ssim_all, "ssim_static": ssim_static,
            "abs_rel": float("nan") if truth.depth is None or pred.depth is None else depth_abs_rel(pred.depth,
                                                                                                    truth.depth)}
@@ -263,7 +240,7 @@ def _binned(values: list[tuple[float, float, float]], bins) -> dict:
         chosen = [(p, s) for d, p, s in values if lower < d <= limit]
         ps = [p for p, _ in chosen if not np.isnan(p)]
         ss = [s for _, s in chosen if not np.isnan(s)]
-        out[name] = {"pairs": len(chosen), "psnr": _to_psnr(float(np.mean(ps))) if ps else None,
+        out[name] = {"pairs": len(chosen), "psnr": psnr_of_mse(float(np.mean(ps)), 255.0) if ps else None,
                      "ssim": float(np.mean(ss)) if ss else None}
     return out
 
@@ -280,7 +257,7 @@ def _drift(results, times, drop_db) -> dict:
              for key in ("mse", "ssim", "abs_rel")}
     # a second's PSNR is that of its frames together (from their mean squared error): an identical
     # frame among them does not make it infinite
-    curve["psnr"] = [None if m is None else _to_psnr(m) for m in curve.pop("mse")]
+    curve["psnr"] = [None if m is None else psnr_of_mse(m, 255.0) for m in curve.pop("mse")]
     psnr_curve = np.array([np.nan if v is None else v for v in curve["psnr"]])
     finite = ~np.isnan(psnr_curve)
     below = np.flatnonzero(finite & (psnr_curve <= psnr_curve[0] - drop_db)) if finite[0] else []
@@ -304,6 +281,7 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
     frame_map = _frame_map(gt, pred)
     times = [pred.info(i).time for i in range(len(pred))]
     not_available = {}
+    index_of = {int(m): i for i, m in enumerate(frame_map)}  # ground-truth frame -> predicted frame
     results = _run([("gt", i, int(m), None, None) for i, m in enumerate(frame_map)], gt, pred, config, "score")
 
     gt_c2w = np.stack([gt.info(i).transform_matrix for i in range(len(gt))])
@@ -342,7 +320,6 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
         report["matching"] = {objects[g].get("name", str(objects[g].get("id", g))): ids[p]
                               for g, p in assignment.items()}
 
-        index_of = {int(m): i for i, m in enumerate(frame_map)}
         events = hide_events(objects, cameras, gt.fps, start=int(frame_map[0]), end=int(frame_map[-1]) + 1)
         scored = []
         for e in events:
@@ -372,7 +349,6 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
     # ---- revisit fidelity (vs ground truth, and self-consistency)
     pairs = revisited_frames(gt_c2w, 1, config.revisit_distance, config.revisit_angle_deg, must_leave=True,
                              frames=[int(m) for m in frame_map])
-    index_of = {int(m): i for i, m in enumerate(frame_map)}
     gt_times = [gt.info(i).time for i in range(len(gt))]
     versus_truth = [(gt_times[k] - gt_times[j], results[index_of[k]]["mse_static"],
                      results[index_of[k]]["ssim_static"]) for k, j in pairs]

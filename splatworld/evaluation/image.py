@@ -10,24 +10,36 @@ from scipy.ndimage import binary_dilation
 from splatworld.errors import ShapeError
 
 
+def _check_images(name: str, prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> None:
+    if prediction.shape != target.shape or prediction.ndim != 3:
+        raise ShapeError(f"{name}: images must be [H, W, C] of one shape, got {prediction.shape} and {target.shape}")
+    if mask is not None and mask.shape != target.shape[:2]:
+        raise ShapeError(f"{name}: mask {mask.shape} does not match images {target.shape[:2]}")
+
+
+def mse(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean squared difference of two images ``[H, W, C]`` over ``mask [H, W]``, in the images' own
+    units (0-255 for uint8); NaN for an empty mask."""
+    _check_images("mse", prediction, target, mask)
+    diff = prediction.astype(np.float64) - target.astype(np.float64)
+    if mask is not None:
+        diff = diff[mask]
+    return float(np.mean(diff**2)) if diff.size else float("nan")
+
+
+def psnr_of_mse(mse_value: float, peak: float) -> float:
+    """PSNR (dB) of a mean squared error: ``inf`` for 0, NaN for NaN."""
+    return float("inf") if mse_value == 0 else float(10.0 * np.log10(peak**2 / mse_value))
+
+
 def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Peak signal-to-noise ratio (dB) of two images ``[H, W, 3]`` over ``mask [H, W]``.
 
     uint8 images are compared on a 0-255 scale, float images on 0-1. Identical pixels give
     ``inf``; an empty mask gives NaN (nothing to compare).
     """
-    if prediction.shape != target.shape or prediction.ndim != 3:
-        raise ShapeError(f"psnr: images must be [H, W, C] of one shape, got {prediction.shape} and {target.shape}")
-    peak = 255.0 if target.dtype == np.uint8 else 1.0
-    diff = prediction.astype(np.float64) - target.astype(np.float64)
-    if mask is not None:
-        if mask.shape != target.shape[:2]:
-            raise ShapeError(f"psnr: mask {mask.shape} does not match images {target.shape[:2]}")
-        diff = diff[mask]
-    if diff.size == 0:
-        return float("nan")
-    mse = float(np.mean(diff**2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+    _check_images("psnr", prediction, target, mask)
+    return psnr_of_mse(mse(prediction, target, mask), 255.0 if target.dtype == np.uint8 else 1.0)
 
 
 SSIM_SIGMA = 1.5  # Wang et al. (2004): an 11-tap Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03
@@ -63,22 +75,27 @@ def ssim_map(prediction: torch.Tensor, target: torch.Tensor, peak: float) -> tor
     return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
-def ssim(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean SSIM of two RGB images ``[H, W, 3]`` on their grey level (:func:`luma`), over the pixels
-    of ``mask [H, W]`` whose 11x11 window lies inside the image. uint8 images are on a 0-255 scale,
+def ssim_means(prediction: np.ndarray, target: np.ndarray, masks: list[np.ndarray | None],
+               dtype: torch.dtype = torch.float64) -> list[float]:
+    """Mean SSIM of two RGB images ``[H, W, 3]`` on their grey level (:func:`luma`) over each of
+    ``masks`` (``[H, W]`` bool, or None for the whole image), from one SSIM map computed in ``dtype``.
+    Only pixels whose 11x11 window lies inside the image count. uint8 images are on a 0-255 scale,
     float images on 0-1. NaN where nothing is compared (empty mask, or an image under 11 pixels)."""
-    if prediction.shape != target.shape or prediction.ndim != 3:
-        raise ShapeError(f"ssim: images must be [H, W, C] of one shape, got {prediction.shape} and {target.shape}")
-    if mask is not None and mask.shape != target.shape[:2]:
-        raise ShapeError(f"ssim: mask {mask.shape} does not match images {target.shape[:2]}")
+    for mask in masks:
+        _check_images("ssim", prediction, target, mask)
     r = SSIM_RADIUS
     if min(target.shape[:2]) <= 2 * r:
-        return float("nan")
+        return [float("nan")] * len(masks)
     peak = 255.0 if target.dtype == np.uint8 else 1.0
-    values = ssim_map(torch.from_numpy(luma(prediction))[None], torch.from_numpy(luma(target))[None], peak)[0]
-    if mask is not None:
-        values = values[torch.from_numpy(np.ascontiguousarray(mask[r:-r, r:-r]))]
-    return float(values.mean()) if values.numel() else float("nan")
+    values = ssim_map(torch.from_numpy(luma(prediction)).to(dtype)[None],
+                      torch.from_numpy(luma(target)).to(dtype)[None], peak)[0].double().numpy()
+    chosen = [values if mask is None else values[mask[r:-r, r:-r]] for mask in masks]
+    return [float(v.mean()) if v.size else float("nan") for v in chosen]
+
+
+def ssim(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM of two RGB images over ``mask`` (:func:`ssim_means` with one mask, in float64)."""
+    return ssim_means(prediction, target, [mask])[0]
 
 
 def depth_abs_rel(prediction: np.ndarray, target: np.ndarray) -> float:

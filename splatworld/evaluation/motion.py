@@ -21,6 +21,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion, correlate1d
 
 from splatworld.errors import ShapeError
+from splatworld.evaluation.image import mse
 
 _BLUR = np.array([0.0625, 0.25, 0.375, 0.25, 0.0625])  # OpenCV's fixed 5-tap Gaussian (sigma 0 given)
 _SQUARE = np.ones((5, 5), bool)
@@ -78,6 +79,4 @@ def motion_scores(truth_masks: np.ndarray, predicted_masks: np.ndarray, mse_per_
 
 def frame_mse(prediction: np.ndarray, target: np.ndarray) -> float:
     """Mean squared difference of two uint8 RGB frames scaled to [0, 1] (Physics-IQ's MSE)."""
-    if prediction.shape != target.shape:
-        raise ShapeError(f"frame_mse: frames of shapes {prediction.shape} and {target.shape}")
-    return float(np.mean((prediction.astype(np.float64) / 255 - target.astype(np.float64) / 255) ** 2))
+    return mse(prediction, target) / 255.0**2

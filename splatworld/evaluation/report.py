@@ -45,10 +45,16 @@ def _fmt(value, kind: str = "f3") -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def opr_bins(report: dict) -> dict:
+    """``{tau bin: {events, successes, opr, mean_iou}}`` over all causes; empty where permanence is
+    not available."""
+    return ((report.get("permanence") or {}).get("bins") or {}).get("all", {})
+
+
 def _rows(report: dict) -> list[tuple[str, str]]:
     """The headline metrics of one prediction, as (label, text) rows."""
     perm = report.get("permanence") or {}
-    bins = (perm.get("bins") or {}).get("all", {})
+    bins = opr_bins(report)
     ident = report.get("identity") or {}
     hidden = report.get("hidden_state") or {}
     revisit = report["revisit"]["versus_truth"]
@@ -103,7 +109,7 @@ def plot_permanence(reports: dict[str, dict], file: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     labels = [name for _, name in TAU_BINS]
     for name, r in reports.items():
-        bins = ((r.get("permanence") or {}).get("bins") or {}).get("all")
+        bins = opr_bins(r)
         if not bins:
             continue
         for ax, key in zip(axes, ("opr", "mean_iou")):
