@@ -2,10 +2,15 @@
 
 The voxel scaffold holds the geometry of the static scene at a few centimetres; a view
 rendered from it is soft at silhouettes and texture edges. A keyframe keeps one
-observed view's static pixels (RGB and depth, everything else dropped) and, when the
-memory is drawn from a nearby camera, becomes one small Gaussian per pixel that is
-composited over the scaffold, under the objects in front of it (see :func:`composite`). That is what makes
+observed view's RGB and depth and which pixels were static scene; when the memory is drawn
+from a nearby camera, its static pixels become one small Gaussian each, composited over
+the scaffold, under the objects in front of it (see :func:`composite`). That is what makes
 a revisited view look as it did (the 3D-cache idea of e.g. Gen3C).
+
+Its other pixels (objects, the agent) are kept as free space: the ray was seen clear up to
+their depth, so no static surface lies in front of it there. Where the blurred scaffold's
+rim reaches over such a pixel (an occluder's edge next to an object seen beside it), that
+evidence keeps the object from being cut by the rim.
 
 A new keyframe is taken when the camera is farther than a spacing from every stored one,
 so revisiting a place does not add keyframes; the store holds at most ``capacity`` of
@@ -27,12 +32,13 @@ from splatworld.scene.gaussians import Gaussians
 
 @dataclass(eq=False)
 class Keyframe:
-    """One view's static pixels.
+    """One observed view.
 
     Attributes:
         camera: the camera it was seen from.
         rgb: ``[H, W, 3]`` uint8.
-        depth: ``[H, W]`` float16 z-depth in metres, 0 where the pixel is not static scene.
+        depth: ``[H, W]`` float16 z-depth in metres, 0 where unknown.
+        static: ``[H, W]`` bool, the pixel shows static scene (not an object, not the agent).
         time: when it was taken (s).
         last_near: last time the camera was within the spacing of this viewpoint (s).
     """
@@ -40,13 +46,15 @@ class Keyframe:
     camera: Camera
     rgb: np.ndarray
     depth: np.ndarray
+    static: np.ndarray
     time: float
     last_near: float
 
-    def gaussians(self, pixel_scale: float) -> Gaussians:
-        """One Gaussian per static pixel, its standard deviation ``pixel_scale`` pixels at its depth."""
+    def gaussians(self, pixel_scale: float, static: bool = True) -> Gaussians:
+        """One Gaussian per static pixel (``static=False``: per other pixel with a depth, the free-space
+        layer), its standard deviation ``pixel_scale`` pixels at its depth."""
         depth = torch.from_numpy(self.depth.astype(np.float32))
-        keep = depth > 0
+        keep = (depth > 0) & torch.from_numpy(self.static == static)
         points = self.camera.backproject(depth)[keep]
         colors = torch.from_numpy(self.rgb)[keep].float() / 255.0
         return Gaussians.from_points(points, colors, pixel_scale * depth[keep] / self.camera.fx, opacity=0.99)
@@ -81,22 +89,24 @@ class KeyframeStore:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def consider(self, camera: Camera, rgb: np.ndarray, static_depth: np.ndarray, time: float) -> bool:
+    def consider(self, camera: Camera, rgb: np.ndarray, depth: np.ndarray, static: np.ndarray, time: float) -> bool:
         """Keep this view as a keyframe unless one is already within the spacing. Returns whether it was kept.
 
         Args:
             rgb: ``[H, W, 3]`` uint8.
-            static_depth: ``[H, W]`` z-depth of static-scene pixels, 0 elsewhere.
+            depth: ``[H, W]`` z-depth (m), 0 where unknown.
+            static: ``[H, W]`` bool, static-scene pixels.
         """
-        if rgb.shape != (camera.height, camera.width, 3) or static_depth.shape != (camera.height, camera.width):
-            raise ShapeError(f"keyframe: rgb {rgb.shape} and depth {static_depth.shape} must match the "
-                             f"camera's {camera.height}x{camera.width}")
+        size = (camera.height, camera.width)
+        if rgb.shape != (*size, 3) or depth.shape != size or static.shape != size:
+            raise ShapeError(f"keyframe: rgb {rgb.shape}, depth {depth.shape} and static {static.shape} must "
+                             f"match the camera's {camera.height}x{camera.width}")
         near = [k for k, d in zip(self.frames, self._distances(camera)) if d < self.spacing]
         for k in near:
             k.last_near = time
         if near:
             return False
-        self.frames.append(Keyframe(camera, rgb.copy(), static_depth.astype(np.float16), time, time))
+        self.frames.append(Keyframe(camera, rgb.copy(), depth.astype(np.float16), static.astype(bool), time, time))
         if len(self.frames) > self.capacity:
             del self.frames[int(np.argmin([k.last_near for k in self.frames]))]
         return True
@@ -119,13 +129,15 @@ class KeyframeStore:
         return {"spacing": self.spacing, "capacity": self.capacity, "reach": self.reach,
                 "frames": [{"camera": (k.camera.fx, k.camera.fy, k.camera.cx, k.camera.cy, k.camera.width,
                                        k.camera.height, k.camera.viewmat), "rgb": k.rgb, "depth": k.depth,
-                            "time": k.time, "last_near": k.last_near} for k in self.frames]}
+                            "static": np.packbits(k.static), "time": k.time, "last_near": k.last_near}
+                           for k in self.frames]}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> KeyframeStore:
         store = cls(state["spacing"], state["capacity"], state["reach"])
-        store.frames = [Keyframe(Camera(*k["camera"]), k["rgb"], k["depth"], k["time"], k["last_near"])
-                        for k in state["frames"]]
+        store.frames = [Keyframe(Camera(*k["camera"]), k["rgb"], k["depth"],
+                                 np.unpackbits(k["static"], count=k["depth"].size).reshape(k["depth"].shape).astype(bool),
+                                 k["time"], k["last_near"]) for k in state["frames"]]
         return store
 
 
@@ -140,10 +152,14 @@ def over(front: RenderOutput, back: RenderOutput, where: torch.Tensor | None = N
                         torch.where(take, front.object_id, back.object_id))
 
 
-def composite(static: RenderOutput, layer: RenderOutput, objects: RenderOutput, depth_margin: float) -> RenderOutput:
-    """The memory's picture from three renders: the keyframe ``layer`` over the ``static`` scaffold
-    (its pixels are the sharper picture of the same surfaces), then the ``objects`` over both
-    where they are not more than ``depth_margin`` behind that backdrop (an occluder hides them)."""
-    backdrop = over(layer, static)
+def composite(backdrop: RenderOutput, objects: RenderOutput, depth_margin: float,
+              free: RenderOutput | None = None) -> RenderOutput:
+    """The memory's picture: the ``objects`` over the ``backdrop`` (the static scene, a keyframe
+    layer drawn over the scaffold where there is one: its pixels are the sharper picture of the
+    same surfaces) where they are not more than ``depth_margin`` behind it (an occluder hides
+    them), or not behind the ``free`` layer (a keyframe's non-static pixels: seen clear up to
+    there, so nothing static can hide them)."""
     in_front = (objects.depth < backdrop.depth + depth_margin) | (backdrop.alpha < 0.5)
+    if free is not None:
+        in_front |= (free.alpha > 0.5) & (objects.depth < free.depth + depth_margin)
     return over(objects, backdrop, in_front)

@@ -10,13 +10,14 @@ from splatworld.config import load_config
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
-from splatworld.memory.keyframes import KeyframeStore, composite
+from splatworld.memory.keyframes import KeyframeStore, composite, over
 from splatworld.memory.scene_memory import _expand, _runs
 from splatworld.render.api import RenderOutput, render
 from splatworld.render.video import to_uint8
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.memory.voxels import pack_keys, unpack_keys
 from splatworld.scene.episode import Episode
+from splatworld.scene.transforms import quat_to_rotmat
 from splatworld.sim.generate import generate_episode
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z
 
@@ -61,6 +62,34 @@ def test_voxel_grid_refines_instead_of_growing():
     np.testing.assert_allclose(grid.points[np.argsort(grid.points[:, 0])][0], [0.02, 0.03, 0.04])
     np.testing.assert_allclose(grid.colors[np.argsort(grid.points[:, 0])][0], [0.5, 0.0, 0.5])
     assert grid.contains(np.array([[0.05, 0.05, 0.05], [0.3, 0.0, 0.0]])).tolist() == [True, False]
+
+
+def test_voxel_covariance_takes_the_shape_of_what_was_seen():
+    """Two observations of points on the x-y plane inside one 10 cm voxel: its covariance is that
+    of all the points (equal counts per observation), and its Gaussian is flat, with each in-plane
+    axis sqrt(12) * scale of the points' standard deviation (a full voxel: scale voxels)."""
+    rng = np.random.default_rng(0)
+    grid = VoxelGrid(0.1, covariance=True)
+    first = np.c_[rng.uniform(0.0, 0.1, 500), rng.uniform(0.0, 0.05, 500), np.full(500, 0.05)]  # half covered in y
+    second = first + [0.0, 0.0, 0.01]
+    grid.integrate(first, np.ones((500, 3)))
+    grid.integrate(second, np.ones((500, 3)), spread=np.full(500, 1e-6))
+    both = np.concatenate([first, second])
+    expected = np.cov(both.T, bias=True) + np.eye(3) * 1e-6 / 2  # the second observation's spread, half the weight
+    np.testing.assert_allclose(grid.covariances()[0], expected, atol=1e-9)
+    g = grid.to_gaussians(scale=0.5)
+    r = quat_to_rotmat(g.quats[0].double()).numpy()
+    assert np.linalg.det(r) == pytest.approx(1.0)
+    cov = r @ np.diag(g.scales[0].double().numpy() ** 2) @ r.T
+    np.testing.assert_allclose(cov, 0.25 * 12 * expected, rtol=1e-4, atol=1e-9)
+    stds = np.sort(g.scales[0].numpy())
+    # x fully covered: 0.5 voxels; y half covered: 0.25; z: 5 mm apart plus the spread
+    np.testing.assert_allclose(stds[1:], [0.025, 0.05], rtol=0.06)
+    assert stds[0] < 0.012
+    again = VoxelGrid.from_state_dict(grid.state_dict())
+    np.testing.assert_array_equal(again.covariances(), grid.covariances())
+    with pytest.raises(ValueError, match="covariance"):
+        VoxelGrid(0.1).covariances()
 
 
 # ------------------------------------------------------------------- the memory
@@ -238,19 +267,19 @@ def _camera(eye, size=8):
 
 def test_keyframe_store_spacing_capacity_and_reach():
     store = KeyframeStore(spacing=0.1, capacity=2, reach=0.3)
-    image, depth = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8))
-    assert store.consider(_camera([1.0, 0, 0]), image, depth, time=0.0)
-    assert not store.consider(_camera([1.05, 0, 0]), image, depth, time=1.0)  # within the spacing
-    assert store.consider(_camera([0, 1.0, 0]), image, depth, time=2.0)
-    assert not store.consider(_camera([0.97, 0, 0]), image, depth, time=3.0)
+    image, depth, static = np.zeros((8, 8, 3), np.uint8), np.ones((8, 8)), np.ones((8, 8), bool)
+    assert store.consider(_camera([1.0, 0, 0]), image, depth, static, time=0.0)
+    assert not store.consider(_camera([1.05, 0, 0]), image, depth, static, time=1.0)  # within the spacing
+    assert store.consider(_camera([0, 1.0, 0]), image, depth, static, time=2.0)
+    assert not store.consider(_camera([0.97, 0, 0]), image, depth, static, time=3.0)
     # the first viewpoint was last approached at t=3, the second at t=2: a third evicts the second
-    assert store.consider(_camera([0, -1.0, 0]), image, depth, time=4.0)
+    assert store.consider(_camera([0, -1.0, 0]), image, depth, static, time=4.0)
     centres = sorted(tuple(np.round(k.camera.center.numpy(), 3)) for k in store.frames)
     assert centres == [(0.0, -1.0, 0.0), (1.0, 0.0, 0.0)]
     assert store.nearest(_camera([1.1, 0, 0])).camera.center[0] == pytest.approx(1.0)
     assert store.nearest(_camera([0, 1.0, 0])) is None  # nothing within reach any more
     with pytest.raises(ShapeError, match="8x8"):
-        store.consider(_camera([2.0, 0, 0]), np.zeros((4, 4, 3), np.uint8), depth, time=5.0)
+        store.consider(_camera([2.0, 0, 0]), np.zeros((4, 4, 3), np.uint8), depth, static, time=5.0)
     with pytest.raises(ConfigError, match="capacity"):
         KeyframeStore(spacing=0.1, capacity=0)
 
@@ -261,18 +290,26 @@ def _output(rgb, depth, alpha, ids):
 
 
 def test_composite_keeps_objects_in_front():
-    """Hand-made 1x4 renders. The keyframe goes over the scaffold, whatever the depths (pixel 0:
+    """Hand-made 1x6 renders. The keyframe goes over the scaffold, whatever the depths (pixel 0:
     scaffold 1 cm in front); an object in front goes over both (1); an object behind the keyframe
     surface is hidden (2); pixel 3: scaffold empty, keyframe alpha 0.4 (no depth to test against),
-    an object with alpha 0.6 over it."""
-    static = _output([0.2, 0.2, 0.2, 0.0], [1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0, 0, 0, -1])
-    layer = _output([0.9, 0.9, 0.9, 0.2], [1.01, 1.0, 1.0, 2.0], [1.0, 1.0, 1.0, 0.4], [0, 0, 0, 0])
-    objects = _output([0.0, 0.3, 0.3, 0.25], [0.0, 0.5, 1.5, 1.0], [0.0, 1.0, 1.0, 0.6], [-1, 4, 4, 5])
-    out = composite(static, layer, objects, depth_margin=0.02)
-    torch.testing.assert_close(out.rgb[0, :, 0], torch.tensor([0.9, 0.3, 0.9, 0.25 + 0.4 * 0.2]))
-    assert out.object_id.tolist() == [[0, 4, 0, 5]]
-    torch.testing.assert_close(out.alpha, torch.tensor([[1.0, 1.0, 1.0, 0.6 + 0.4 * 0.4]]))
-    torch.testing.assert_close(out.depth, torch.tensor([[1.01, 0.5, 1.0, 1.0]]))
+    an object with alpha 0.6 over it. Pixels 4 and 5: an occluder's blurred rim (scaffold at 0.9 m)
+    where the keyframe saw free space up to 1.2 m: an object at 1.2 m shows (4), one at 1.5 m,
+    behind what was seen there, stays hidden (5)."""
+    static = _output([0.2, 0.2, 0.2, 0.0, 0.2, 0.2], [1.0, 1.0, 1.0, 0.0, 0.9, 0.9], [1.0, 1.0, 1.0, 0.0, 0.7, 0.7],
+                     [0, 0, 0, -1, 0, 0])
+    layer = _output([0.9, 0.9, 0.9, 0.2, 0.0, 0.0], [1.01, 1.0, 1.0, 2.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.4, 0.0, 0.0],
+                    [0, 0, 0, 0, -1, -1])
+    objects = _output([0.0, 0.3, 0.3, 0.25, 0.3, 0.3], [0.0, 0.5, 1.5, 1.0, 1.2, 1.5], [0.0, 1.0, 1.0, 0.6, 1.0, 1.0],
+                      [-1, 4, 4, 5, 4, 4])
+    free = _output([0.0] * 6, [0.0, 0.0, 0.0, 0.0, 1.2, 1.2], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0], [-1] * 6)
+    out = composite(over(layer, static), objects, depth_margin=0.02, free=free)
+    torch.testing.assert_close(out.rgb[0, :, 0], torch.tensor([0.9, 0.3, 0.9, 0.25 + 0.4 * 0.2, 0.3, 0.2]))
+    assert out.object_id.tolist() == [[0, 4, 0, 5, 4, 0]]
+    torch.testing.assert_close(out.alpha, torch.tensor([[1.0, 1.0, 1.0, 0.6 + 0.4 * 0.4, 1.0, 0.7]]))
+    torch.testing.assert_close(out.depth, torch.tensor([[1.01, 0.5, 1.0, 1.0, 1.2, 0.9]]))
+    without_free = composite(over(layer, static), objects, depth_margin=0.02)
+    assert without_free.object_id.tolist() == [[0, 4, 0, 5, 0, 0]]
 
 
 def test_history_run_length_round_trip():
