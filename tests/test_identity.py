@@ -49,3 +49,9 @@ def test_reappearance_events_hand_made():
     assert first["reidentified"] and first["reclaim_delay"] == 1 and first["hidden_seconds"] == 2.0
     assert first["belief"] == 0.95 and abs(first["pose_error"] - 0.003) < 1e-12
     assert not second["reidentified"] and second["reclaim_delay"] == 0
+    assert not first["glimpse"] and not second["glimpse"]  # no visible_fraction recorded
+    # recorded: the first return (frames 3-4) never more than 30 % in sight is a glimpse
+    gt[0]["visible_fraction"] = [1.0, 0, 0, 0.1, 0.3, 0, 0.8]
+    first, second = reappearances(gt, tracks, fps=1.0)
+    assert first["glimpse"] and not second["glimpse"]
+    assert not reappearances(gt, tracks, fps=1.0, min_visible_fraction=0.25)[0]["glimpse"]

@@ -7,7 +7,8 @@ import numpy as np
 from splatworld.evaluation.identity import identity_metrics
 
 
-def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_tolerance: float = 1e-3) -> list[dict]:
+def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_tolerance: float = 1e-3,
+                  min_visible_fraction: float = 0.5) -> list[dict]:
     """One record per ground-truth hide-and-reappear event of an object nobody moved while hidden.
 
     An event runs from an object's last visible frame ``a`` to its next visible frame ``b``
@@ -18,8 +19,11 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
     two later). Per event: ``reidentified`` (the reclaiming track is the object's own),
     ``reclaim_delay`` (``c - b`` frames; None if never reclaimed in the run), ``belief`` (the
     track's existence belief at ``b - 1``, before seeing it again; NaN if the tracks record
-    none) and ``pose_error`` (how far the track's remembered displacement from ``a`` to ``c``
-    differs from the true one, metres).
+    none), ``pose_error`` (how far the track's remembered displacement from ``a`` to ``c``
+    differs from the true one, metres) and ``glimpse``: the object never became substantially
+    visible in that run (``visible_fraction`` below ``min_visible_fraction`` throughout, e.g. two
+    pixels for one frame; False when the ground truth records no ``visible_fraction``), a
+    reappearance no model can be asked to re-identify.
 
     Args:
         gt_objects: ``ground_truth.json`` objects (``labels``, ``poses``).
@@ -39,10 +43,12 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
             if np.linalg.norm(gt_pos[1] - gt_pos[0]) >= still_tolerance:
                 continue
             record = {"object": obj.get("id", g), "hidden_seconds": (b - a - 1) / fps, "reidentified": False,
-                      "reclaim_delay": None, "belief": float("nan"), "pose_error": float("nan")}
+                      "reclaim_delay": None, "belief": float("nan"), "pose_error": float("nan"), "glimpse": False}
             run_end = b
             while run_end + 1 < n and gt_labels[g, run_end + 1] != 0:
                 run_end += 1
+            if "visible_fraction" in obj:
+                record["glimpse"] = max(obj["visible_fraction"][b:run_end + 1]) < min_visible_fraction
             claims = [k for k in range(b, run_end + 1) if (pred_labels[:, k] == gt_labels[g, k]).any()]
             if claims and g in assignment:
                 c = claims[0]
