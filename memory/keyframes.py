@@ -50,14 +50,16 @@ class Keyframe:
     time: float
     last_near: float
 
-    def gaussians(self, pixel_scale: float, static: bool = True) -> Gaussians:
-        """One Gaussian per static pixel (``static=False``: per other pixel with a depth, the free-space
-        layer), its standard deviation ``pixel_scale`` pixels at its depth."""
+    def layers(self, pixel_scale: float) -> tuple[Gaussians, Gaussians]:
+        """One Gaussian per pixel with a depth, its standard deviation ``pixel_scale`` pixels at its
+        depth: the static pixels, and the others (the free-space layer)."""
         depth = torch.from_numpy(self.depth.astype(np.float32))
-        keep = (depth > 0) & torch.from_numpy(self.static == static)
-        points = self.camera.backproject(depth)[keep]
-        colors = torch.from_numpy(self.rgb)[keep].float() / 255.0
-        return Gaussians.from_points(points, colors, pixel_scale * depth[keep] / self.camera.fx, opacity=0.99)
+        points = self.camera.backproject(depth)
+        colors = torch.from_numpy(self.rgb).float() / 255.0
+        sizes = pixel_scale * depth / self.camera.fx
+        static = torch.from_numpy(self.static)
+        return tuple(Gaussians.from_points(points[keep], colors[keep], sizes[keep], opacity=0.99)
+                     for keep in ((depth > 0) & static, (depth > 0) & ~static))
 
 
 def view_distances(viewmats: torch.Tensor, camera: Camera, metres_per_radian: float = 1.0) -> np.ndarray:

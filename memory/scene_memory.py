@@ -647,17 +647,16 @@ class SceneMemory:
         world_from_object ``[4, 4]``; what a dynamics model predicts) if given, else at their poses
         at ``frame`` (default: now)."""
         backend = backend or self.config.backend
-        objects = self._objects(self.poses_at(frame) if poses is None else poses)
-        backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist())
-        objects = render(Gaussians.concat(objects) if objects else Gaussians.empty(), camera, backend=backend,
+        parts = self._objects(self.poses_at(frame) if poses is None else poses)
+        objects = render(Gaussians.concat(parts) if parts else Gaussians.empty(), camera, backend=backend,
                          settings=RasterSettings(eps2d=self.config.object_eps2d))
+        backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist())
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
             return composite(backdrop, objects, self.config.depth_margin)
-        scale = self.config.keyframe_pixel_scale
-        backdrop = over(render(keyframe.gaussians(scale), camera, backend=backend), backdrop)
-        free = render(keyframe.gaussians(scale, static=False), camera, backend=backend)
-        return composite(backdrop, objects, self.config.depth_margin, free)
+        static_pixels, free_pixels = keyframe.layers(self.config.keyframe_pixel_scale)
+        backdrop = over(render(static_pixels, camera, backend=backend), backdrop)
+        return composite(backdrop, objects, self.config.depth_margin, render(free_pixels, camera, backend=backend))
 
     # =============================================================== persistence
     def tracks_json(self) -> dict:

@@ -11,13 +11,13 @@ size of the voxel, which draws every edge of a coarse map a voxel too wide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from splatworld.errors import ConfigError
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import rotmat_to_quat
 
@@ -90,7 +90,7 @@ class VoxelGrid:
                             1) / counts[:, None]
 
         p_mean, c_mean = voxel_mean(points), voxel_mean(colors)
-        m_mean = voxel_mean(_second_moments(points, spread)) if self.covariance else np.zeros((len(uniq), 0))
+        m_mean = voxel_mean(_second_moments(points, spread)) if self.covariance else None
         pos = np.searchsorted(self.keys, uniq)
         found = (pos < len(self.keys)) & (self.keys[np.minimum(pos, len(self.keys) - 1)] == uniq) \
             if len(self.keys) else np.zeros(len(uniq), bool)
@@ -135,7 +135,7 @@ class VoxelGrid:
     def covariances(self) -> np.ndarray:
         """``[M, 3, 3]`` covariance of the points seen in each voxel (needs ``covariance``)."""
         if not self.covariance:
-            raise ValueError("this grid does not keep second moments (covariance=False)")
+            raise ConfigError("this voxel grid keeps no second moments: build it with covariance=True")
         m = self.moments
         second = np.stack([m[:, [0, 1, 2]], m[:, [1, 3, 4]], m[:, [2, 4, 5]]], axis=1)
         return second - self.points[:, :, None] * self.points[:, None, :]

@@ -88,7 +88,7 @@ def test_voxel_covariance_takes_the_shape_of_what_was_seen():
     assert stds[0] < 0.012
     again = VoxelGrid.from_state_dict(grid.state_dict())
     np.testing.assert_array_equal(again.covariances(), grid.covariances())
-    with pytest.raises(ValueError, match="covariance"):
+    with pytest.raises(ConfigError, match="covariance=True"):
         VoxelGrid(0.1).covariances()
 
 
