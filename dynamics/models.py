@@ -252,21 +252,28 @@ class InteractionModel(DynamicsModel):
         moving = speed > cfg.moving_speed
         # a neighbour j touches i only while j moves or is being pushed itself
         pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & (moving[:, None, :] | agent_live[:, None, :])
-        rel = (state.agent[:, None, :2] - state.position[..., :2]) * cm
-        act = (action * per_step)[:, None].expand_as(rel)
         dtype = self.node[0].weight.dtype  # features in the weights' precision, results in the state's
-        agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, act, half, vel], -1)
-        message = self.agent_edge(agent_in.to(dtype)) * agent_live[..., None]
-        n = state.n_objects
-        if n > 1:
-            pair_rel = (state.position[:, None, :, :2] - state.position[:, :, None, :2]) * cm  # [B, i, j]
-            pair_in = torch.cat([pair_rel, pair_gap[..., None].clamp(max=0.2) * cm,
-                                 vel[:, None].expand(-1, n, -1, -1), vel[:, :, None].expand(-1, -1, n, -1),
-                                 half[:, :, None].expand(-1, -1, n, -1), half[:, None].expand(-1, n, -1, -1)], -1)
-            message = message + (self.pair_edge(pair_in.to(dtype)) * pair_live[..., None]).sum(2)
-        extra = torch.cat([vel, (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state) * cm], -1)
-        out = self.node(torch.cat([message, extra.to(dtype)], -1)).to(state.position.dtype)
+        # The MLPs run on live edges and active objects only: the rest contribute exactly zero, and
+        # in a planner's batch most rollouts touch nothing at most steps.
+        message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype)
+        b, i = agent_live.nonzero(as_tuple=True)
+        if len(b):
+            rel = (state.agent[b, :2] - state.position[b, i, :2]) * cm
+            agent_in = torch.cat([rel, agent_gap[b, i, None].clamp(max=0.2) * cm, action[b] * per_step,
+                                  half[b, i], vel[b, i]], -1)
+            message[b, i] = self.agent_edge(agent_in.to(dtype))
+        b, i, j = pair_live.nonzero(as_tuple=True)
+        if len(b):
+            pair_in = torch.cat([(state.position[b, j, :2] - state.position[b, i, :2]) * cm,
+                                 pair_gap[b, i, j, None].clamp(max=0.2) * cm, vel[b, j], vel[b, i], half[b, i], half[b, j]], -1)
+            message.index_put_((b, i), self.pair_edge(pair_in.to(dtype)), accumulate=True)
         active = agent_live | pair_live.any(-1)
+        out = torch.zeros(*active.shape, 3, dtype=state.position.dtype)
+        b, i = active.nonzero(as_tuple=True)
+        if len(b):
+            probes = geometry_probes(state)[b, i] * cm
+            extra = torch.cat([vel[b, i], state.yaw_rate[b, i, None] * cfg.dt, probes], -1)
+            out[b, i] = self.node(torch.cat([message[b, i], extra.to(dtype)], -1)).to(out.dtype)
         return out[..., :2] / cm, out[..., 2] * 0.1, active
 
 

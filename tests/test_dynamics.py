@@ -12,7 +12,7 @@ import torch
 from splatworld.dynamics.data import sequence_from_poses, state_at
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
-                                        make_model, rollout)
+                                        geometry_probes, make_model, rollout)
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
@@ -163,6 +163,53 @@ def test_learned_model_fits_hand_made_pushing():
     seq = _push_sequence(direction=(0.0, 1.0), seed=11)
     traj = rollout(model, state_at(seq, 5), seq.action[5:25][None])
     assert torch.linalg.norm(traj.position[0, -1, 0] - seq.position[25, 0]).item() < 0.01
+
+
+def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Tensor):
+    """The learned model's proposal with every edge and node through its MLP, masked afterwards
+    (the definition the sparse evaluation in ``propose`` must reproduce)."""
+    cfg = model.config
+    cm, per_step = 100.0, 100.0 * cfg.dt
+    half, vel = state.half_xy() * cm, state.velocity[..., :2] * per_step
+    agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
+    _, _, active = model.propose(state, action)
+    # the gating masks, recomputed the same way as in propose
+    reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
+    toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
+    agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward
+    speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
+    pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & \
+        ((speed > cfg.moving_speed)[:, None, :] | agent_live[:, None, :])
+    n = state.n_objects
+    rel = (state.agent[:, None, :2] - state.position[..., :2]) * cm
+    agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, (action * per_step)[:, None].expand_as(rel),
+                          half, vel], -1).float()
+    message = model.agent_edge(agent_in) * agent_live[..., None]
+    pair_in = torch.cat([(state.position[:, None, :, :2] - state.position[:, :, None, :2]) * cm,
+                         pair_gap[..., None].clamp(max=0.2) * cm, vel[:, None].expand(-1, n, -1, -1),
+                         vel[:, :, None].expand(-1, -1, n, -1), half[:, :, None].expand(-1, -1, n, -1),
+                         half[:, None].expand(-1, n, -1, -1)], -1).float()
+    message = message + (model.pair_edge(pair_in) * pair_live[..., None]).sum(2)
+    extra = torch.cat([vel, (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state) * cm], -1).float()
+    out = model.node(torch.cat([message, extra], -1)).double() * active[..., None]
+    return out[..., :2] / cm, out[..., 2] * 0.1, active
+
+
+def test_sparse_proposal_matches_dense_evaluation():
+    torch.manual_seed(0)
+    model = InteractionModel(DynamicsConfig(hidden=16))
+    # a row of nearly touching boxes, the middle one moving (it moves its neighbours, nothing moves it
+    # unless the agent pushes the first box into it), the agent by the first box
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.055, 0.0, TABLE + 0.025], [0.11, 0.0, TABLE + 0.025],
+                    [-0.3, 0.3, TABLE + 0.025]], agent=(-0.055, 0.0, TABLE + 0.05),
+                   velocity=[[0, 0, 0], [0.05, 0, 0], [0, 0, 0], [0, 0, 0]]).repeat(4)
+    action = torch.tensor([[0.1, 0.0], [-0.1, 0.0], [0.0, 0.0], [0.05, 0.02]], dtype=torch.float64)
+    sparse, dense = model.propose(state, action), _dense_proposal(model, state, action)
+    assert sparse[2].tolist() == dense[2].tolist()
+    assert sparse[2][0, :3].all() and not sparse[2][:, 3].any() and sparse[2][1].tolist() == [True, False, True, False]
+    for a, b in zip(sparse[:2], dense[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert (sparse[0][~sparse[2]] == 0).all()
 
 
 def test_horizon_errors_of_static_model_equal_true_motion():

@@ -78,6 +78,52 @@ def _box(client, half_extents, position, yaw, rgba):
     return pb.createMultiBody(0, col, vis, position, pb.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=client)
 
 
+def add_object(client: int, name: str, xy, yaw: float, rgba) -> int:
+    """Drop the library object ``name`` 6 cm above the table top at ``xy [2]``, turned by ``yaw``."""
+    urdf, scaling = OBJECT_LIBRARY[name]
+    body = pb.loadURDF(urdf, [xy[0], xy[1], TABLE_TOP_Z + 0.06], pb.getQuaternionFromEuler([0, 0, yaw]),
+                       globalScaling=scaling, physicsClientId=client)
+    pb.changeVisualShape(body, -1, rgbaColor=list(rgba), physicsClientId=client)
+    pb.changeDynamics(body, -1, lateralFriction=0.6, rollingFriction=0.001, spinningFriction=0.001,
+                      physicsClientId=client)
+    return body
+
+
+def add_pusher(client: int, static: list[int], park_xy) -> tuple[int, int]:
+    """The pusher (a kinematic cylinder gliding above the table, not colliding with ``static``
+    bodies) parked at ``park_xy [2]``, then a second of settling. Returns ``(body, constraint)``."""
+    col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, height=AGENT_HEIGHT, physicsClientId=client)
+    vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, length=AGENT_HEIGHT, rgbaColor=[0.9, 0.1, 0.1, 1],
+                               physicsClientId=client)
+    agent = pb.createMultiBody(2.0, col, vis, [park_xy[0], park_xy[1], AGENT_Z], physicsClientId=client)
+    for body in static:
+        pb.setCollisionFilterPair(agent, body, -1, -1, 0, physicsClientId=client)  # glides above the table
+    constraint = pb.createConstraint(agent, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
+                                     [park_xy[0], park_xy[1], AGENT_Z], physicsClientId=client)
+    pb.changeConstraint(constraint, maxForce=300, physicsClientId=client)
+    for _ in range(PHYSICS_HZ):  # settle
+        pb.stepSimulation(physicsClientId=client)
+    return agent, constraint
+
+
+PUSHER_REACH = np.array(TABLE_HALF) - 0.03  # the pusher's target stays over the table
+
+
+def drive_pusher(scene: Tabletop, target: np.ndarray, action: np.ndarray, substeps: int,
+                 on_substep=None) -> np.ndarray:
+    """Move the pusher's target by the planar velocity ``action`` (m/s) for ``substeps`` physics
+    steps (clamped over the table) and simulate; returns the new target. ``on_substep()`` runs
+    after each physics step (contact checks)."""
+    client = scene.world.client
+    for _ in range(substeps):
+        target = np.clip(target + action / PHYSICS_HZ, -PUSHER_REACH, PUSHER_REACH)
+        pb.changeConstraint(scene.constraint, [target[0], target[1], AGENT_Z], maxForce=300, physicsClientId=client)
+        pb.stepSimulation(physicsClientId=client)
+        if on_substep is not None:
+            on_substep()
+    return target
+
+
 def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     """The scenario's world: table, occluders, objects (settled under gravity) and the pusher."""
     rng = np.random.default_rng(seed)
@@ -125,29 +171,14 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     order = rng.permutation(len(library))  # distinct kinds first, repeats only past the library's size
     for i in range(n):
         name = library[int(order[i % len(library)])]
-        urdf, scaling = OBJECT_LIBRARY[name]
         xy = _free_spot(rng, taken, 0.07)
         taken.append((xy, 0.07))
-        body = pb.loadURDF(urdf, [xy[0], xy[1], top + 0.06], pb.getQuaternionFromEuler([0, 0, rng.uniform(-np.pi, np.pi)]),
-                           globalScaling=scaling, physicsClientId=client)
-        pb.changeVisualShape(body, -1, rgbaColor=[*rng.uniform(0.15, 0.95, 3), 1.0], physicsClientId=client)
-        pb.changeDynamics(body, -1, lateralFriction=0.6, rollingFriction=0.001, spinningFriction=0.001,
-                          physicsClientId=client)
+        yaw = rng.uniform(-np.pi, np.pi)
+        body = add_object(client, name, xy, yaw, [*rng.uniform(0.15, 0.95, 3), 1.0])
         objects.append(body)
         names[body] = name
 
-    park = np.array([-TABLE_HALF[0] + 0.06, -TABLE_HALF[1] + 0.06])
-    col = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, height=AGENT_HEIGHT, physicsClientId=client)
-    vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=AGENT_RADIUS, length=AGENT_HEIGHT, rgbaColor=[0.9, 0.1, 0.1, 1],
-                               physicsClientId=client)
-    agent = pb.createMultiBody(2.0, col, vis, [park[0], park[1], AGENT_Z], physicsClientId=client)
-    for body in static:
-        pb.setCollisionFilterPair(agent, body, -1, -1, 0, physicsClientId=client)  # glides above the table
-    constraint = pb.createConstraint(agent, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
-                                     [park[0], park[1], AGENT_Z], physicsClientId=client)
-    pb.changeConstraint(constraint, maxForce=300, physicsClientId=client)
-    for _ in range(PHYSICS_HZ):  # settle
-        pb.stepSimulation(physicsClientId=client)
+    agent, constraint = add_pusher(client, static, np.array([-TABLE_HALF[0] + 0.06, -TABLE_HALF[1] + 0.06]))
     return Tabletop(World(client, static, objects), agent, constraint, names, occluders)
 
 
@@ -357,7 +388,6 @@ def generate_episode(cfg: DictConfig) -> Path:
               "frame_offset": centres[b].tolist(), "poses": [], "labels": [],
               "visible_fraction": []} for i, b in enumerate(objects)}
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
-    reach = np.array(TABLE_HALF) - 0.03  # the pusher's target stays over the table
     try:
         for i in tqdm(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
@@ -390,11 +420,7 @@ def generate_episode(cfg: DictConfig) -> Path:
             action = policy.act(t, np.array(agent_pos[:2]), {b: p[:3] for b, p in poses.items()})
             writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
                          agent_pose=agent_pose, action=action)
-            for _ in range(substeps):
-                target = np.clip(target + action / PHYSICS_HZ, -reach, reach)
-                pb.changeConstraint(scene.constraint, [target[0], target[1], AGENT_Z], maxForce=300,
-                                    physicsClientId=client)
-                pb.stepSimulation(physicsClientId=client)
+            target = drive_pusher(scene, target, action, substeps)
     finally:
         scene.world.close()
     return writer.close(ground_truth={"objects": list(gt.values())})
