@@ -91,6 +91,19 @@ def _benchmark(cfg) -> int:
     return 0
 
 
+def _plan(cfg) -> int:
+    from splatworld.planning.push_task import run_push_to_goal
+
+    result = run_push_to_goal(cfg)
+    out = Path(cfg.out)
+    print(f"{result['task']} seed {result['seed']} ({result['planner']}, memory={result['memory']}): "
+          f"success={result['success']} time_s={result['time_s']} final_distance_m={result['final_distance_m']:.3f} "
+          f"collisions={result['collisions']} (out of view: {result['collisions_out_of_view']}) "
+          f"replan_hz={result['replan_hz']}")
+    print(f"-> {out / 'result.json'}" + (f", {out / 'run.mp4'}" if cfg.video else ""))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "demo": ("demo", _demo, "the main demo: a PyBullet episode observed for 30 s, then 5 minutes imagined"),
     "orbit": ("orbit", _orbit, "build a PyBullet tabletop as Gaussians and render an orbit video"),
@@ -101,6 +114,7 @@ COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "benchmark": ("benchmark", _benchmark, "the presets end to end for this model and the baselines: out=DIR"),
     "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
     "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
+    "plan": ("plan", _plan, "closed-loop MPC on the memory, PyBullet as the world: task=push_to_goal seed=N out=DIR"),
 }
 
 
