@@ -1,7 +1,7 @@
 """Planning benchmark: closed-loop ``push_to_goal`` over seeds, with the memory and memoryless,
 and replanning speed of CEM and MPPI at 256 samples x 20 steps.
 
-    python benchmarks/plan.py [--seeds 20] [--planner mppi] [--out DIR] [--modes full memoryless]
+    python benchmarks/plan.py [--seeds 20] [--planner mppi] [--out DIR] [--modes full memoryless] [--threads 2] [--no-speed]
 
 Each run is ``splatworld plan task=push_to_goal seed=N memory=MODE`` (its ``result.json`` and
 ``run.mp4`` under ``--out/MODE/seedN``; finished runs are read back, not rerun). Replanning
@@ -64,12 +64,16 @@ def main() -> None:
     parser.add_argument("--planner", default="mppi")
     parser.add_argument("--modes", nargs="+", default=["full", "memoryless"])
     parser.add_argument("--out", type=Path, default=Path("plan_benchmark"))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 to run two benchmarks side by side)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the replanning speed measurement")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     print(f"threads={torch.get_num_threads()}")
-    speed = replan_speed()
-    print(f"replanning at 256 samples x 20 steps: mppi {speed['mppi']:.1f} Hz, cem (2 x 128) {speed['cem']:.1f} Hz, "
-          f"ratio mppi/cem {speed['mppi'] / speed['cem']:.2f}")
+    speed = {}
+    if not args.no_speed:
+        speed = replan_speed()
+        print(f"replanning at 256 samples x 20 steps: mppi {speed['mppi']:.1f} Hz, cem (2 x 128) {speed['cem']:.1f} Hz, "
+              f"ratio mppi/cem {speed['mppi'] / speed['cem']:.2f}")
     summary = {}
     for mode in args.modes:
         results = closed_loop(args.out, mode, args.seeds, args.planner)
@@ -82,7 +86,7 @@ def main() -> None:
               f"{100 * ov:.0f}%, with any collision {100 * any_collision:.0f}%, median time to success "
               f"{summary[mode][2]:.1f} s, median final distance {np.median([r['final_distance_m'] for r in results]):.3f} m")
     print(" ".join([f"success_{m}={s[0]:.2f} out_of_view_collision_runs_{m}={s[1]:.2f} time_s_median_{m}={s[2]:.1f}"
-                    for m, s in summary.items()] + [f"mppi_hz={speed['mppi']:.1f} cem_hz={speed['cem']:.1f}"]))
+                    for m, s in summary.items()] + [f"{name}_hz={hz:.1f}" for name, hz in speed.items()]))
 
 
 if __name__ == "__main__":

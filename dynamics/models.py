@@ -37,6 +37,7 @@ class DynamicsConfig:
     moving_speed: float = 0.01  # m/s: a neighbour faster than this can push an object it touches
     step_height: float = 0.015  # static surfaces higher than an object's bottom by more are walls
     fall_gap: float = 0.01  # support this far below an object's bottom: it falls
+    push_cosine: float = 0.3  # the agent pushes only while moving into an object within ~73 deg of its contact normal
     hidden: int = 64
 
 
@@ -64,6 +65,22 @@ def footprint_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor
     agent_gap = torch.linalg.norm((rel.abs() - half).clamp(min=0), dim=-1) - agent_radius
     agent_gap = torch.where(state.valid, agent_gap, torch.full_like(agent_gap, math.inf))
     return agent_gap, _pair_gaps(state.position[..., :2], half, state.valid)
+
+
+def pushing_into(state: WorldState, action: torch.Tensor, min_cosine: float) -> torch.Tensor:
+    """``[B, N]`` whether the agent's velocity ``action [B, 2]`` points into each object's
+    footprint: its cosine with the direction from the agent to the footprint's nearest point
+    exceeds ``min_cosine`` (from inside the footprint: the direction to the centre). A pusher
+    sliding along a side, or moving away, does not push."""
+    centre = state.position[..., :2]
+    half = state.half_xy()
+    agent = state.agent[:, None, :2]
+    normal = centre + (agent - centre).clamp(-half, half) - agent
+    length = torch.linalg.norm(normal, dim=-1, keepdim=True)
+    normal = torch.where(length > 1e-6, normal, centre - agent)
+    cosine = (normal * action[:, None]).sum(-1) / (torch.linalg.norm(normal, dim=-1) *
+                                                   torch.linalg.norm(action, dim=-1)[:, None]).clamp(min=1e-12)
+    return cosine > min_cosine
 
 
 _SIDES = torch.tensor([[0.0, 0.0], [1, 0], [-1, 0], [0, 1], [0, -1]])  # centre, +x, -x, +y, -y
@@ -242,11 +259,11 @@ class InteractionModel(DynamicsModel):
         vel = state.velocity[..., :2] * per_step
         agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-        toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
+        toward = pushing_into(state, action, cfg.push_cosine)
         half_z = box_half(state.quat, state.extent)[..., 2]
         level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
-        # a still agent pushes nothing, a pusher moving away from an object does not pull it along,
-        # and one above or below an object (on the table, the object fallen to the floor) misses it
+        # a still agent pushes nothing, a pusher moving away from or along an object does not drag
+        # it, and one above or below an object (on the table, the object fallen to the floor) misses it
         agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward & level
         speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
         moving = speed > cfg.moving_speed

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--episode", type=Path, default=None, help="an episode directory (default: generate one)")
     args = parser.parse_args()
     episode = Episode(args.episode or generated_episode(Path(tempfile.gettempdir()) / "splatworld_examples", "push", 0,
-                                                        seconds=3.0))
+                                                        seconds=3.0, progress=False))
     memory = SceneMemory()
     for frame in episode:
         memory.observe(frame)

@@ -12,7 +12,7 @@ import torch
 from splatworld.dynamics.data import sequence_from_poses, state_at
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
-                                        geometry_probes, make_model, rollout)
+                                        geometry_probes, make_model, pushing_into, rollout)
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
@@ -175,7 +175,7 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     _, _, active = model.propose(state, action)
     # the gating masks, recomputed the same way as in propose
     reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-    toward = ((state.position[..., :2] - state.agent[:, None, :2]) * action[:, None]).sum(-1) > 0
+    toward = pushing_into(state, action, cfg.push_cosine)
     agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward
     speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
     pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & \
@@ -193,6 +193,21 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     extra = torch.cat([vel, (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state) * cm], -1).float()
     out = model.node(torch.cat([message, extra], -1)).double() * active[..., None]
     return out[..., :2] / cm, out[..., 2] * 0.1, active
+
+
+def test_pushing_into_uses_the_contact_normal():
+    # a 10 cm box at the origin; the agent behind it (-x) or beside it (+y)
+    behind = _state([[0.0, 0.0, TABLE + 0.05]], agent=(-0.1, 0.0, TABLE + 0.05), size=0.1)
+    beside = _state([[0.0, 0.0, TABLE + 0.05]], agent=(0.0, 0.08, TABLE + 0.05), size=0.1)
+    inside = _state([[0.0, 0.0, TABLE + 0.05]], agent=(0.01, 0.0, TABLE + 0.05), size=0.1)
+    cases = [(behind, (0.1, 0.0), True), (behind, (0.0, 0.1), False), (behind, (-0.1, 0.0), False),
+             (beside, (-0.1, 0.0), False),  # sliding along the side: not a push
+             (beside, (-0.1, -0.1), True),  # cosine 0.71 with the normal (0, -1)
+             (beside, (-0.1, -0.02), False),  # cosine 0.20: a graze
+             (inside, (-0.1, 0.0), True), (inside, (0.1, 0.0), False)]  # inside: towards the centre
+    for state, action, expected in cases:
+        got = pushing_into(state, torch.tensor([action], dtype=torch.float64), 0.3)
+        assert got.tolist() == [[expected]], (state.agent.tolist(), action)
 
 
 def test_sparse_proposal_matches_dense_evaluation():
