@@ -222,15 +222,15 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
         raise ConfigError(f"plan: memory must be one of {list(MEMORY_MODES)}, got {cfg.memory!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    dynamics = load_dynamics(cfg)
+    dt = dynamics.config.dt
+    planner = make_planner(cfg.planner, dynamics, PlannerConfig(**cfg.planner_config, seed=int(cfg.seed)))
     layout = sample_layout(cfg, int(cfg.seed))
     scene = build_world(layout, int(cfg.seed))
     client = scene.world.client
     bodies = scene.world.object_bodies
     target_body, label_of = bodies[0], {b: i + 1 for i, b in enumerate(bodies)}
     centres = _box_centres(client, bodies)
-    dynamics = load_dynamics(cfg)
-    dt = dynamics.config.dt
-    planner = make_planner(cfg.planner, dynamics, PlannerConfig(**cfg.planner_config, seed=int(cfg.seed)))
     memory = SceneMemory(MemoryConfig())
     forget = cfg.forget_after if cfg.memory == "memoryless" else None
     substeps = round(PHYSICS_HZ * dt)
