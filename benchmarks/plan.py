@@ -22,7 +22,8 @@ import torch
 
 from splatworld.config import load_config
 from splatworld.planning.planners import PlannerConfig, make_planner
-from splatworld.planning.push_task import load_dynamics, run_push_to_goal
+from splatworld.dynamics.train import load_dynamics
+from splatworld.planning.push_task import run_push_to_goal
 
 
 def closed_loop(out: Path, mode: str, seeds: int, planner: str) -> list[dict]:
@@ -47,7 +48,7 @@ def replan_speed(repeats: int = 10) -> dict[str, float]:
     cfg = load_config("plan", ["seed=0", "time_limit=2.6", "video=false", "progress=false", "out=/tmp/splatworld_plan_speed"])
     captured = {}
     run_push_to_goal(cfg, on_plan=lambda state, cost, plan: captured.update(state=state, cost=cost))
-    model = load_dynamics(cfg)
+    model = load_dynamics(cfg.model, cfg.checkpoint)
     out = {}
     for name, config in (("mppi", PlannerConfig(samples=256, iterations=1)),
                          ("cem", PlannerConfig(samples=128, iterations=2, elites=16))):

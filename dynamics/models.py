@@ -67,13 +67,15 @@ def footprint_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor
     return agent_gap, _pair_gaps(state.position[..., :2], half, state.valid)
 
 
-def pushing_into(state: WorldState, action: torch.Tensor, min_cosine: float) -> torch.Tensor:
+def pushing_into(state: WorldState, action: torch.Tensor, min_cosine: float,
+                 half: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, N]`` whether the agent's velocity ``action [B, 2]`` points into each object's
     footprint: its cosine with the direction from the agent to the footprint's nearest point
     exceeds ``min_cosine`` (from inside the footprint: the direction to the centre). A pusher
-    sliding along a side, or moving away, does not push."""
+    sliding along a side, or moving away, does not push. ``half``: the footprints' half sizes
+    ``[B, N, 2]`` (m) if the caller has them (:meth:`WorldState.half_xy`)."""
     centre = state.position[..., :2]
-    half = state.half_xy()
+    half = state.half_xy() if half is None else half
     agent = state.agent[:, None, :2]
     normal = centre + (agent - centre).clamp(-half, half) - agent
     length = torch.linalg.norm(normal, dim=-1, keepdim=True)
@@ -255,11 +257,12 @@ class InteractionModel(DynamicsModel):
     def propose(self, state, action):
         cfg = self.config
         cm, per_step = 100.0, 100.0 * cfg.dt  # metres -> cm; m/s -> cm per step
-        half = state.half_xy() * cm
+        half_m = state.half_xy()
+        half = half_m * cm
         vel = state.velocity[..., :2] * per_step
         agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-        toward = pushing_into(state, action, cfg.push_cosine)
+        toward = pushing_into(state, action, cfg.push_cosine, half_m)
         half_z = box_half(state.quat, state.extent)[..., 2]
         level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
         # a still agent pushes nothing, a pusher moving away from or along an object does not drag

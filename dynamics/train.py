@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from splatworld.config import load_config
 from splatworld.dynamics.data import Sequence, sequence_from_memory, transition_batch
-from splatworld.dynamics.models import DynamicsConfig, InteractionModel
+from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, InteractionModel, make_model
 from splatworld.dynamics.state import Heightmap
 from splatworld.errors import SplatworldError
 
@@ -163,6 +163,13 @@ def save_checkpoint(model: InteractionModel, path: Path, extra: dict) -> Path:
                 "state_dict": model.state_dict(), **extra}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def load_dynamics(model: str, checkpoint: str | os.PathLike | None = None) -> DynamicsModel:
+    """The dynamics model ``model`` (``learned``, ``constant_velocity``, ``static``), with the
+    constants of the learned ``checkpoint`` (default: the one shipped with the package)."""
+    learned = load_checkpoint(checkpoint)
+    return learned if model == "learned" else make_model(model, learned.config)
 
 
 def load_checkpoint(path: str | os.PathLike | None = None) -> InteractionModel:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -54,7 +53,7 @@ def main() -> None:
     slot = 0
     xy = state.world.position[0, slot, :2]
     goal = tuple((xy - 0.15 * xy / torch.linalg.norm(xy)).tolist())  # 15 cm towards the centre
-    model = load_checkpoint(str(files("splatworld.dynamics").joinpath("checkpoints/default.pt")))
+    model = load_checkpoint()  # the checkpoint shipped with the package
     radius = model.config.agent_radius
     cost = CostSum((("goal", 1.0, GoalDistance(slot, goal)), ("approach", 1.0, PushApproach(slot, goal, radius)),
                     ("collision", 1.0, Collision((slot,), radius))))

@@ -22,8 +22,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from splatworld.dynamics.models import make_model
-from splatworld.dynamics.train import load_checkpoint
+from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
 from splatworld.imagination.report import compare_with_ground_truth, print_summary
 from splatworld.imagination.world_model import WorldModel
@@ -32,11 +31,6 @@ from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 RESUME_FILE = "resume.pt"
-
-
-def _dynamics(cfg: DictConfig):
-    learned = load_checkpoint(cfg.checkpoint)
-    return learned if cfg.model == "learned" else make_model(cfg.model, learned.config)
 
 
 def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
@@ -72,8 +66,8 @@ def imagine_episode(cfg: DictConfig) -> Path:
     if resume is not None and resume["settings"] != settings:
         resume = None  # another run's leftovers: start afresh
 
-    world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label), _dynamics(cfg),
-                       backend=cfg.backend, forget_after=cfg.forget_after)
+    world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label),
+                       load_dynamics(cfg.model, cfg.checkpoint), backend=cfg.backend, forget_after=cfg.forget_after)
     started = time.perf_counter()
     if resume is not None:
         world.memory = SceneMemory.load(partial / "memory.pt")

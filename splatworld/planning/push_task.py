@@ -29,14 +29,12 @@ from pathlib import Path
 
 import numpy as np
 import pybullet as pb
-import pybullet_data
 import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, make_model
-from splatworld.dynamics.train import load_checkpoint
+from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
 from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
 from splatworld.planning.costs import Collision, CostSum, GoalDistance, PushApproach, Smoothness, StayOnTable
@@ -45,9 +43,9 @@ from splatworld.planning.state import as_float32, planning_state
 from splatworld.render.video import FrameWriter
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame, FrameInfo
-from splatworld.sim.generate import (OBJECT_LIBRARY, PHYSICS_HZ, PUSHER_REACH, Tabletop, add_object,
-                                     add_pusher, drive_pusher, object_pose)
-from splatworld.sim.pybullet_scene import TABLE_TOP_Z, World, body_meshes, render_tinyrenderer
+from splatworld.sim.generate import (OBJECT_LIBRARY, PHYSICS_HZ, PUSHER_REACH, Tabletop, add_object, add_pusher,
+                                     drive_pusher, object_pose, table_client, visual_mesh)
+from splatworld.sim.pybullet_scene import TABLE_TOP_Z, World, render_tinyrenderer
 
 TASKS = ("push_to_goal",)
 MEMORY_MODES = ("full", "memoryless")
@@ -145,13 +143,7 @@ def sample_layout(cfg: DictConfig, seed: int, tries: int = 500) -> PushLayout:
 def build_world(layout: PushLayout, seed: int) -> Tabletop:
     """The PyBullet world of ``layout``: plane, table, objects (settled), the pusher at its start."""
     rng = np.random.default_rng(seed + 1)
-    client = pb.connect(pb.DIRECT)
-    pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
-    pb.setGravity(0, 0, -9.81, physicsClientId=client)
-    pb.setPhysicsEngineParameter(fixedTimeStep=1.0 / PHYSICS_HZ, deterministicOverlappingPairs=1, numSolverIterations=15,
-                                 physicsClientId=client)
-    static = [pb.loadURDF("plane.urdf", physicsClientId=client),
-              pb.loadURDF("table/table.urdf", useFixedBase=True, physicsClientId=client)]
+    client, static = table_client()
     objects, names = [], {}
     for name, x, y, yaw in layout.objects:
         body = add_object(client, name, (x, y), yaw, [*rng.uniform(0.15, 0.95, 3), 1.0])
@@ -159,15 +151,6 @@ def build_world(layout: PushLayout, seed: int) -> Tabletop:
         names[body] = name
     agent, constraint = add_pusher(client, static, layout.agent)
     return Tabletop(World(client, static, objects), agent, constraint, names)
-
-
-def _box_centres(client: int, bodies: list[int]) -> dict[int, np.ndarray]:
-    """Each body's visual bounding-box centre in its link frame (the task's object position)."""
-    out = {}
-    for body in bodies:
-        verts = np.concatenate([np.asarray(m.vertices) for m, _ in body_meshes(client, body)])
-        out[body] = (verts.min(axis=0) + verts.max(axis=0)) / 2
-    return out
 
 
 def push_costs(cfg: DictConfig, slot: int, goal, previous, agent_radius: float) -> CostSum:
@@ -203,15 +186,6 @@ def draw_overlay(rgb: np.ndarray, camera: Camera, goal, radius: float, agent_pat
     return np.asarray(image)
 
 
-def load_dynamics(cfg: DictConfig) -> DynamicsModel:
-    if cfg.model == "learned":
-        from importlib.resources import files
-
-        path = cfg.checkpoint or str(files("splatworld.dynamics").joinpath("checkpoints/default.pt"))
-        return load_checkpoint(path)
-    return make_model(cfg.model, DynamicsConfig())
-
-
 def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
     """Run the closed loop as configured; write ``result.json`` and ``run.mp4`` into ``cfg.out``.
     ``on_plan(state, cost, plan)``, if given, sees every replan (the float32 world state
@@ -222,7 +196,7 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
         raise ConfigError(f"plan: memory must be one of {list(MEMORY_MODES)}, got {cfg.memory!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dynamics = load_dynamics(cfg)
+    dynamics = load_dynamics(cfg.model, cfg.checkpoint)
     dt = dynamics.config.dt
     planner = make_planner(cfg.planner, dynamics, PlannerConfig(**cfg.planner_config, seed=int(cfg.seed)))
     layout = sample_layout(cfg, int(cfg.seed))
@@ -230,7 +204,8 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
     client = scene.world.client
     bodies = scene.world.object_bodies
     target_body, label_of = bodies[0], {b: i + 1 for i, b in enumerate(bodies)}
-    centres = _box_centres(client, bodies)
+    # the task's object position: its visual bounding-box centre, as in generated ground truth
+    centres = {body: visual_mesh(client, body).bounds.mean(axis=0) for body in bodies}
     memory = SceneMemory(MemoryConfig())
     forget = cfg.forget_after if cfg.memory == "memoryless" else None
     substeps = round(PHYSICS_HZ * dt)

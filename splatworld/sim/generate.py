@@ -124,17 +124,28 @@ def drive_pusher(scene: Tabletop, target: np.ndarray, action: np.ndarray, subste
     return target
 
 
-def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
-    """The scenario's world: table, occluders, objects (settled under gravity) and the pusher."""
-    rng = np.random.default_rng(seed)
+def table_client() -> tuple[int, list[int]]:
+    """A new PyBullet client (deterministic, ``PHYSICS_HZ`` steps) with a ground plane and the
+    table. Returns ``(client, [plane, table])``."""
     client = pb.connect(pb.DIRECT)
     pb.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=client)
     pb.setGravity(0, 0, -9.81, physicsClientId=client)
     pb.setPhysicsEngineParameter(fixedTimeStep=1.0 / PHYSICS_HZ, deterministicOverlappingPairs=1, numSolverIterations=15,
                                  physicsClientId=client)
-    plane = pb.loadURDF("plane.urdf", physicsClientId=client)
-    table = pb.loadURDF("table/table.urdf", useFixedBase=True, physicsClientId=client)
-    static, taken = [plane, table], []
+    return client, [pb.loadURDF("plane.urdf", physicsClientId=client),
+                    pb.loadURDF("table/table.urdf", useFixedBase=True, physicsClientId=client)]
+
+
+def visual_mesh(client: int, body: int) -> trimesh.Trimesh:
+    """All of a body's base visual shapes as one mesh, in its link frame."""
+    return trimesh.util.concatenate([m for m, _ in body_meshes(client, body)])
+
+
+def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
+    """The scenario's world: table, occluders, objects (settled under gravity) and the pusher."""
+    rng = np.random.default_rng(seed)
+    client, static = table_client()
+    taken = []
     top = TABLE_TOP_Z
     occluders = []
     for kind in scenario.occluders:
@@ -372,7 +383,7 @@ def generate_episode(cfg: DictConfig) -> Path:
     # bounding box, so that `extent` is a box centred on the pose.
     meshes, extents, centres = {}, {}, {}
     for body in objects:
-        merged = trimesh.util.concatenate([m for m, _ in body_meshes(client, body)])
+        merged = visual_mesh(client, body)
         centres[body] = merged.bounds.mean(axis=0)
         meshes[body] = (np.asarray(merged.vertices) - centres[body], np.asarray(merged.faces))
         extents[body] = (merged.bounds[1] - merged.bounds[0]).tolist()
