@@ -64,27 +64,65 @@ def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray,
                     float(dt), geometry)
 
 
-def _box_centre(track) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centre ``[3]`` and size ``[3]`` of a track's model's bounding box, in its own frame."""
-    lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
-    return torch.from_numpy((lo + hi) / 2), torch.from_numpy(hi - lo)
+def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.ndarray, np.ndarray]:
+    """The bounding box of ``points [M, 3]`` turned about z to the least footprint area.
+
+    Returns ``(yaw, centre [3], size [3])``: the box's yaw in ``[-pi/4, pi/4)`` and centre in the
+    points' frame, and its size along its own axes. An axis-aligned box (yaw 0) is kept unless a
+    turned one is smaller by more than ``prefer_axis`` (a fraction), so round shapes keep yaw 0.
+    Searches whole degrees, then tenths around the best."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not len(points):
+        raise SplatworldError(f"yaw_box: points must be [M, 3] with M > 0, got {points.shape}")
+    xy = points[:, :2]
+
+    def areas(yaws: np.ndarray) -> np.ndarray:
+        c, s = np.cos(yaws), np.sin(yaws)
+        u = xy[:, 0, None] * c + xy[:, 1, None] * s  # [M, A] coordinates along each box's x axis
+        v = -xy[:, 0, None] * s + xy[:, 1, None] * c
+        return np.ptp(u, axis=0) * np.ptp(v, axis=0)
+
+    coarse = np.deg2rad(np.arange(-45.0, 45.0))
+    best = coarse[np.argmin(areas(coarse))]
+    fine = best + np.deg2rad(np.arange(-1.0, 1.01, 0.1))
+    fine_areas = areas(fine)
+    yaw = float(fine[np.argmin(fine_areas)])
+    if fine_areas.min() > (1 - prefer_axis) * areas(np.zeros(1))[0]:
+        yaw = 0.0
+    yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
+    c, s = np.cos(yaw), np.sin(yaw)
+    local = points @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])  # coordinates in the box's axes
+    lo, hi = local.min(axis=0), local.max(axis=0)
+    middle = (lo + hi) / 2
+    centre = np.array([c * middle[0] - s * middle[1], s * middle[0] + c * middle[1], middle[2]])
+    return yaw, centre, hi - lo
+
+
+def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor]:
+    """object_from_box ``[4, 4]`` and size ``[3]`` of the least-footprint yaw-turned bounding box
+    of a track's model, in its own frame. (An object's frame is world-aligned at birth, so a box
+    along that frame would be too big for an object standing turned.)"""
+    yaw, centre, size = yaw_box(track.model.points)
+    frame = torch.eye(4, dtype=torch.float64)
+    frame[:2, :2] = torch.tensor([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    frame[:3, 3] = torch.from_numpy(centre)
+    return frame, torch.from_numpy(size)
 
 
 @dataclass(frozen=True)
 class MemorySlots:
-    """Which remembered object each state slot holds: ``ids`` (track ids) and ``box_centre [N, 3]``,
-    each box's centre in its object's own frame (a state holds box centres, a memory object poses)."""
+    """Which remembered object each state slot holds: ``ids`` (track ids) and ``object_from_box
+    [N, 4, 4]``, each box's frame in its object's own frame (a state holds boxes, a memory object poses)."""
 
     ids: tuple[int, ...]
-    box_centre: torch.Tensor
+    object_from_box: torch.Tensor
 
     def object_poses(self, position: torch.Tensor, quat: torch.Tensor) -> dict[int, np.ndarray]:
         """world_from_object ``[4, 4]`` by track id, from box centres ``position [N, 3]`` and ``quat [N, 4]``."""
-        rot = quat_to_rotmat(quat)
-        mats = torch.eye(4, dtype=torch.float64).repeat(len(self.ids), 1, 1)
-        mats[:, :3, :3] = rot
-        mats[:, :3, 3] = position - (rot @ self.box_centre.unsqueeze(-1)).squeeze(-1)
-        return dict(zip(self.ids, mats.numpy()))
+        world_from_box = torch.eye(4, dtype=torch.float64).repeat(len(self.ids), 1, 1)
+        world_from_box[:, :3, :3] = quat_to_rotmat(quat)
+        world_from_box[:, :3, 3] = position
+        return dict(zip(self.ids, (world_from_box @ torch.linalg.inv(self.object_from_box)).numpy()))
 
 
 def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, MemorySlots]:
@@ -93,14 +131,14 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
     it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap.
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
     tracks = [t for t in memory.tracks if t.state != "displaced" and len(t.model)]
-    centres, extents, positions, quats, velocities, yaw_rates = [], [], [], [], [], []
+    frames, extents, positions, quats, velocities, yaw_rates = [], [], [], [], [], []
     for track in tracks:
-        centre, extent = _box_centre(track)
+        frame, extent = _box_frame(track)
         recent = track.poses[-2:] if len(track.poses) >= 2 else [track.poses[-1]] * 2
-        mats = pose_to_matrix(torch.tensor(recent, dtype=torch.float64))  # [2, 4, 4]
-        boxes = mats[:, :3, :3] @ centre + mats[:, :3, 3]
+        mats = pose_to_matrix(torch.tensor(recent, dtype=torch.float64)) @ frame  # [2, 4, 4] world_from_box
+        boxes = mats[:, :3, 3]
         q = rotmat_to_quat(mats[:, :3, :3])
-        centres.append(centre)
+        frames.append(frame)
         extents.append(extent)
         positions.append(boxes[1])
         quats.append(q[1])
@@ -118,14 +156,14 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
                        torch.as_tensor(np.asarray(agent_position, dtype=np.float64)[:3]).reshape(1, 3),
                        torch.tensor([float(memory.time)], dtype=torch.float64), geometry)
     return state, MemorySlots(tuple(t.id for t in tracks),
-                              torch.stack(centres) if n else torch.zeros(0, 3, dtype=torch.float64))
+                              torch.stack(frames) if n else torch.zeros(0, 4, 4, dtype=torch.float64))
 
 
 def sequence_from_memory(memory, episode) -> Sequence:
     """The tracks a :class:`~splatworld.memory.SceneMemory` estimated over ``episode``.
 
-    A track's box is the bounding box of its final model, in its own frame; its position each
-    frame is that box's centre in the world. Frames where the episode has no agent pose or action
+    A track's box is the least-footprint yaw-turned bounding box of its final model (:func:`yaw_box`),
+    in its own frame; its pose each frame is that box's in the world. Frames where the episode has no agent pose or action
     raise, since the dynamics are conditioned on them."""
     n_frames = memory.frame_count
     infos = [episode.info(i) for i in range(n_frames)]
@@ -137,9 +175,9 @@ def sequence_from_memory(memory, episode) -> Sequence:
     seen = np.zeros((n_frames, len(tracks)), bool)
     extent = np.zeros((len(tracks), 3))
     for j, track in enumerate(tracks):
-        centre, extent[j] = _box_centre(track)
-        mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64))  # [T_j, 4, 4] world_from_object
-        centres = mats[:, :3, :3] @ centre + mats[:, :3, 3]
+        frame, extent[j] = _box_frame(track)
+        mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64)) @ frame  # [T_j, 4, 4] world_from_box
+        centres = mats[:, :3, 3]
         quats = rotmat_to_quat(mats[:, :3, :3])
         k = track.first_frame
         poses[k:k + len(mats), j] = torch.cat([centres, quats], -1).numpy()

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from splatworld.dynamics.data import sequence_from_poses, state_at
+from splatworld.dynamics.data import MemorySlots, sequence_from_poses, state_at, yaw_box
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
                                         geometry_probes, make_model, pushing_into, rollout)
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
+from splatworld.scene.transforms import rotmat_to_quat
 
 TABLE = 0.6  # table top height of the hand-made scaffold
 
@@ -62,6 +63,55 @@ def test_footprint_gaps_hand_computed():
     assert agent_gap[0, 0].item() == pytest.approx(np.hypot(0.075, 0.005) - 0.025)
     assert pair_gap[0, 0, 1].item() == pytest.approx(0.05)  # 0.1 apart minus two halves
     assert pair_gap[0, 0, 0].item() == float("inf")
+
+
+def _box_surface(size, yaw, centre, n=4000, seed=0) -> np.ndarray:
+    """``n [n, 3]`` points on the faces of a box of ``size``, turned by ``yaw`` about z, at ``centre``."""
+    rng = np.random.default_rng(seed)
+    local = (rng.random((n, 3)) - 0.5) * size
+    axis = rng.integers(0, 3, n)
+    local[np.arange(n), axis] = np.sign(rng.random(n) - 0.5) * np.asarray(size)[axis] / 2
+    c, s = np.cos(yaw), np.sin(yaw)
+    return local @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + centre
+
+
+@pytest.mark.parametrize("degrees", [0.0, 12.5, 30.0, -40.0, 45.0, 80.0])
+def test_yaw_box_finds_a_turned_box(degrees):
+    size, centre = np.array([0.08, 0.05, 0.04]), np.array([0.01, -0.02, 0.03])
+    yaw, found_centre, found_size = yaw_box(_box_surface(size, np.deg2rad(degrees), centre))
+    # the same box turned by a quarter turn is the same box: compare modulo 90 degrees
+    wrapped = (degrees + 45) % 90 - 45
+    assert np.rad2deg(yaw) == pytest.approx(wrapped, abs=0.15)
+    swapped = (round((degrees - wrapped) / 90) % 2) == 1
+    expected = size[[1, 0, 2]] if swapped else size
+    np.testing.assert_allclose(found_size, expected, atol=1e-3)
+    np.testing.assert_allclose(found_centre, centre, atol=1e-3)
+
+
+def test_yaw_box_keeps_round_shapes_axis_aligned():
+    rng = np.random.default_rng(1)
+    angle, height = rng.random(3000) * 2 * np.pi, rng.random(3000) * 0.05
+    cylinder = np.stack([0.04 * np.cos(angle), 0.04 * np.sin(angle), height], -1)
+    yaw, centre, size = yaw_box(cylinder)
+    assert yaw == 0.0
+    np.testing.assert_allclose(size, [0.08, 0.08, 0.05], atol=1e-3)
+    with pytest.raises(SplatworldError, match=r"\[M, 3\]"):
+        yaw_box(np.zeros((0, 3)))
+
+
+def test_memory_slots_map_box_poses_back_to_object_poses():
+    rng = np.random.default_rng(2)
+    object_from_box = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
+    world_from_object = torch.eye(4, dtype=torch.float64).repeat(3, 1, 1)
+    for k in range(3):
+        for mat, yaw in ((object_from_box[k], rng.uniform(-0.7, 0.7)), (world_from_object[k], rng.uniform(-3, 3))):
+            mat[:2, :2] = torch.tensor([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+            mat[:3, 3] = torch.from_numpy(rng.normal(size=3) * 0.1)
+    world_from_box = world_from_object @ object_from_box
+    poses = MemorySlots((4, 7, 9), object_from_box).object_poses(world_from_box[:, :3, 3],
+                                                                 rotmat_to_quat(world_from_box[:, :3, :3]))
+    assert list(poses) == [4, 7, 9]
+    np.testing.assert_allclose(np.stack(list(poses.values())), world_from_object.numpy(), atol=1e-12)
 
 
 def test_untouched_objects_never_move_for_minutes():

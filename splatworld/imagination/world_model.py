@@ -147,12 +147,12 @@ class WorldModel:
         if self.state is None:
             raise SplatworldError("the world model has no imagined state to save")
         tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
-        return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "box_centre": self.slots.box_centre},
+        return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "object_from_box": self.slots.object_from_box},
                 "action": self.action.tolist(), "last_seen": dict(self.last_seen)}
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
         self.state = WorldState(**saved["tensors"], geometry=Heightmap.from_memory(self.memory))
-        self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["box_centre"])
+        self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["object_from_box"])
         self.action = np.asarray(saved["action"], dtype=np.float64)
         self.last_seen = dict(saved["last_seen"])

@@ -79,7 +79,7 @@ def planning_state(memory, agent_position, dt: float = 0.1, forget_after: float 
     return PlanningState(world, ids, tuple(tracks[i].state for i in ids),
                          torch.tensor([tracks[i].belief for i in ids], dtype=torch.float64),
                          torch.tensor([tracks[i].last_seen for i in ids], dtype=torch.float64),
-                         MemorySlots(ids, slots.box_centre[index]))
+                         MemorySlots(ids, slots.object_from_box[index]))
 
 
 def as_float32(state: WorldState) -> WorldState:
