@@ -129,9 +129,16 @@ def train(cfg: DictConfig) -> Path:
     log, start = [], time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
     for step in bar:
-        seq = data["train"][rng.choice(len(sizes), p=sizes / sizes.sum())]
-        frames = torch.from_numpy(rng.integers(1, len(seq) - 1, cfg.batch))
-        loss, _ = transition_loss(trained, seq, frames, cfg.input_noise, generator)
+        # a batch in which nothing is pushed has nothing to fit (and no gradient): draw again
+        for _ in range(100):
+            seq = data["train"][rng.choice(len(sizes), p=sizes / sizes.sum())]
+            frames = torch.from_numpy(rng.integers(1, len(seq) - 1, cfg.batch))
+            loss, count = transition_loss(trained, seq, frames, cfg.input_noise, generator)
+            if count:
+                break
+        else:
+            raise SplatworldError("train-dynamics: 100 batches in a row without a pushed object; "
+                                  "the training episodes hold (almost) no pushes")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

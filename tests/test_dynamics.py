@@ -285,12 +285,12 @@ def test_horizon_errors_of_static_model_equal_true_motion():
     assert err["true_motion"].max() > 0.05 and (err["rotation"] == 0).all()
 
 
-def _write_dataset(out, n=4):
+def _write_dataset(out, n=4, speed=0.1):
     from splatworld.config import load_config
     from splatworld.dynamics.train import _sequence_state
 
     cfg = load_config("train_dynamics", [f"out={out}", "train_seeds=[1, 2, 3]", "val_seeds=[4]", "progress=false"])
-    seqs = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i)
+    seqs = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i, speed=speed)
             for i, a in enumerate(np.linspace(0, 2 * np.pi, n, endpoint=False))]
     key = {"scenario": cfg.scenario, "seconds": cfg.seconds, "train": [1, 2, 3], "val": [4]}
     out.mkdir(parents=True, exist_ok=True)
@@ -311,6 +311,17 @@ def test_train_writes_a_loadable_checkpoint(tmp_path):
     (tmp_path / "bad.pt").write_text("not a checkpoint")
     with pytest.raises(SplatworldError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_training_draws_again_when_a_batch_holds_no_push(tmp_path):
+    # one-frame batches: the frames before the agent reaches the box push nothing (no gradient)
+    cfg = _write_dataset(tmp_path / "few")
+    cfg.steps, cfg.batch = 40, 1
+    assert load_checkpoint(train(cfg)).training is False
+    cfg = _write_dataset(tmp_path / "none", speed=0.0)  # the agent never reaches the box
+    cfg.steps = 5
+    with pytest.raises(SplatworldError, match="without a pushed object"):
+        train(cfg)
 
 
 @pytest.mark.slow
