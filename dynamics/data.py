@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import ConvexHull, QhullError
 
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.errors import SplatworldError
@@ -64,6 +65,12 @@ def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray,
                     float(dt), geometry)
 
 
+def _yaw_matrix(yaw: float) -> np.ndarray:
+    """``[3, 3]`` rotation by ``yaw`` about z."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.ndarray, np.ndarray]:
     """The bounding box of ``points [M, 3]`` turned about z to the least footprint area.
 
@@ -75,6 +82,10 @@ def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.nd
     if points.ndim != 2 or points.shape[1] != 3 or not len(points):
         raise SplatworldError(f"yaw_box: points must be [M, 3] with M > 0, got {points.shape}")
     xy = points[:, :2]
+    try:  # a footprint's extent is its convex hull's: search over a few dozen points, not thousands
+        xy = xy[ConvexHull(xy).vertices]
+    except QhullError:  # fewer than 3 points, or all on a line: search over them all
+        pass
 
     def areas(yaws: np.ndarray) -> np.ndarray:
         c, s = np.cos(yaws), np.sin(yaws)
@@ -90,12 +101,10 @@ def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.nd
     if fine_areas.min() > (1 - prefer_axis) * areas(np.zeros(1))[0]:
         yaw = 0.0
     yaw = (yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4
-    c, s = np.cos(yaw), np.sin(yaw)
-    local = points @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])  # coordinates in the box's axes
+    rotation = _yaw_matrix(yaw)
+    local = points @ rotation  # coordinates in the box's axes
     lo, hi = local.min(axis=0), local.max(axis=0)
-    middle = (lo + hi) / 2
-    centre = np.array([c * middle[0] - s * middle[1], s * middle[0] + c * middle[1], middle[2]])
-    return yaw, centre, hi - lo
+    return yaw, rotation @ ((lo + hi) / 2), hi - lo
 
 
 def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +113,7 @@ def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor]:
     along that frame would be too big for an object standing turned.)"""
     yaw, centre, size = yaw_box(track.model.points)
     frame = torch.eye(4, dtype=torch.float64)
-    frame[:2, :2] = torch.tensor([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+    frame[:3, :3] = torch.from_numpy(_yaw_matrix(yaw))
     frame[:3, 3] = torch.from_numpy(centre)
     return frame, torch.from_numpy(size)
 
