@@ -3,7 +3,7 @@
 A :class:`Sequence` holds one episode's per-frame object states as the memory estimated them
 (box centres, orientations, velocities by finite differences), the agent's poses and
 actions, and the scaffold as a :class:`Heightmap`. :func:`state_at` turns frame ``k`` into
-a batch-1 :class:`WorldState`; :func:`transition_batch` gathers frames for training.
+a batch-1 :class:`WorldState`; :func:`window_batch` gathers multi-step windows for training.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from splatworld.scene.transforms import pose_to_matrix, quat_to_rotmat, rotmat_t
 class Sequence:
     """One episode as ``T`` frames of ``N`` object slots (float64 tensors).
 
-    position ``[T, N, 3]``, quat ``[T, N, 4]``, yaw ``[T, N]`` (unwrapped), extent ``[N, 3]``,
+    position ``[T, N, 3]``, quat ``[T, N, 4]``, yaw ``[T, N]`` (turn about world z, accumulated),
+    tilt ``[T, N]`` (radians tipped off world z since the previous frame), extent ``[N, 3]``,
     seen ``[T, N]`` bool (the object was observed at that frame, so its pose is measured, not
     remembered), valid ``[T, N]`` (born), agent ``[T, 3]``, action ``[T, 2]``, dt, geometry.
     """
@@ -31,6 +32,7 @@ class Sequence:
     position: torch.Tensor
     quat: torch.Tensor
     yaw: torch.Tensor
+    tilt: torch.Tensor
     extent: torch.Tensor
     seen: torch.Tensor
     valid: torch.Tensor
@@ -43,23 +45,38 @@ class Sequence:
         return self.position.shape[0]
 
 
-def _yaw_of(quat: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = quat.unbind(-1)
-    return torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-
-
-def _unwrap(angles: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(np.unwrap(angles.numpy(), axis=0))
+def rotation_increment(q_from: torch.Tensor, q_to: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The world-frame rotation ``q_to * q_from^-1`` (``[..., 4]`` wxyz) split into a turn about
+    world z and a tilt off it (swing-twist): ``(yaw [...], tilt [...])`` in radians, yaw in
+    ``(-pi, pi]``. Unlike differences of Euler yaws, both stay well defined for an object lying
+    on its side, whose Euler yaw jumps by up to pi from one frame to the next."""
+    w1, x1, y1, z1 = q_from.unbind(-1)
+    w2, x2, y2, z2 = q_to.unbind(-1)
+    # q_to * conj(q_from): only its w and z are needed for the twist, and |(w, z)| for the swing
+    w = w2 * w1 + x2 * x1 + y2 * y1 + z2 * z1
+    z = -w2 * z1 + z2 * w1 - x2 * y1 + y2 * x1
+    sign = torch.where(w < 0, -1.0, 1.0).to(w)  # q and -q are the same rotation: take the short way
+    yaw = 2 * torch.atan2(z * sign, w * sign)
+    tilt = 2 * torch.acos(torch.sqrt(w * w + z * z).clamp(max=1.0))
+    return yaw, tilt
 
 
 def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray, agent: np.ndarray,
                         action: np.ndarray, dt: float, geometry: Heightmap) -> Sequence:
-    """From box-centre poses ``[T, N, 7]`` (NaN where an object is not born yet)."""
+    """From box-centre poses ``[T, N, 7]`` (NaN where an object is not born yet). An object's
+    ``yaw`` is its turn about world z accumulated frame by frame (:func:`rotation_increment`)
+    from 0 at its first frame, and ``tilt`` ``[T, N]`` how far it tipped off z since the frame
+    before (0 at the first frame)."""
     poses = torch.as_tensor(np.asarray(poses, dtype=np.float64))
     valid = torch.isfinite(poses).all(-1)
     poses = torch.where(valid[..., None], poses, torch.tensor([0.0, 0, 0, 1, 0, 0, 0], dtype=torch.float64))
     quat = poses[..., 3:] / torch.linalg.norm(poses[..., 3:], dim=-1, keepdim=True)
-    return Sequence(poses[..., :3], quat, _unwrap(_yaw_of(quat)), torch.as_tensor(np.asarray(extent, np.float64)),
+    yaw_step, tilt_step = rotation_increment(quat[:-1], quat[1:])
+    both = valid[:-1] & valid[1:]
+    zero = torch.zeros_like(quat[:1, :, 0])
+    yaw = torch.cat([zero, torch.where(both, yaw_step, 0.0).cumsum(0)])
+    tilt = torch.cat([zero, torch.where(both, tilt_step, 0.0)])
+    return Sequence(poses[..., :3], quat, yaw, tilt, torch.as_tensor(np.asarray(extent, np.float64)),
                     torch.as_tensor(np.asarray(seen, bool)) & valid, valid,
                     torch.as_tensor(np.asarray(agent, np.float64)), torch.as_tensor(np.asarray(action, np.float64)),
                     float(dt), geometry)
@@ -152,8 +169,7 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
         positions.append(boxes[1])
         quats.append(q[1])
         velocities.append((boxes[1] - boxes[0]) / dt)
-        yaw = _unwrap(_yaw_of(q))
-        yaw_rates.append((yaw[1] - yaw[0]) / dt)
+        yaw_rates.append(rotation_increment(q[0], q[1])[0] / dt)
     geometry = Heightmap.from_memory(memory)
     n = len(tracks)
     stack = (lambda xs, size: torch.stack(xs)[None] if xs else torch.zeros(1, 0, size, dtype=torch.float64))
@@ -212,19 +228,31 @@ def state_at(seq: Sequence, frames) -> WorldState:
                       seq.geometry)
 
 
-def transition_batch(seq: Sequence, frames: torch.Tensor, noise: float = 0.0, generator=None):
-    """Training targets for frames ``[B]``: ``(state, action [B, 2], delta_xy [B, N, 2],
-    delta_yaw [B, N], mask [B, N])``; the mask keeps objects seen at k-1, k and k+1.
+def window_batch(seq: Sequence, frames: torch.Tensor, horizon: int = 1, noise: float = 0.0, generator=None,
+                 max_tilt: float = 0.1):
+    """Training windows of ``horizon`` steps from frames ``k [B]``: ``(state, actions [B, H, 2],
+    target_xy [B, H, N, 2], target_yaw [B, H, N], mask [B, H, N])``: the state at k, the
+    recorded agent commands, and each object's x-y position and yaw turned since k after each
+    step, as the memory tracked them. The mask keeps objects seen at k-1 and k (their velocity
+    is measured) and at the step's end, that tipped by at most ``max_tilt`` (rad) in any step
+    of the window up to there: the models move objects in the plane, so an object falling
+    over is no target for them.
 
-    ``noise`` (m): objects are shifted in x-y by Gaussian noise of this std (velocities kept) and
-    the target is the step from the shifted place to the true next one, so the model learns to
-    correct the small errors a rollout makes instead of compounding them."""
+    ``noise`` (m): objects start shifted in x-y by Gaussian noise of this std (velocities kept)
+    while the targets stay, so the model learns to correct the small errors a rollout makes
+    instead of compounding them."""
+    frames = torch.as_tensor(frames).reshape(-1)
+    if (frames + horizon >= len(seq)).any():
+        raise SplatworldError(f"window_batch: frames + horizon {horizon} must be < {len(seq)}, got {frames.tolist()}")
     state = state_at(seq, frames)
-    delta_xy = seq.position[frames + 1, :, :2] - seq.position[frames, :, :2]
+    ahead = frames[:, None] + torch.arange(1, horizon + 1)  # [B, H] the frame each step ends at
     if noise > 0:
-        shift = torch.randn(delta_xy.shape, generator=generator, dtype=delta_xy.dtype) * noise
+        shift = torch.randn(state.position[..., :2].shape, generator=generator, dtype=state.position.dtype) * noise
         state = state.replace(position=state.position + torch.nn.functional.pad(shift, (0, 1)))
-        delta_xy = delta_xy - shift
-    delta_yaw = seq.yaw[frames + 1] - seq.yaw[frames]
-    mask = seq.seen[frames - 1] & seq.seen[frames] & seq.seen[frames + 1] & seq.valid[frames + 1]
-    return state, seq.action[frames], delta_xy, delta_yaw, mask
+    target_xy = seq.position[ahead][..., :2]
+    target_yaw = seq.yaw[ahead] - seq.yaw[frames][:, None]
+    tipped = seq.tilt[ahead].cummax(dim=1).values > max_tilt
+    mask = (seq.seen[frames - 1] & seq.seen[frames] & (seq.tilt[frames] <= max_tilt))[:, None]
+    mask = mask & seq.seen[ahead] & seq.valid[ahead] & ~tipped
+    actions = seq.action[frames[:, None] + torch.arange(horizon)]
+    return state, actions, target_xy, target_yaw, mask

@@ -196,11 +196,16 @@ class DynamicsModel(nn.Module):
 
     def step(self, state: WorldState, action: torch.Tensor) -> WorldState:
         """One step of ``config.dt`` under planar agent velocities ``action [B, 2]`` (m/s)."""
+        return self.advance(state, action)[0]
+
+    def advance(self, state: WorldState, action: torch.Tensor) -> tuple[WorldState, torch.Tensor]:
+        """:meth:`step`, and which objects ``[B, N]`` the model simulated in it (the others
+        kept their pose, or fell)."""
         _check_action(state, action)
         delta_xy, delta_yaw, active = self(state, action.to(state.position.dtype))
         nxt = apply_constraints(state, delta_xy, delta_yaw, active, self.config)
         agent, time = _advance_agent(state, action.to(state.agent.dtype), self.config.dt)
-        return nxt.replace(agent=agent, time=time)
+        return nxt.replace(agent=agent, time=time), active & state.valid
 
 
 class StaticModel(DynamicsModel):

@@ -19,15 +19,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 from tqdm import tqdm
 
 from splatworld.config import load_config
-from splatworld.dynamics.data import Sequence, sequence_from_memory, transition_batch
+from splatworld.dynamics.data import Sequence, sequence_from_memory, window_batch
 from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, InteractionModel, make_model
-from splatworld.dynamics.state import Heightmap
+from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
 
 CHECKPOINT_VERSION = 1
+DATASET_VERSION = 2  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt)
 DEFAULT_CHECKPOINT = Path(__file__).with_name("checkpoints") / "default.pt"
 
 
@@ -59,7 +61,7 @@ def _sequence_from_state(state: dict) -> Sequence:
 def build_dataset(cfg: DictConfig, progress: bool) -> dict[str, list[Sequence]]:
     """Train and validation sequences, cached in ``out/dataset.pt`` (keyed by the data settings)."""
     out = Path(cfg.out)
-    key = {"scenario": cfg.scenario, "seconds": cfg.seconds, "train": list(cfg.train_seeds),
+    key = {"version": DATASET_VERSION, "scenario": cfg.scenario, "seconds": cfg.seconds, "train": list(cfg.train_seeds),
            "val": list(cfg.val_seeds)}
     cache = out / "dataset.pt"
     if cache.exists():
@@ -74,28 +76,54 @@ def build_dataset(cfg: DictConfig, progress: bool) -> dict[str, list[Sequence]]:
     return data
 
 
-def transition_loss(model, seq: Sequence, frames: torch.Tensor, noise: float = 0.0,
-                    generator=None) -> tuple[torch.Tensor, int]:
-    """Mean squared error of proposed increments (cm, and 0.1 rad for yaw) over objects that
-    were seen and that the model simulates; and how many such objects there were.
-    ``noise``: see :func:`~splatworld.dynamics.data.transition_batch`."""
-    state, action, delta_xy, delta_yaw, mask = transition_batch(seq, frames, noise, generator)
-    pred_xy, pred_yaw, active = model(state, action)
-    use = (mask & active).float()
-    err = ((pred_xy - delta_xy) * 100).pow(2).sum(-1) + ((pred_yaw - delta_yaw) * 10).pow(2)
+class Unrolled(nn.Module):
+    """A model stepped along recorded agent commands, as one module (DDP needs one forward per loss)."""
+
+    def __init__(self, model: DynamicsModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, state: WorldState, actions: torch.Tensor):
+        """``actions [B, H, 2]`` -> ``(position [B, H, N, 3], turned [B, H, N], touched [B, H, N])``
+        after each step: positions, yaw turned since the start, and whether the model has
+        simulated the object at any step so far."""
+        positions, turns, touches = [], [], []
+        turned, touched = torch.zeros_like(state.yaw_rate), torch.zeros_like(state.valid)
+        for h in range(actions.shape[1]):
+            state, active = self.model.advance(state, actions[:, h])
+            turned = turned + state.yaw_rate * self.model.config.dt
+            touched = touched | active
+            positions.append(state.position)
+            turns.append(turned)
+            touches.append(touched)
+        return torch.stack(positions, 1), torch.stack(turns, 1), torch.stack(touches, 1)
+
+
+def rollout_loss(unrolled: nn.Module, seq: Sequence, frames: torch.Tensor, horizon: int, noise: float = 0.0,
+                 generator=None, max_tilt: float = 0.1) -> tuple[torch.Tensor, int]:
+    """Mean squared error, over every step of ``horizon``-step rollouts from ``frames [B]``, of
+    x-y positions (cm) and yaw turned (0.1 rad) against the memory's tracks, over objects
+    that were seen and that the model has simulated; and how many such object-steps there
+    were. ``unrolled``: an :class:`Unrolled` (or its DDP wrapper). ``noise``, ``max_tilt``: see
+    :func:`~splatworld.dynamics.data.window_batch`."""
+    state, actions, target_xy, target_yaw, mask = window_batch(seq, frames, horizon, noise, generator, max_tilt)
+    position, turned, touched = unrolled(state, actions)
+    use = (mask & touched).float()
+    err = ((position[..., :2] - target_xy) * 100).pow(2).sum(-1) + ((turned - target_yaw) * 10).pow(2)
     count = int(use.sum())
     return (err * use).sum() / max(count, 1), count
 
 
-def _frames(seq: Sequence) -> torch.Tensor:
-    return torch.arange(1, len(seq) - 1)
+def _starts(seq: Sequence, horizon: int) -> torch.Tensor:
+    return torch.arange(1, len(seq) - horizon)
 
 
-def evaluate_loss(model, sequences: list[Sequence]) -> float:
-    total, count = 0.0, 0
+def evaluate_loss(model: DynamicsModel, sequences: list[Sequence], horizon: int, max_tilt: float) -> float:
+    """:func:`rollout_loss` over every window of every sequence."""
+    unrolled, total, count = Unrolled(model), 0.0, 0
     with torch.no_grad():
         for seq in sequences:
-            loss, n = transition_loss(model, seq, _frames(seq))
+            loss, n = rollout_loss(unrolled, seq, _starts(seq, horizon), horizon, max_tilt=max_tilt)
             total, count = total + float(loss) * n, count + n
     return total / max(count, 1)
 
@@ -120,20 +148,22 @@ def train(cfg: DictConfig) -> Path:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden)))
     # a scene with one object never uses the object-object edge: let DDP skip those parameters
-    trained = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    unrolled = Unrolled(model)
+    trained = torch.nn.parallel.DistributedDataParallel(unrolled, find_unused_parameters=True) if world > 1 else unrolled
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
     rng = np.random.default_rng([cfg.seed, rank])  # each rank its own batches
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    sizes = np.array([len(s) - 2 for s in data["train"]], dtype=float)
+    horizon = int(cfg.horizon)
+    sizes = np.array([max(len(s) - 1 - horizon, 0) for s in data["train"]], dtype=float)
     log, start = [], time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
     for step in bar:
         # a batch in which nothing is pushed has nothing to fit (and no gradient): draw again
         for _ in range(100):
             seq = data["train"][rng.choice(len(sizes), p=sizes / sizes.sum())]
-            frames = torch.from_numpy(rng.integers(1, len(seq) - 1, cfg.batch))
-            loss, count = transition_loss(trained, seq, frames, cfg.input_noise, generator)
+            frames = torch.from_numpy(rng.integers(1, len(seq) - horizon, cfg.batch))
+            loss, count = rollout_loss(trained, seq, frames, horizon, cfg.input_noise, generator, cfg.max_tilt)
             if count:
                 break
         else:
@@ -146,7 +176,8 @@ def train(cfg: DictConfig) -> Path:
         if step % 100 == 0 or step == cfg.steps - 1:
             log.append({"step": step, "loss": float(loss.detach())})
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-    metrics = {"train_loss": evaluate_loss(model, data["train"]), "val_loss": evaluate_loss(model, data["val"]),
+    metrics = {"train_loss": evaluate_loss(model, data["train"], horizon, cfg.max_tilt),
+               "val_loss": evaluate_loss(model, data["val"], horizon, cfg.max_tilt),
                "seconds": time.perf_counter() - start, "processes": world}
     path = out / "checkpoint.pt"
     if world > 1:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from splatworld.dynamics.data import MemorySlots, sequence_from_poses, state_at, yaw_box
+from splatworld.dynamics.data import MemorySlots, rotation_increment, sequence_from_poses, state_at, window_batch, yaw_box
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
                                         geometry_probes, make_model, pushing_into, rollout)
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
-from splatworld.dynamics.train import build_dataset, load_checkpoint, train, transition_loss
+from splatworld.dynamics.train import DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, rollout_loss, train
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.scene.transforms import rotmat_to_quat
 
@@ -195,18 +195,19 @@ def _push_sequence(direction=(1.0, 0.0), frames=80, speed=0.1, seed=0) -> object
 def test_learned_model_fits_hand_made_pushing():
     torch.manual_seed(0)
     model = InteractionModel(DynamicsConfig(hidden=32))
+    unrolled = Unrolled(model)
     sequences = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i)
                  for i, a in enumerate(np.linspace(0, 2 * np.pi, 8, endpoint=False))]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    frames = torch.arange(1, 78)
-    before = sum(float(transition_loss(model, s, frames)[0].detach()) for s in sequences)
-    for step in range(300):
+    frames = torch.arange(1, 75)
+    before = sum(float(rollout_loss(unrolled, s, frames, 4)[0].detach()) for s in sequences)
+    for step in range(500):
         seq = sequences[step % len(sequences)]
-        loss, _ = transition_loss(model, seq, frames, noise=0.003)
+        loss, _ = rollout_loss(unrolled, seq, frames, 1, noise=0.003)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    after = sum(float(transition_loss(model, s, frames)[0].detach()) for s in sequences)
+    after = sum(float(rollout_loss(unrolled, s, frames, 4)[0].detach()) for s in sequences)
     assert after < 0.05 * before
     # a new start and standoff along a trained direction: rolled out for 2 s from before
     # contact, the box ends where the hand-made world puts it
@@ -277,6 +278,42 @@ def test_sparse_proposal_matches_dense_evaluation():
     assert (sparse[0][~sparse[2]] == 0).all()
 
 
+def _about(axis, degrees) -> torch.Tensor:
+    half = np.deg2rad(degrees) / 2
+    return torch.tensor([np.cos(half), *(np.sin(half) * np.asarray(axis, float))], dtype=torch.float64)
+
+
+def test_rotation_increment_splits_turn_and_tilt():
+    from splatworld.scene.transforms import quat_multiply
+
+    lying = _about((1, 0, 0), 90)  # an object on its side: its Euler yaw is ill-defined
+    turned = quat_multiply(_about((0, 0, 1), 30), lying)  # then turned 30 degrees about world z
+    yaw, tilt = rotation_increment(lying, turned)
+    assert np.rad2deg(yaw.item()) == pytest.approx(30, abs=1e-9) and tilt.item() == pytest.approx(0, abs=1e-7)
+    yaw, tilt = rotation_increment(lying, -turned)  # the same rotation, the other sign
+    assert np.rad2deg(yaw.item()) == pytest.approx(30, abs=1e-9)
+    tipped = quat_multiply(_about((0, 1, 0), 20), lying)  # tipped 20 degrees off z
+    yaw, tilt = rotation_increment(lying, tipped)
+    assert yaw.item() == pytest.approx(0, abs=1e-9) and np.rad2deg(tilt.item()) == pytest.approx(20, abs=1e-9)
+    yaw, _ = rotation_increment(_about((0, 0, 1), 170), _about((0, 0, 1), -170))  # across +-180: the short way
+    assert np.rad2deg(yaw.item()) == pytest.approx(20, abs=1e-9)
+
+
+def test_window_batch_targets_and_tipping_mask():
+    seq = _push_sequence(seed=2)
+    quat = seq.quat.clone()
+    quat[40:, 0] = _about((1, 0, 0), 60)  # the box falls over at frame 40
+    seq = sequence_from_poses(torch.cat([seq.position, quat], -1).numpy(), seq.extent.numpy(), seq.seen.numpy(),
+                              seq.agent.numpy(), seq.action.numpy(), seq.dt, seq.geometry)
+    state, actions, target_xy, target_yaw, mask = window_batch(seq, torch.tensor([10, 36]), horizon=5)
+    assert actions.shape == (2, 5, 2) and target_xy.shape == (2, 5, 1, 2) and mask.shape == (2, 5, 1)
+    torch.testing.assert_close(target_xy[0, :, 0], seq.position[11:16, 0, :2])
+    assert (target_yaw == 0).all()
+    assert mask[0].all() and mask[1, :3].all() and not mask[1, 3:].any()  # steps ending at 40 and on: tipped
+    with pytest.raises(SplatworldError, match="horizon"):
+        window_batch(seq, torch.tensor([len(seq) - 3]), horizon=5)
+
+
 def test_horizon_errors_of_static_model_equal_true_motion():
     seq = _push_sequence(seed=3)
     gt = torch.cat([seq.position, seq.quat], -1)
@@ -292,7 +329,7 @@ def _write_dataset(out, n=4, speed=0.1):
     cfg = load_config("train_dynamics", [f"out={out}", "train_seeds=[1, 2, 3]", "val_seeds=[4]", "progress=false"])
     seqs = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i, speed=speed)
             for i, a in enumerate(np.linspace(0, 2 * np.pi, n, endpoint=False))]
-    key = {"scenario": cfg.scenario, "seconds": cfg.seconds, "train": [1, 2, 3], "val": [4]}
+    key = {"version": DATASET_VERSION, "scenario": cfg.scenario, "seconds": cfg.seconds, "train": [1, 2, 3], "val": [4]}
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"key": key, "train": [_sequence_state(s) for s in seqs[:3]], "val": [_sequence_state(seqs[3])]},
                out / "dataset.pt")
