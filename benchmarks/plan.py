@@ -1,7 +1,7 @@
 """Planning benchmark: closed-loop ``push_to_goal`` over seeds, with the memory and memoryless,
 and replanning speed of CEM and MPPI at 256 samples x 20 steps.
 
-    python benchmarks/plan.py [--seeds 20] [--planner mppi] [--out DIR] [--modes full memoryless] [--threads 2] [--no-speed]
+    python benchmarks/plan.py [--seeds 20 (0: speed only)] [--planner mppi] [--out DIR] [--modes full memoryless] [--threads 2] [--no-speed]
 
 Each run is ``splatworld plan task=push_to_goal seed=N memory=MODE`` (its ``result.json`` and
 ``run.mp4`` under ``--out/MODE/seedN``; finished runs are read back, not rerun). Replanning
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"replanning at 256 samples x 20 steps: mppi {speed['mppi']:.1f} Hz, cem (2 x 128) {speed['cem']:.1f} Hz, "
               f"ratio mppi/cem {speed['mppi'] / speed['cem']:.2f}")
     summary = {}
-    for mode in args.modes:
+    for mode in args.modes if args.seeds > 0 else ():  # --seeds 0: the speed alone
         results = closed_loop(args.out, mode, args.seeds, args.planner)
         success = np.mean([r["success"] for r in results])
         ov = np.mean([r["collisions_out_of_view"] > 0 for r in results])
