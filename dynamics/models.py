@@ -152,16 +152,20 @@ def _clear_of_edges(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor, t
                     tries: int = 8) -> torch.Tensor:
     """``[..., 2]`` footprint centres ``xy`` moved, away from the footprint's probes over surfaces
     higher than ``top [...]``, by the smallest of ``tries`` steps of a quarter footprint that
-    leaves the whole footprint, grown by a heightmap cell so that it lands clear of the edge, over
-    surfaces no higher than ``top`` (the largest step if none does)."""
+    leaves the whole footprint, and the footprint grown by a heightmap cell so that it lands
+    clear of the edge, over surfaces no higher than ``top`` (the largest step if none does)."""
     offsets = FOOTPRINT_PROBES.to(xy) * half[..., None, :]  # [..., 5, 2]
     high = geometry.height_at(xy[..., None, :] + offsets) > top[..., None]
     away = -(offsets * high[..., None]).sum(-2)
     away = away / torch.linalg.norm(away, dim=-1, keepdim=True).clamp(min=1e-9)
     steps = torch.arange(1, tries + 1, dtype=xy.dtype) * 0.25 * half.max(-1).values[..., None]  # [..., tries]
     candidates = xy[..., None, :] + steps[..., None] * away[..., None, :]  # [..., tries, 2]
-    grown = (half + geometry.cell)[..., None, :].expand_as(candidates)
-    clear = obstacle_height(geometry, candidates, grown) <= top[..., None]
+    exact = half[..., None, :].expand_as(candidates)
+    # clear of the grown footprint and of the footprint itself: the heightmap is probed at the
+    # centre and corners only, so the grown footprint's probes can land on a lower cell while
+    # the footprint's own are still over the surface it falls past
+    clear = ((obstacle_height(geometry, candidates, exact + geometry.cell) <= top[..., None])
+             & (obstacle_height(geometry, candidates, exact) <= top[..., None]))
     first = torch.where(clear.any(-1), clear.int().argmax(-1), torch.full_like(clear[..., 0], tries - 1, dtype=torch.long))
     return candidates.gather(-2, first[..., None, None].expand(*first.shape, 1, 2)).squeeze(-2)
 

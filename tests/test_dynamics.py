@@ -375,3 +375,24 @@ def test_ddp_training_with_two_processes_keeps_ranks_in_sync(tmp_path):
     fingerprints = [(tmp_path / f"weights_rank{r}.txt").read_text() for r in (0, 1)]
     assert fingerprints[0] == fingerprints[1]  # each rank drew its own batches: only DDP syncs them
     assert load_checkpoint(tmp_path / "checkpoint.pt") is not None
+
+
+def test_an_object_falling_at_a_table_corner_ends_clear_of_it():
+    # A 21 x 22 cm box centred on a table's corner, falling (the case the penetration benchmark
+    # found, on the scaffold's own 2 cm grid): the heightmap is probed at a footprint's centre
+    # and corners only, so the footprint grown by a cell can land its probes on a lower cell
+    # while the footprint itself is over the table.
+    from splatworld.dynamics.models import _clear_of_edges
+    from splatworld.dynamics.state import obstacle_height
+
+    rows, cols = torch.meshgrid(torch.arange(24), torch.arange(24), indexing="ij")
+    table = torch.where((cols >= 13) & (rows <= 12), 0.625, 0.0).double()  # corner at (-0.759, 0.505)
+    table[10, 15] = 0.437  # one lower cell in the table top (the memory's scaffold has such)
+    geometry = Heightmap(torch.tensor([-1.0190475582665957, 0.24474971738990758], dtype=torch.float64), 0.02, table, 0.0)
+    xy = torch.tensor([[-0.7592484570297231, 0.5037384252804403]], dtype=torch.float64)
+    half = torch.tensor([[0.1032414968852958, 0.1076087601105801]], dtype=torch.float64)
+    top = torch.tensor([0.5418483857240906], dtype=torch.float64)  # falling: the table is a wall at its height
+    assert obstacle_height(geometry, xy, half) > top
+    moved = _clear_of_edges(geometry, xy, half, top)
+    assert obstacle_height(geometry, moved, half) <= top
+    assert moved[0, 0] < xy[0, 0] and moved[0, 1] > xy[0, 1]  # off the corner, diagonally
