@@ -16,7 +16,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
 from splatworld.errors import SplatworldError
-from splatworld.scene.transforms import pose_to_matrix, quat_to_rotmat, rotmat_to_quat
+from splatworld.scene.transforms import pose_to_matrix, quat_conjugate, quat_multiply, quat_to_rotmat, rotmat_to_quat
 
 
 @dataclass
@@ -50,11 +50,8 @@ def rotation_increment(q_from: torch.Tensor, q_to: torch.Tensor) -> tuple[torch.
     world z and a tilt off it (swing-twist): ``(yaw [...], tilt [...])`` in radians, yaw in
     ``(-pi, pi]``. Unlike differences of Euler yaws, both stay well defined for an object lying
     on its side, whose Euler yaw jumps by up to pi from one frame to the next."""
-    w1, x1, y1, z1 = q_from.unbind(-1)
-    w2, x2, y2, z2 = q_to.unbind(-1)
-    # q_to * conj(q_from): only its w and z are needed for the twist, and |(w, z)| for the swing
-    w = w2 * w1 + x2 * x1 + y2 * y1 + z2 * z1
-    z = -w2 * z1 + z2 * w1 - x2 * y1 + y2 * x1
+    step = quat_multiply(q_to, quat_conjugate(q_from))
+    w, z = step[..., 0], step[..., 3]  # the twist about z is (w, z); the swing's size is |(w, z)|
     sign = torch.where(w < 0, -1.0, 1.0).to(w)  # q and -q are the same rotation: take the short way
     yaw = 2 * torch.atan2(z * sign, w * sign)
     tilt = 2 * torch.acos(torch.sqrt(w * w + z * z).clamp(max=1.0))

@@ -24,17 +24,13 @@ from splatworld.dynamics.data import state_at
 from splatworld.dynamics.models import make_model, rollout
 from splatworld.dynamics.train import load_checkpoint, observed_sequence
 from splatworld.evaluation import identity_metrics
-from splatworld.scene.transforms import quat_multiply
+from splatworld.scene.transforms import quat_conjugate, quat_multiply
 
 
 def _angle_between(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
     """Degrees between rotations ``[..., 4]`` wxyz."""
     dot = (q1 * q2).sum(-1).abs().clamp(max=1.0)
     return torch.rad2deg(2 * torch.acos(dot))
-
-
-def _conj(q: torch.Tensor) -> torch.Tensor:
-    return q * torch.tensor([1.0, -1, -1, -1], dtype=q.dtype)
 
 
 def horizon_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, int], horizon: int,
@@ -55,8 +51,8 @@ def horizon_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, in
     gts = torch.tensor([track_to_gt[int(s)] for s in slots])
     pred_move = end.position[:, -1, slots] - state.position[:, slots]
     true_move = gt_poses[starts + horizon][:, gts, :3] - gt_poses[starts][:, gts, :3]
-    pred_rot = quat_multiply(end.quat[:, -1, slots], _conj(state.quat[:, slots]))
-    true_rot = quat_multiply(gt_poses[starts + horizon][:, gts, 3:], _conj(gt_poses[starts][:, gts, 3:]))
+    pred_rot = quat_multiply(end.quat[:, -1, slots], quat_conjugate(state.quat[:, slots]))
+    true_rot = quat_multiply(gt_poses[starts + horizon][:, gts, 3:], quat_conjugate(gt_poses[starts][:, gts, 3:]))
     born = state.valid[:, slots]
     return {"position": torch.linalg.norm(pred_move - true_move, dim=-1)[born].numpy(),
             "rotation": _angle_between(pred_rot, true_rot)[born].numpy(),

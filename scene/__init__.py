@@ -5,6 +5,7 @@ from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.ply import read_ply, write_ply
 from splatworld.scene.transforms import (
     pose_to_matrix,
+    quat_conjugate,
     quat_multiply,
     quat_to_rotmat,
     rotmat_to_quat,
@@ -17,6 +18,7 @@ __all__ = [
     "nerfstudio_to_opencv",
     "opencv_to_nerfstudio",
     "pose_to_matrix",
+    "quat_conjugate",
     "quat_multiply",
     "quat_to_rotmat",
     "read_ply",

@@ -28,6 +28,12 @@ def rotmat_to_quat(rotmats: torch.Tensor) -> torch.Tensor:
     return torch.where(q[..., :1] < 0, -q, q)
 
 
+def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
+    """The conjugate of wxyz quaternions ``[..., 4]``: the inverse rotation of unit ones."""
+    check_shape("q", q, (..., 4))
+    return q * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=q.dtype, device=q.device)
+
+
 def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product ``a * b`` of wxyz quaternions ``[..., 4]`` (rotation ``b`` first)."""
     check_shape("a", a, (..., 4))

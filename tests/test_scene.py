@@ -13,6 +13,7 @@ from splatworld.scene import (
     look_at,
     nerfstudio_to_opencv,
     opencv_to_nerfstudio,
+    quat_conjugate,
     quat_multiply,
     quat_to_rotmat,
     read_ply,
@@ -37,6 +38,12 @@ def test_quat_multiply_matches_rotation_composition():
     a, b = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
     expected = quaternion_to_rotation_matrix(a) @ quaternion_to_rotation_matrix(b)
     torch.testing.assert_close(quat_to_rotmat(quat_multiply(a, b)), expected)
+
+
+def test_quat_conjugate_is_the_inverse_rotation():
+    q = torch.randn(10, 4, dtype=torch.float64)
+    q = q / q.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(quat_to_rotmat(quat_conjugate(q)), quaternion_to_rotation_matrix(q).transpose(-1, -2))
 
 
 def test_quaternion_convention_is_wxyz():
