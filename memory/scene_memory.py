@@ -52,7 +52,7 @@ from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
-MEMORY_FORMAT_VERSION = 4
+MEMORY_FORMAT_VERSION = 5
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
 _HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
 
@@ -82,6 +82,7 @@ class MemoryConfig:
     still_rotation_deg: float = 1.0
     belief_decay: float = 0.5
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
+    agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     displace_after: int = 3
     static_refresh_frames: int = 10
@@ -99,7 +100,7 @@ class MemoryConfig:
     # 0.85-0.9 median with these two values on the occlusion, out_of_view and long presets)
     object_eps2d: float = 0.03
     keyframe_spacing: float = 0.1  # view distance (m + rad) between keyframes
-    keyframe_capacity: int = 48
+    keyframe_capacity: int = 256
     keyframe_reach: float = 0.3  # farthest keyframe used to draw a view
     keyframe_pixel_scale: float = 0.25  # a keyframe pixel's Gaussian std, in its own pixels
     backend: str = "auto"
@@ -230,6 +231,8 @@ class SceneMemory:
         self._static_kdtree: tuple[int, cKDTree] | None = None
         self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
         self._next_id = 1
+        self._agent_position: np.ndarray | None = None  # at the last frame that gave one
+        self._agent_moved_at = -math.inf  # time the agent was last seen moving
 
     # ================================================================== observe
     def observe(self, frame: Frame) -> None:
@@ -245,6 +248,7 @@ class SceneMemory:
         colors = frame.rgb.astype(np.float64) / 255.0
         valid = (depth > 0) & (depth < cfg.max_depth)
         segments = self._segments(frame.instances, valid, points, colors)
+        self._note_agent(frame.info.agent_pose)
 
         small = _scaled_camera(cam, cfg.render_scale)
         rendered = self._render(small)
@@ -422,19 +426,39 @@ class SceneMemory:
         dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=radius)
         return float(np.isfinite(dist).mean())
 
-    def _agent_can_reach(self, track: ObjectTrack, agent_pose) -> bool:
+    def _note_agent(self, agent_pose) -> None:
         if agent_pose is None:
+            return
+        position = np.asarray(agent_pose[:3], dtype=np.float64)
+        # a resting agent's pose repeats exactly; 0.1 mm is well above float noise
+        if self._agent_position is None or np.linalg.norm(position - self._agent_position) > 1e-4:
+            self._agent_moved_at = self.time
+        self._agent_position = position
+
+    def _in_motion(self, track: ObjectTrack) -> bool:
+        """The track moved between its last two frames, seen in both (ICP's still steps are exact zeros)."""
+        if len(track.poses) < 2 or not (track.labels[-1] and track.labels[-2]):
+            return False
+        return not np.array_equal(track.poses[-1], track.poses[-2])
+
+    def _may_be_pushed(self, track: ObjectTrack, agent_pose) -> bool:
+        """Something may be moving the object: it was moving at its last step, or the agent is within
+        reach and moved within the last ``agent_settle`` seconds (tabletop pushing is quasi-static: an
+        agent standing still beside an object does not move it)."""
+        if agent_pose is None or self._in_motion(track):
             return True  # no agent information: any object may have been moved
+        if self.time - self._agent_moved_at > self.config.agent_settle:
+            return False
         reach = self.config.agent_reach + float(np.linalg.norm(track.extent)) / 2
         return float(np.linalg.norm(np.asarray(agent_pose[:3]) - track.centroid)) < reach
 
     def _update_track(self, track: ObjectTrack, seg: Segment, agent_pose) -> None:
-        # Objects move only when something reaches them. Out of the agent's reach, an object keeps
-        # its remembered pose as long as the segment lies on or next to its model (a part not seen
-        # before is no evidence of motion; ICP on partial views slides along elongated objects).
+        # Objects move only when something moves them. Otherwise an object keeps its remembered pose
+        # as long as the segment lies on or next to its model (a part not seen before is no evidence
+        # of motion; ICP on partial views slides along elongated objects).
         cfg = self.config
-        reachable = self._agent_can_reach(track, agent_pose)
-        if reachable:
+        pushed = self._may_be_pushed(track, agent_pose)
+        if pushed:
             moved_away = self._explained(track, seg, cfg.icp_max_distance / 2) < 0.5
         else:
             moved_away = track.state in ("displaced", "contradicted") or \
@@ -452,8 +476,8 @@ class SceneMemory:
             rmse = math.inf
         elif len(track.model) < cfg.min_register_points:
             rmse = 0.0  # a model still too small to register against grows from its first views
-        elif reachable or moved_away:  # otherwise still: keep the pose, only grow the model
-            predicted = self._predicted_pose(track) if reachable else track.pose
+        elif pushed or moved_away:  # otherwise still: keep the pose, only grow the model
+            predicted = self._predicted_pose(track) if pushed else track.pose
             track.pose, rmse = self._icp(track, seg, predicted)
         else:
             rmse = 0.0
@@ -654,7 +678,7 @@ class SceneMemory:
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
             return composite(backdrop, objects, self.config.depth_margin)
-        static_pixels, free_pixels = keyframe.layers(self.config.keyframe_pixel_scale)
+        static_pixels, free_pixels = self.keyframes.layers(keyframe, self.config.keyframe_pixel_scale)
         backdrop = over(render(static_pixels, camera, backend=backend), backdrop)
         return composite(backdrop, objects, self.config.depth_margin, render(free_pixels, camera, backend=backend))
 
@@ -690,6 +714,7 @@ class SceneMemory:
             "support_color": self.support_color,
             "background": (self.background, self._background_frames),
             "next_id": self._next_id,
+            "agent": (self._agent_position, self._agent_moved_at),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -723,6 +748,7 @@ class SceneMemory:
         memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
         memory.support_region, memory.support_color = state["support_region"], state["support_color"]
         memory.background, memory._background_frames = state["background"]
+        memory._agent_position, memory._agent_moved_at = state["agent"]
         return memory
 
     def export_tracks(self, path: str | os.PathLike) -> Path:
