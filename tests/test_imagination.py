@@ -121,3 +121,13 @@ def test_imagine_cli_writes_an_episode_and_resumes_identically(episode, tmp_path
 
 def test_imagine_rejects_bad_ranges(episode, tmp_path):
     assert main(["imagine", f"episode={episode.path}", f"observe_until={len(episode)}", f"out={tmp_path}"]) == 2
+
+
+def test_untouched_since_observed_is_judged_over_the_whole_span():
+    # an object pushed 2 cm and pushed back was touched; 5 mm of jitter is not a touch (1 cm rule)
+    from splatworld.imagination.report import _still_since
+
+    x = [0.0, 0.005, 0.02, 0.0]
+    obj = {"poses": [[v, 0.0, 0.6, 1.0, 0.0, 0.0, 0.0] for v in x]}
+    assert _still_since(obj, 0, 1) and _still_since(obj, 3, 3)
+    assert not _still_since(obj, 0, 2) and not _still_since(obj, 0, 3) and not _still_since(obj, 1, 3)

@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from tqdm.auto import tqdm
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
-from splatworld.evaluation.events import CameraPath, hide_events
+from splatworld.evaluation.events import UNTOUCHED, CameraPath, hide_events
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode
@@ -72,6 +72,8 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
     at_frame = {}
     for e in events:
         e.update(iou=None, position_error=None)  # until scored (never, if the object is only ever a sliver)
+        e["untouched_since_observed"] = _still_since(gt[e["object"]], observed - 1,
+                                                     e["reappears"] if e["scored_at"] is None else e["scored_at"])
         at_frame.setdefault(e["scored_at"], []).append(e)
 
     static_psnr = np.full(n, np.nan)
@@ -98,13 +100,25 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
                              (_matrix(pose) @ align)[:3, 3] - np.asarray(gt[g]["poses"][frame][:3]))))
     per_minute = [float(np.nanmean(static_psnr[i:i + int(60 * episode.fps)]))
                   for i in range(0, n, int(60 * episode.fps))]
-    untouched = [e for e in events if e["untouched"] and e["iou"] is not None]
+    scored = [e for e in events if e["iou"] is not None]
     return {"static_psnr_per_minute": per_minute,
             "static_psnr_drop_db": per_minute[0] - per_minute[-1] if per_minute else None,
             "events": events,
-            "untouched_reappearances": len(untouched),
-            "untouched_iou_min": min((e["iou"] for e in untouched), default=None),
-            "untouched_iou_ge_0.5": sum(e["iou"] >= 0.5 for e in untouched)}
+            **_iou_counts("untouched", [e for e in scored if e["untouched_since_observed"]]),
+            **_iou_counts("untouched_out_of_view", [e for e in scored if e["untouched_since_observed"]
+                                                    and e["cause"] == "out_of_view"]),
+            **_iou_counts("still_while_hidden", [e for e in scored if e["untouched"]])}
+
+
+def _still_since(obj: dict, start: int, stop: int) -> bool:
+    """The ground-truth object stayed within ``UNTOUCHED`` of its position at frame ``start`` through ``stop``."""
+    path = np.asarray(obj["poses"][start:stop + 1], dtype=np.float64)[:, :3]
+    return bool(np.linalg.norm(path - path[0], axis=1).max() < UNTOUCHED)
+
+
+def _iou_counts(name: str, events: list[dict]) -> dict:
+    return {f"{name}_reappearances": len(events), f"{name}_iou_min": min((e["iou"] for e in events), default=None),
+            f"{name}_iou_ge_0.5": sum(e["iou"] >= 0.5 for e in events)}
 
 
 def print_summary(summary: dict, out: Path) -> None:
@@ -114,12 +128,18 @@ def print_summary(summary: dict, out: Path) -> None:
               + " ".join(f"{v:.1f}" for v in summary["static_psnr_per_minute"]))
     events = summary.get("events", [])
     if events:
-        print(f"{'object':<12}{'hidden':>8}  {'cause':<12}{'reappears':>10}{'moved?':>8}{'mask IoU':>10}{'error':>9}")
+        # moved: "no" (nothing moved it since the observation), "before" (moved earlier, still while
+        # hidden) or "hidden" (moved while hidden)
+        print(f"{'object':<12}{'hidden':>8}  {'cause':<12}{'reappears':>10}{'moved':>8}{'mask IoU':>10}{'error':>9}")
         for e in events:
             error = "-" if e.get("position_error") is None else f"{100 * e['position_error']:.1f} cm"
             iou = "-" if e.get("iou") is None else f"{e['iou']:.2f}"
+            moved = "no" if e["untouched_since_observed"] else "before" if e["untouched"] else "hidden"
             print(f"{e['name']:<12}{e['hidden_seconds']:>7.1f}s  {e['cause']:<12}{e['reappears']:>10}"
-                  f"{'no' if e['untouched'] else 'yes':>8}{iou:>10}{error:>9}")
-        print(f"untouched objects reappearing with mask IoU >= 0.5: {summary['untouched_iou_ge_0.5']} of "
-              f"{summary['untouched_reappearances']}")
+                  f"{moved:>8}{iou:>10}{error:>9}")
+        print(f"objects nothing moved since the observation, back in view with mask IoU >= 0.5: after being out of "
+              f"view {summary['untouched_out_of_view_iou_ge_0.5']} of {summary['untouched_out_of_view_reappearances']}, "
+              f"all returns {summary['untouched_iou_ge_0.5']} of {summary['untouched_reappearances']} "
+              f"(objects still while hidden: {summary['still_while_hidden_iou_ge_0.5']} of "
+              f"{summary['still_while_hidden_reappearances']})")
     print(f"-> {out} (imagined.mp4{', side_by_side.mp4' if 'events' in summary else ''}, summary.json)")
