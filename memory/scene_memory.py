@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -737,18 +738,21 @@ class SceneMemory:
         if version != MEMORY_FORMAT_VERSION:
             raise SplatworldError(f"{path}: memory format version {version!r}, this code reads "
                                   f"{MEMORY_FORMAT_VERSION}")
-        memory = cls(MemoryConfig(**state["config"]), state["agent_label"])
-        memory.static = VoxelGrid.from_state_dict(state["static"])
-        memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
-        for ts in state["tracks"]:
-            fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
-            histories = {k: _expand(*ts["histories"][k]) for k in _HISTORIES}
-            memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_, **histories))
-        memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
-        memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
-        memory.support_region, memory.support_color = state["support_region"], state["support_color"]
-        memory.background, memory._background_frames = state["background"]
-        memory._agent_position, memory._agent_moved_at = state["agent"]
+        try:
+            memory = cls(MemoryConfig(**state["config"]), state["agent_label"])
+            memory.static = VoxelGrid.from_state_dict(state["static"])
+            memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
+            for ts in state["tracks"]:
+                fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
+                histories = {k: _expand(*ts["histories"][k]) for k in _HISTORIES}
+                memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_, **histories))
+            memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
+            memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
+            memory.support_region, memory.support_color = state["support_region"], state["support_color"]
+            memory.background, memory._background_frames = state["background"]
+            memory._agent_position, memory._agent_moved_at = state["agent"]
+        except (KeyError, TypeError, ValueError, zlib.error) as exc:  # a damaged file of the right version
+            raise SplatworldError(f"{path}: damaged SceneMemory ({type(exc).__name__}: {exc})") from exc
         return memory
 
     def export_tracks(self, path: str | os.PathLike) -> Path:
