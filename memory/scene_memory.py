@@ -53,7 +53,7 @@ from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
-MEMORY_FORMAT_VERSION = 5
+MEMORY_FORMAT_VERSION = 6
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
 _HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
 

@@ -275,7 +275,7 @@ def test_save_load_round_trip_and_tracks_format(occlusion, tmp_path):
     with pytest.raises(SplatworldError, match="junk.pt"):
         SceneMemory.load(tmp_path / "junk.pt")
     state = memory.state_dict()
-    state["keyframes"]["frames"][0]["rgb"] = b"not zlib"  # right version, damaged inside
+    state["keyframes"]["frames"][0]["packed"] = (b"not zlib",) * 3  # right version, damaged inside
     torch.save(state, tmp_path / "damaged.pt")
     with pytest.raises(SplatworldError, match="damaged.pt: damaged SceneMemory"):
         SceneMemory.load(tmp_path / "damaged.pt")
