@@ -202,6 +202,11 @@ def _downsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return image[ys][:, xs]
 
 
+def _seen_last_two(track: ObjectTrack) -> bool:
+    """The track was visible (owned a label) in each of its last two recorded frames."""
+    return len(track.labels) >= 2 and bool(track.labels[-1] and track.labels[-2])
+
+
 class SceneMemory:
     """The persistent memory of one scene. See the module docstring for the per-frame steps.
 
@@ -415,7 +420,7 @@ class SceneMemory:
     def _predicted_pose(track: ObjectTrack) -> np.ndarray:
         """The pose ``[4, 4]`` one frame on at the last observed motion (the track was visible in its
         last two frames), else the remembered pose: a pushed object keeps moving between frames."""
-        if len(track.poses) < 2 or not (track.labels[-1] and track.labels[-2]):
+        if not _seen_last_two(track):
             return track.pose
         last, before = (pose_to_matrix(torch.tensor(p, dtype=torch.float64)).numpy() for p in track.poses[-2:][::-1])
         return last @ np.linalg.inv(before) @ track.pose
@@ -438,9 +443,7 @@ class SceneMemory:
 
     def _in_motion(self, track: ObjectTrack) -> bool:
         """The track moved between its last two frames, seen in both (ICP's still steps are exact zeros)."""
-        if len(track.poses) < 2 or not (track.labels[-1] and track.labels[-2]):
-            return False
-        return not np.array_equal(track.poses[-1], track.poses[-2])
+        return _seen_last_two(track) and not np.array_equal(track.poses[-1], track.poses[-2])
 
     def _may_be_pushed(self, track: ObjectTrack, agent_pose) -> bool:
         """Something may be moving the object: it was moving at its last step, or the agent is within

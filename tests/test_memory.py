@@ -154,17 +154,21 @@ def _fake_frame(frame, depth, instances):
     return dataclasses.replace(frame, depth=depth, instances=instances)
 
 
-def test_contradiction_and_occlusion_reasoning(occlusion):
-    episode, _ = occlusion
+def _largest_track_at_frame_10(episode):
+    """A memory that has observed frames 0-10, frame 10, and the track owning its largest visible
+    segment with that segment's label."""
     memory = SceneMemory(agent_label=episode.agent_label)
     for i in range(10):
         memory.observe(episode[i])
     frame = episode[10]
     memory.observe(frame)
-    # the track owning the largest visible segment in frame 10
     owners = {t.id: t.labels[-1] for t in memory.tracks if t.labels[-1]}
     track_id, label = max(owners.items(), key=lambda kv: (frame.instances == kv[1]).sum())
-    track = next(t for t in memory.tracks if t.id == track_id)
+    return memory, frame, next(t for t in memory.tracks if t.id == track_id), label
+
+
+def test_contradiction_and_occlusion_reasoning(occlusion):
+    memory, frame, track, label = _largest_track_at_frame_10(occlusion[0])
     mask = frame.instances == label
 
     # something in front of it: its pixels come 10 cm closer and lose their label -> occluded
@@ -192,15 +196,7 @@ def test_only_a_moving_agent_pushes(occlusion):
     # Depth evidence of a 1 cm shift (within the 4 cm an object nothing moves may seem to stray:
     # a partial view fitted by ICP slides that far) moves a track only while the agent beside it
     # moves; an agent resting there for longer than agent_settle pushes nothing.
-    episode, _ = occlusion
-    memory = SceneMemory(agent_label=episode.agent_label)
-    for i in range(10):
-        memory.observe(episode[i])
-    frame = episode[10]
-    memory.observe(frame)
-    owners = {t.id: t.labels[-1] for t in memory.tracks if t.labels[-1]}
-    track_id, label = max(owners.items(), key=lambda kv: (frame.instances == kv[1]).sum())
-    track = next(t for t in memory.tracks if t.id == track_id)
+    memory, frame, track, label = _largest_track_at_frame_10(occlusion[0])
     beside = np.r_[track.centroid + [0.0, 0.0, 0.01], 1.0, 0.0, 0.0, 0.0]  # inside agent_reach
     shifted = frame.depth.copy()
     shifted[frame.instances == label] += 0.01
@@ -216,7 +212,7 @@ def test_only_a_moving_agent_pushes(occlusion):
     observe(memory, 8, shifted, beside)
     np.testing.assert_array_equal(track.pose, resting)
     observe(moving, 8, shifted, beside + [0.002, 0, 0, 0, 0, 0, 0])  # it moves: the track follows the evidence
-    moved = np.linalg.norm(next(t for t in moving.tracks if t.id == track_id).pose[:3, 3] - resting[:3, 3])
+    moved = np.linalg.norm(next(t for t in moving.tracks if t.id == track.id).pose[:3, 3] - resting[:3, 3])
     assert 0.006 < moved < 0.015, moved
 
 
