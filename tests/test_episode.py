@@ -7,14 +7,16 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from splatworld.config import load_config
 from splatworld.errors import ConfigError, EpisodeFormatError
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode, EpisodeWriter
 from splatworld.scene.transforms import pose_to_matrix
-from splatworld.sim.generate import build_tabletop, generate_episode
-from splatworld.sim.pybullet_scene import body_pose
+from splatworld.sim.generate import (PUSHER_REACH, ScriptedPushPolicy, build_tabletop, executed_action,
+                                     generate_episode)
+from splatworld.sim.pybullet_scene import TABLE_TOP_Z, body_pose
 
 
 def _generate(out, *overrides):
@@ -112,6 +114,67 @@ def test_pushed_objects_move_and_untouched_ones_stay(tmp_path):
         elif agent_gap < 0 and travel > 0.05:
             moved += 1
     assert moved >= 1 and still >= 1, (moved, still)
+
+
+def test_recorded_actions_reproduce_agent_poses(push_episode):
+    """Agent poses are the recorded (executed) actions integrated: what dynamics models do. The
+    pusher trails its target by a few millimetres when it sets off, and never drifts from it."""
+    ep = Episode(push_episode)
+    agent = np.array([ep.info(i).agent_pose[:2] for i in range(len(ep))])
+    action = np.array([ep.info(i).action for i in range(len(ep))])
+    assert np.abs(action).max() > 0.05  # it moves
+    step = np.linalg.norm(agent[:-1] + action[:-1] / ep.fps - agent[1:], axis=1)
+    integrated = np.linalg.norm(agent[0] + np.cumsum(action[:-1], axis=0) / ep.fps - agent[1:], axis=1)
+    assert np.median(step) < 5e-4 and integrated.max() < 0.006, (np.median(step), integrated.max())
+
+
+def test_executed_action_stops_at_the_pushers_reach():
+    reach = PUSHER_REACH
+    # 0.1 s at 0.2 m/s along +x from 1 cm inside the reach: only 1 cm (0.1 m/s) is executed
+    got = executed_action(np.array([reach[0] - 0.01, 0.0]), np.array([0.2, 0.05]), 0.1)
+    np.testing.assert_allclose(got, [0.1, 0.05], atol=1e-12)
+    inside = np.array([0.1, -0.2])
+    np.testing.assert_allclose(executed_action(inside, np.array([-0.15, 0.1]), 0.1), [-0.15, 0.1], atol=1e-12)
+    np.testing.assert_allclose(executed_action(reach.copy(), np.array([0.1, 0.1]), 0.1), [0.0, 0.0], atol=1e-12)
+
+
+def _scripted(**overrides):
+    cfg = load_config("generate", ["scenario=push"]).scenario.policy
+    return ScriptedPushPolicy(OmegaConf.merge(cfg, overrides), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("start", [(0.3, 0.0), (0.3, 0.02), (0.0, 0.3), (-0.3, 0.0)])
+def test_scripted_pusher_walks_round_its_target_to_push_from_behind(start):
+    """A pusher starting on any side (ahead of the object included) reaches the point behind it
+    without coming nearer than its clearance until behind it, then pushes."""
+    policy = _scripted()
+    obj = np.array([0.05, 0.0])
+    policy.phase, policy.target, policy.direction, policy.since = "approach", 1, np.array([1.0, 0.0]), 0.0
+    agent, dt, nearest_ahead = obj + np.array(start), 0.1, np.inf
+    for k in range(300):
+        rel = agent - obj
+        if rel @ policy.direction > -policy.BEHIND_COSINE * np.linalg.norm(rel):  # not yet behind
+            nearest_ahead = min(nearest_ahead, np.linalg.norm(rel))
+        agent = agent + policy.act(k * dt, agent, {1: np.array([*obj, TABLE_TOP_Z + 0.03])}) * dt
+        if policy.phase == "push":
+            break
+    assert policy.phase == "push", k
+    assert nearest_ahead > policy.cfg.clearance - 0.005, nearest_ahead
+    np.testing.assert_allclose(agent, obj - policy.direction * policy.cfg.standoff, atol=0.012)
+
+
+def test_scripted_pusher_gives_up_an_unreachable_target():
+    policy = _scripted(standoff=0.1)
+    on_table = {1: np.array([0.5, 0.0, TABLE_TOP_Z + 0.03])}
+    policy.phase, policy.target, policy.direction, policy.since = "approach", 1, np.array([-1.0, 0.0]), 0.0
+    # pushing towards -x, the point behind is 10 cm further along +x: x = 0.6, within reach
+    assert (policy.act(0.0, np.zeros(2), on_table) != 0).any() and policy.phase == "approach"
+    far = {1: np.array([0.62, 0.0, TABLE_TOP_Z + 0.03])}  # behind it: x = 0.72, beyond reach - 1 cm
+    assert (policy.act(0.1, np.zeros(2), far) == 0).all() and policy.phase == "rest"
+    policy.phase, policy.since = "approach", 0.0  # too long on the way
+    assert (policy.act(policy.cfg.approach_seconds + 0.1, np.zeros(2), on_table) == 0).all() and policy.phase == "rest"
+    policy.phase = "approach"  # the target fell off the table
+    assert (policy.act(0.2, np.zeros(2), {1: np.array([0.5, 0.0, 0.02])}) == 0).all() and policy.phase == "rest"
 
 
 def test_same_seed_same_bytes(tmp_path):
@@ -244,7 +307,6 @@ def test_protocol_view_hides_future_images(tmp_path):
 
 # ------------------------------------------------------------------------- presets
 from splatworld.sim.generate import CameraPath, scenario_names  # noqa: E402
-from splatworld.sim.pybullet_scene import TABLE_TOP_Z  # noqa: E402
 
 
 def test_presets_exist():

@@ -224,16 +224,48 @@ class RandomPolicy(Policy):
 
 
 class ScriptedPushPolicy(Policy):
-    """Approach an object from behind, push it a set distance, back off, rest; repeat."""
+    """Approach an object from behind, push it a set distance, back off, rest; repeat.
+
+    The pusher walks around its target, on a circle of radius ``clearance`` about it, until it is
+    behind it: heading straight for the point behind would shove the object ahead of it, off the
+    table at worst. A target that leaves the table top, whose point behind is out of the pusher's
+    reach, or that is not reached within ``approach_seconds``, is given up for another.
+    """
+
+    BEHIND_COSINE = 0.8  # the pusher is behind its target within ~37 degrees of the push axis
 
     def __init__(self, cfg, rng):
         super().__init__(cfg, rng)
-        self.phase, self.until, self.target, self.direction, self.goal = "rest", 0.0, None, None, None
+        self.phase, self.until, self.since, self.target, self.direction, self.goal = "rest", 0.0, 0.0, None, None, None
+        self.side = None  # which way round the target the pusher circles (+1 counter-clockwise)
 
     def _steer(self, agent_xy, goal, speed):
         delta = goal - agent_xy
         dist = np.linalg.norm(delta)
         return np.zeros(2) if dist < 1e-4 else delta / dist * min(speed, dist * self.cfg.gain)
+
+    def _steer_around(self, agent_xy, centre, goal, speed):
+        """Towards ``goal`` behind the object at ``centre``: until the pusher is behind it, around
+        its clearance circle (towards the circle's tangent point from outside, along it inside)."""
+        rel = agent_xy - centre
+        dist = np.linalg.norm(rel)
+        if dist < 1e-6 or rel @ self.direction < -self.BEHIND_COSINE * dist:
+            return self._steer(agent_xy, goal, speed)
+        radial = rel / dist
+        if self.side is None:  # the shorter way round, kept: from straight ahead the two ways tie
+            self.side = 1.0 if np.array([-radial[1], radial[0]]) @ (goal - agent_xy) >= 0 else -1.0
+        clearance = self.cfg.clearance
+        if dist > clearance:  # turn off the line to the centre so that the circle is passed, on our left going counter-clockwise
+            alpha = -self.side * math.asin(clearance / dist)
+            c, s = math.cos(alpha), math.sin(alpha)
+            heading = np.array([[c, -s], [s, c]]) @ -radial
+        else:
+            heading = self.side * np.array([-radial[1], radial[0]]) + radial * (clearance - dist) / 0.02  # back out to it
+        return heading / np.linalg.norm(heading) * speed
+
+    def _give_up(self, t):
+        self.phase, self.until = "rest", t + self.rng.uniform(*self.cfg.rest_seconds)
+        return np.zeros(2)
 
     def act(self, t, agent_xy, objects):
         cfg = self.cfg
@@ -248,25 +280,35 @@ class ScriptedPushPolicy(Policy):
             toward_centre = -pos / (np.linalg.norm(pos) + 1e-9)
             angle = math.atan2(toward_centre[1], toward_centre[0]) + self.rng.uniform(-1.0, 1.0)
             self.direction = np.array([math.cos(angle), math.sin(angle)])
-            self.phase = "approach"
-        if self.target not in objects:
-            self.phase = "rest"
-            return np.zeros(2)
-        pos = objects[self.target][:2]
+            self.phase, self.since, self.side = "approach", t, None
         if self.phase == "approach":
+            if self.target not in on_table:
+                return self._give_up(t)
+            pos = on_table[self.target][:2]
             pre = pos - self.direction * cfg.standoff
+            if (np.abs(pre) > PUSHER_REACH - 0.01).any() or t > self.since + cfg.approach_seconds:
+                return self._give_up(t)
             if np.linalg.norm(pre - agent_xy) < 0.01:
                 self.phase, self.goal = "push", pos + self.direction * cfg.push_distance
-            return self._steer(agent_xy, pre, cfg.speed)
+            return self._steer_around(agent_xy, pos, pre, cfg.speed)
         if self.phase == "push":
-            if np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff or t > self.until + 30:
+            if (self.target not in on_table or np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff
+                    or t > self.until + 30):
                 self.phase, self.goal = "retreat", agent_xy - self.direction * 0.06
             return self._steer(agent_xy, self.goal, cfg.push_speed)
         if self.phase == "retreat":
             if np.linalg.norm(self.goal - agent_xy) < 0.01:
-                self.phase, self.until = "rest", t + self.rng.uniform(*cfg.rest_seconds)
+                return self._give_up(t)
             return self._steer(agent_xy, self.goal, cfg.speed)
         return np.zeros(2)
+
+
+def executed_action(target: np.ndarray, action: np.ndarray, seconds: float) -> np.ndarray:
+    """The planar velocity ``action [2]`` (m/s) the pusher's target at ``target [2]`` can execute for
+    ``seconds``: shortened so that the target stays within ``PUSHER_REACH``. Episodes record this
+    one, so that an agent pose plus its recorded action gives the next agent pose."""
+    end = np.clip(target + np.asarray(action, dtype=np.float64) * seconds, -PUSHER_REACH, PUSHER_REACH)
+    return (end - target) / seconds
 
 
 POLICIES = {"idle": IdlePolicy, "random": RandomPolicy, "scripted": ScriptedPushPolicy}
@@ -428,7 +470,8 @@ def generate_episode(cfg: DictConfig) -> Path:
                 record["visible_fraction"].append(round(fraction, 4))
             agent_pos = pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0]
             agent_pose = [*agent_pos, 1.0, 0.0, 0.0, 0.0]
-            action = policy.act(t, np.array(agent_pos[:2]), {b: p[:3] for b, p in poses.items()})
+            action = executed_action(target, policy.act(t, np.array(agent_pos[:2]), {b: p[:3] for b, p in poses.items()}),
+                                     substeps / PHYSICS_HZ)
             writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
                          agent_pose=agent_pose, action=action)
             target = drive_pusher(scene, target, action, substeps)
