@@ -462,18 +462,20 @@ class SceneMemory:
         # of motion; ICP on partial views slides along elongated objects).
         cfg = self.config
         pushed = self._may_be_pushed(track, agent_pose)
+        known_moved = track.state in ("displaced", "contradicted")
+        off_model = self._explained(track, seg, cfg.near_model) < 0.5  # not on or next to it where remembered
         if pushed:
             moved_away = self._explained(track, seg, cfg.icp_max_distance / 2) < 0.5
         else:
-            moved_away = track.state in ("displaced", "contradicted") or \
-                self._explained(track, seg, cfg.near_model) < 0.5
+            moved_away = known_moved or off_model
         # a mostly hidden object (a sliver beside an occluder): too little of it to register
         sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
         away = float(np.linalg.norm(seg.centroid - track.centroid))
-        if moved_away and track.state != "visible" and away > cfg.track_gate and (
-                not sliver or track.state in ("displaced", "contradicted") or away > np.linalg.norm(track.extent)):
-            # re-identified away from where it was remembered: jump there before refining (from a sliver,
-            # whose centroid is not the object's, only if it cannot be part of the object in its old place)
+        if moved_away and (known_moved or off_model) and track.state != "visible" and away > cfg.track_gate and (
+                not sliver or known_moved or away > np.linalg.norm(track.extent)):
+            # re-identified away from where it was remembered: jump there before refining. The centroids of
+            # a partial view (a sliver, or a strip of a large object at an occluder's edge) and of the object
+            # differ, so a segment lying on the model where remembered is no sign of a move.
             track.pose = track.pose.copy()
             track.pose[:3, 3] += seg.centroid - track.centroid
         if sliver:
