@@ -426,11 +426,12 @@ class SceneMemory:
         return last @ np.linalg.inv(before) @ track.pose
 
     @staticmethod
-    def _explained(track: ObjectTrack, seg: Segment, radius: float) -> float:
-        """Fraction of the segment's points within ``radius`` of the model at the remembered pose."""
+    def _explained(track: ObjectTrack, seg: Segment, radii: tuple[float, ...]) -> list[float]:
+        """Fraction of the segment's points within each of ``radii`` of the model at the remembered
+        pose (one nearest-neighbour query for all)."""
         local = _to_object_frame(track.pose, seg.points)
-        dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=radius)
-        return float(np.isfinite(dist).mean())
+        dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=max(radii))
+        return [float((dist <= r).mean()) for r in radii]
 
     def _note_agent(self, agent_pose) -> None:
         if agent_pose is None:
@@ -463,11 +464,9 @@ class SceneMemory:
         cfg = self.config
         pushed = self._may_be_pushed(track, agent_pose)
         known_moved = track.state in ("displaced", "contradicted")
-        off_model = self._explained(track, seg, cfg.near_model) < 0.5  # not on or next to it where remembered
-        if pushed:
-            moved_away = self._explained(track, seg, cfg.icp_max_distance / 2) < 0.5
-        else:
-            moved_away = known_moved or off_model
+        on_fit, on_model = self._explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
+        off_model = on_model < 0.5  # not on or next to it where remembered
+        moved_away = on_fit < 0.5 if pushed else known_moved or off_model
         # a mostly hidden object (a sliver beside an occluder): too little of it to register
         sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
         away = float(np.linalg.norm(seg.centroid - track.centroid))

@@ -263,7 +263,8 @@ class ScriptedPushPolicy(Policy):
             heading = self.side * np.array([-radial[1], radial[0]]) + radial * (clearance - dist) / 0.02  # back out to it
         return heading / np.linalg.norm(heading) * speed
 
-    def _give_up(self, t):
+    def _rest(self, t):
+        """Rest a while, then pick a target again (after a push, or giving one up)."""
         self.phase, self.until = "rest", t + self.rng.uniform(*self.cfg.rest_seconds)
         return np.zeros(2)
 
@@ -283,11 +284,11 @@ class ScriptedPushPolicy(Policy):
             self.phase, self.since, self.side = "approach", t, None
         if self.phase == "approach":
             if self.target not in on_table:
-                return self._give_up(t)
+                return self._rest(t)
             pos = on_table[self.target][:2]
             pre = pos - self.direction * cfg.standoff
             if (np.abs(pre) > PUSHER_REACH - 0.01).any() or t > self.since + cfg.approach_seconds:
-                return self._give_up(t)
+                return self._rest(t)
             if np.linalg.norm(pre - agent_xy) < 0.01:
                 self.phase, self.goal = "push", pos + self.direction * cfg.push_distance
             return self._steer_around(agent_xy, pos, pre, cfg.speed)
@@ -298,7 +299,7 @@ class ScriptedPushPolicy(Policy):
             return self._steer(agent_xy, self.goal, cfg.push_speed)
         if self.phase == "retreat":
             if np.linalg.norm(self.goal - agent_xy) < 0.01:
-                return self._give_up(t)
+                return self._rest(t)
             return self._steer(agent_xy, self.goal, cfg.speed)
         return np.zeros(2)
 
