@@ -85,6 +85,7 @@ class MemoryConfig:
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
     agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
+    max_stretch: float = 0.015  # ...unless they would make its largest size this much larger
     displace_after: int = 3
     static_refresh_frames: int = 10
     # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
@@ -376,9 +377,12 @@ class SceneMemory:
         r, c = linear_sum_assignment(np.where(finite, cost, 1e9))
         return {rows[i]: cols[j] for i, j in zip(r, c) if finite[i, j]}
 
-    def _icp(self, track: ObjectTrack, seg: Segment, predicted: np.ndarray) -> tuple[np.ndarray, float]:
+    def _icp(self, track: ObjectTrack, seg: Segment, predicted: np.ndarray,
+             rough: bool = False) -> tuple[np.ndarray, float]:
         """world_from_object ``[4, 4]`` refined by ICP of the segment's points onto the model, from the
-        ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed)."""
+        ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed). ``rough``: the
+        prediction is a centroid jump, off by as much as a partial view's centroid is from the
+        object's, so a last attempt reaches twice as far."""
         cfg = self.config
         target = track.model.points
         target_tree = cKDTree(target)
@@ -406,7 +410,9 @@ class SceneMemory:
         # twice that after a frame in which it was not seen; an object found far from its place is
         # moved there before (see _update_track).
         init = np.linalg.inv(predicted)
-        result = register(init, cfg.icp_max_distance) or register(init, 2 * cfg.icp_max_distance)
+        result = None
+        for reach in (1, 2, 4) if rough else (1, 2):
+            result = result or register(init, reach * cfg.icp_max_distance)
         if result is None:
             return track.pose, math.inf
         new = np.linalg.inv(result.transformation)
@@ -426,12 +432,20 @@ class SceneMemory:
         return last @ np.linalg.inv(before) @ track.pose
 
     @staticmethod
-    def _explained(track: ObjectTrack, seg: Segment, radii: tuple[float, ...]) -> list[float]:
+    def _explained(track: ObjectTrack, seg: Segment, radii: tuple[float, ...]) -> tuple[list[float], float]:
         """Fraction of the segment's points within each of ``radii`` of the model at the remembered
-        pose (one nearest-neighbour query for all)."""
+        pose (one nearest-neighbour query for all), and how much larger (m) the largest size of the
+        model and the segment together is than the larger of theirs alone (sizes along the object's
+        axes; the segment's from its 2nd to 98th percentile points: depth edges fly). About 0 for a
+        new side of the object where remembered (each view spans the object's largest size, if not
+        its depth), the offset for a view of it moved aside."""
         local = _to_object_frame(track.pose, seg.points)
         dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=max(radii))
-        return [float((dist <= r).mean()) for r in radii]
+        lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
+        seg_lo, seg_hi = np.percentile(local, [2, 98], axis=0)
+        both = np.maximum(hi, seg_hi) - np.minimum(lo, seg_lo)
+        stretch = float(both.max() - max((hi - lo).max(), (seg_hi - seg_lo).max()))
+        return [float((dist <= r).mean()) for r in radii], stretch
 
     def _note_agent(self, agent_pose) -> None:
         if agent_pose is None:
@@ -464,26 +478,33 @@ class SceneMemory:
         cfg = self.config
         pushed = self._may_be_pushed(track, agent_pose)
         known_moved = track.state in ("displaced", "contradicted")
-        on_fit, on_model = self._explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
+        (on_fit, on_model), stretch = self._explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
         off_model = on_model < 0.5  # not on or next to it where remembered
-        moved_away = on_fit < 0.5 if pushed else known_moved or off_model
+        # next to it but stretching it: a view of it moved aside (or of something beside it), which fused
+        # where remembered would smear the model; registered instead, it is fused only if it fits
+        stretched = stretch > cfg.max_stretch
+        moved_away = on_fit < 0.5 if pushed else known_moved or off_model or stretched
         # a mostly hidden object (a sliver beside an occluder): too little of it to register
         sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
         away = float(np.linalg.norm(seg.centroid - track.centroid))
-        if moved_away and (known_moved or off_model) and track.state != "visible" and away > cfg.track_gate and (
+        if moved_away and (known_moved or off_model) and away > cfg.track_gate and (
                 not sliver or known_moved or away > np.linalg.norm(track.extent)):
-            # re-identified away from where it was remembered: jump there before refining. The centroids of
+            # re-identified away from where it was remembered, or lost while in view (pushed while only
+            # slivers of it showed, now beyond ICP's reach): jump there before refining. The centroids of
             # a partial view (a sliver, or a strip of a large object at an occluder's edge) and of the object
             # differ, so a segment lying on the model where remembered is no sign of a move.
             track.pose = track.pose.copy()
             track.pose[:3, 3] += seg.centroid - track.centroid
+            jumped = True
+        else:
+            jumped = False
         if sliver:
             rmse = math.inf
         elif len(track.model) < cfg.min_register_points:
             rmse = 0.0  # a model still too small to register against grows from its first views
         elif pushed or moved_away:  # otherwise still: keep the pose, only grow the model
             predicted = self._predicted_pose(track) if pushed else track.pose
-            track.pose, rmse = self._icp(track, seg, predicted)
+            track.pose, rmse = self._icp(track, seg, predicted, rough=jumped)
         else:
             rmse = 0.0
         if rmse <= cfg.fuse_max_rmse:  # a poorly registered view would smear the model
