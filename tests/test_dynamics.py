@@ -11,10 +11,12 @@ import torch
 
 from splatworld.dynamics.data import MemorySlots, rotation_increment, sequence_from_poses, state_at, window_batch, yaw_box
 from splatworld.dynamics.evaluate import horizon_errors
-from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, footprint_gaps,
-                                        geometry_probes, make_model, pushing_into, rollout)
+from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, drive_heading,
+                                        footprint_gaps, from_frame, geometry_probes, half_in_frame, make_model,
+                                        pushing_into, rollout, to_frame)
 from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
-from splatworld.dynamics.train import DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, rollout_loss, train
+from splatworld.dynamics.train import (DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, pushed_starts, rollout_loss,
+                                      train)
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.scene.transforms import rotmat_to_quat
 
@@ -221,7 +223,6 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     (the definition the sparse evaluation in ``propose`` must reproduce)."""
     cfg = model.config
     cm, per_step = 100.0, 100.0 * cfg.dt
-    half, vel = state.half_xy() * cm, state.velocity[..., :2] * per_step
     agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
     _, _, active = model.propose(state, action)
     # the gating masks, recomputed the same way as in propose
@@ -232,18 +233,56 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & \
         ((speed > cfg.moving_speed)[:, None, :] | agent_live[:, None, :])
     n = state.n_objects
-    rel = (state.agent[:, None, :2] - state.position[..., :2]) * cm
-    agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, (action * per_step)[:, None].expand_as(rel),
-                          half, vel], -1).float()
+    u = drive_heading(state, action, agent_live, pair_live)  # [B, N, 2]: each object's frame
+    ui = u[:, :, None].expand(-1, -1, n, -1)  # [B, i, j, 2]: the receiving object's frame
+    half = half_in_frame(state.quat, state.extent, u) * cm
+    vel = state.velocity[..., :2] * per_step
+    rel = to_frame(state.agent[:, None, :2] - state.position[..., :2], u) * cm
+    agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, to_frame(action[:, None] * per_step, u),
+                          half, to_frame(vel, u)], -1).float()
     message = model.agent_edge(agent_in) * agent_live[..., None]
-    pair_in = torch.cat([(state.position[:, None, :, :2] - state.position[:, :, None, :2]) * cm,
-                         pair_gap[..., None].clamp(max=0.2) * cm, vel[:, None].expand(-1, n, -1, -1),
-                         vel[:, :, None].expand(-1, -1, n, -1), half[:, :, None].expand(-1, -1, n, -1),
-                         half[:, None].expand(-1, n, -1, -1)], -1).float()
+    quat_j, extent_j = state.quat[:, None].expand(-1, n, -1, -1), state.extent[:, None].expand(-1, n, -1, -1)
+    pair_in = torch.cat([to_frame(state.position[:, None, :, :2] - state.position[:, :, None, :2], ui) * cm,
+                         pair_gap[..., None].clamp(max=0.2) * cm, to_frame(vel[:, None].expand(-1, n, -1, -1), ui),
+                         to_frame(vel[:, :, None].expand(-1, -1, n, -1), ui), half[:, :, None].expand(-1, -1, n, -1),
+                         half_in_frame(quat_j, extent_j, ui) * cm], -1).float()
     message = message + (model.pair_edge(pair_in) * pair_live[..., None]).sum(2)
-    extra = torch.cat([vel, (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state) * cm], -1).float()
+    extra = torch.cat([to_frame(vel, u), (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state, u) * cm],
+                      -1).float()
     out = model.node(torch.cat([message, extra], -1)).double() * active[..., None]
-    return out[..., :2] / cm, out[..., 2] * 0.1, active
+    return from_frame(out[..., :2], u) / cm, out[..., 2] * 0.1, active
+
+
+def _turned(state: WorldState, degrees: float) -> WorldState:
+    """The whole scene turned about the world z axis through the origin (geometry excepted)."""
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    planar = lambda v: torch.cat([v[..., :2] @ turn.T, v[..., 2:]], -1)  # noqa: E731
+    from splatworld.scene.transforms import quat_multiply
+
+    spin = _about((0, 0, 1), degrees).expand_as(state.quat)
+    return state.replace(position=planar(state.position), velocity=planar(state.velocity), agent=planar(state.agent),
+                         quat=quat_multiply(spin, state.quat))
+
+
+def test_the_learned_model_turns_with_the_scene():
+    """A push seen turned through 90 or 180 degrees (exact for the axis-aligned footprints of the
+    contact gates, on a table wide enough that the geometry probes all see its top) gives the same
+    increments turned, and the same yaw: the model works in the frame of the push."""
+    torch.manual_seed(0)
+    model = InteractionModel(DynamicsConfig(hidden=16))
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.055, 0.01, TABLE + 0.025], [-0.2, 0.2, TABLE + 0.025]],
+                   agent=(-0.055, -0.01, TABLE + 0.05), velocity=[[0.03, 0.01, 0], [0.0, 0, 0], [0, 0, 0]])
+    action = torch.tensor([[0.1, 0.03]], dtype=torch.float64)
+    delta, yaw, active = model.propose(state, action)
+    assert active[0].tolist() == [True, True, False]
+    for degrees in (90, 180):
+        c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+        turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        turned_delta, turned_yaw, turned_active = model.propose(_turned(state, degrees), action @ turn.T)
+        assert turned_active.tolist() == active.tolist()
+        torch.testing.assert_close(turned_delta, delta @ turn.T, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(turned_yaw, yaw, rtol=1e-5, atol=1e-7)
 
 
 def test_pushing_into_uses_the_contact_normal():
@@ -350,14 +389,26 @@ def test_train_writes_a_loadable_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
 
 
-def test_training_draws_again_when_a_batch_holds_no_push(tmp_path):
-    # one-frame batches: the frames before the agent reaches the box push nothing (no gradient)
+def test_training_batches_come_from_windows_with_a_push(tmp_path):
+    # the agent drives at 1 cm per step through a box standing `standoff` ahead of it: the gate
+    # opens once its footprint gap is under contact_margin + 1 cm, and stays open to the end
+    cfg = DynamicsConfig()
+    for seed in range(3):
+        seq = _push_sequence(seed=seed)
+        rng = np.random.default_rng(seed)
+        rng.uniform(-0.2, 0.2, 2)
+        standoff = 0.12 + rng.uniform(0, 0.05)
+        gap = standoff - 0.01 * np.arange(len(seq)) - 0.025 - cfg.agent_radius  # to the 5 cm box's face
+        opens = int(np.argmax(gap < cfg.contact_margin + 0.01))
+        starts = pushed_starts(InteractionModel(cfg), seq, horizon=1, max_tilt=0.1).tolist()
+        assert abs(starts[0] - max(opens, 1)) <= 1, (starts[0], opens)
+        assert starts == list(range(starts[0], len(seq) - 1))
     cfg = _write_dataset(tmp_path / "few")
-    cfg.steps, cfg.batch = 40, 1
+    cfg.steps, cfg.batch = 40, 1  # one-frame batches, each with a push
     assert load_checkpoint(train(cfg)).training is False
     cfg = _write_dataset(tmp_path / "none", speed=0.0)  # the agent never reaches the box
     cfg.steps = 5
-    with pytest.raises(SplatworldError, match="without a pushed object"):
+    with pytest.raises(SplatworldError, match="no pushed object to fit"):
         train(cfg)
 
 
