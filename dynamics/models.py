@@ -123,15 +123,17 @@ def drive_heading(state: WorldState, action: torch.Tensor, agent_live: torch.Ten
     return torch.where(length > 1e-9, drive / length.clamp(min=1e-9), torch.tensor([1.0, 0.0], dtype=xy.dtype))
 
 
-def geometry_probes(state: WorldState, heading: torch.Tensor | None = None) -> torch.Tensor:
+def geometry_probes(state: WorldState, heading: torch.Tensor | None = None,
+                    half: torch.Tensor | None = None) -> torch.Tensor:
     """``[B, N, 5]`` static height minus the object's bottom at its centre and just beyond its
     footprint on each side (front, back, left, right of the unit ``heading [B, N, 2]``; world
-    +x, -x, +y, -y without one), clipped to +-0.1 m: support and nearby walls."""
+    +x, -x, +y, -y without one), clipped to +-0.1 m: support and nearby walls. ``half``: the
+    footprints' half sizes in that frame ``[B, N, 2]`` (m, :func:`half_in_frame`) if the caller has them."""
     xy = state.position[..., :2]
     if heading is None:
         heading = torch.zeros_like(xy)
         heading[..., 0] = 1.0
-    half = half_in_frame(state.quat, state.extent, heading)
+    half = half_in_frame(state.quat, state.extent, heading) if half is None else half
     offsets = from_frame(_SIDES.to(xy) * (half + 0.02)[..., None, :], heading[..., None, :])
     heights = state.geometry.height_at(xy[..., None, :] + offsets)
     return (heights - state.bottom()[..., None]).clamp(-0.1, 0.1)
@@ -327,7 +329,8 @@ class InteractionModel(DynamicsModel):
         dtype = self.node[0].weight.dtype  # features in the weights' precision, results in the state's
         # Each object's vectors are taken in the frame of the push driving it (drive_heading).
         heading = drive_heading(state, action, agent_live, pair_live)
-        half = half_in_frame(state.quat, state.extent, heading) * cm
+        half_frame = half_in_frame(state.quat, state.extent, heading)
+        half = half_frame * cm
         # The MLPs run on live edges and active objects only: the rest contribute exactly zero, and
         # in a planner's batch most rollouts touch nothing at most steps.
         message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype)
@@ -351,7 +354,7 @@ class InteractionModel(DynamicsModel):
         b, i = active.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
-            probes = geometry_probes(state, heading)[b, i] * cm
+            probes = geometry_probes(state, heading, half_frame)[b, i] * cm
             extra = torch.cat([to_frame(vel[b, i], u), state.yaw_rate[b, i, None] * cfg.dt, probes], -1)
             local = self.node(torch.cat([message[b, i], extra.to(dtype)], -1)).to(out.dtype)
             out[b, i] = torch.cat([from_frame(local[:, :2], u), local[:, 2:]], -1)

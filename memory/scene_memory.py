@@ -487,17 +487,15 @@ class SceneMemory:
         # a mostly hidden object (a sliver beside an occluder): too little of it to register
         sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
         away = float(np.linalg.norm(seg.centroid - track.centroid))
-        if moved_away and (known_moved or off_model) and away > cfg.track_gate and (
-                not sliver or known_moved or away > np.linalg.norm(track.extent)):
+        jumped = moved_away and (known_moved or off_model) and away > cfg.track_gate and (
+            not sliver or known_moved or away > np.linalg.norm(track.extent))
+        if jumped:
             # re-identified away from where it was remembered, or lost while in view (pushed while only
             # slivers of it showed, now beyond ICP's reach): jump there before refining. The centroids of
             # a partial view (a sliver, or a strip of a large object at an occluder's edge) and of the object
             # differ, so a segment lying on the model where remembered is no sign of a move.
             track.pose = track.pose.copy()
             track.pose[:3, 3] += seg.centroid - track.centroid
-            jumped = True
-        else:
-            jumped = False
         if sliver:
             rmse = math.inf
         elif len(track.model) < cfg.min_register_points:

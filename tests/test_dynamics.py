@@ -18,7 +18,7 @@ from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, sup
 from splatworld.dynamics.train import (DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, pushed_starts, rollout_loss,
                                       train)
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
-from splatworld.scene.transforms import rotmat_to_quat
+from splatworld.scene.transforms import quat_multiply, rotmat_to_quat
 
 TABLE = 0.6  # table top height of the hand-made scaffold
 
@@ -253,13 +253,16 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     return from_frame(out[..., :2], u) / cm, out[..., 2] * 0.1, active
 
 
+def _turn(degrees: float) -> torch.Tensor:
+    """``[2, 2]`` rotation of the plane by ``degrees``."""
+    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
+    return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+
 def _turned(state: WorldState, degrees: float) -> WorldState:
     """The whole scene turned about the world z axis through the origin (geometry excepted)."""
-    c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
-    turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    turn = _turn(degrees)
     planar = lambda v: torch.cat([v[..., :2] @ turn.T, v[..., 2:]], -1)  # noqa: E731
-    from splatworld.scene.transforms import quat_multiply
-
     spin = _about((0, 0, 1), degrees).expand_as(state.quat)
     return state.replace(position=planar(state.position), velocity=planar(state.velocity), agent=planar(state.agent),
                          quat=quat_multiply(spin, state.quat))
@@ -277,8 +280,7 @@ def test_the_learned_model_turns_with_the_scene():
     delta, yaw, active = model.propose(state, action)
     assert active[0].tolist() == [True, True, False]
     for degrees in (90, 180):
-        c, s = np.cos(np.deg2rad(degrees)), np.sin(np.deg2rad(degrees))
-        turn = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+        turn = _turn(degrees)
         turned_delta, turned_yaw, turned_active = model.propose(_turned(state, degrees), action @ turn.T)
         assert turned_active.tolist() == active.tolist()
         torch.testing.assert_close(turned_delta, delta @ turn.T, rtol=1e-5, atol=1e-7)
@@ -323,8 +325,6 @@ def _about(axis, degrees) -> torch.Tensor:
 
 
 def test_rotation_increment_splits_turn_and_tilt():
-    from splatworld.scene.transforms import quat_multiply
-
     lying = _about((1, 0, 0), 90)  # an object on its side: its Euler yaw is ill-defined
     turned = quat_multiply(_about((0, 0, 1), 30), lying)  # then turned 30 degrees about world z
     yaw, tilt = rotation_increment(lying, turned)

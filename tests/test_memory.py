@@ -216,12 +216,9 @@ def test_only_a_moving_agent_pushes(occlusion):
     assert 0.006 < moved < 0.015, moved
 
 
-
-def test_a_strip_of_a_hidden_object_at_its_edge_does_not_move_it():
-    """An occluded 16 x 16 x 10 cm box comes back as a 1 cm strip of its corner (the rest still behind an
-    occluder), 1.5 cm beyond where it was remembered, while it may have been pushed. The strip lies
-    next to the model where it is remembered: the box is refined from there, not jumped by the 9 cm
-    between the strip's centroid and its own (more than track_gate), as for an object re-found elsewhere."""
+def _walled_box(state: str) -> tuple[SceneMemory, list[np.ndarray], np.ndarray, ObjectTrack]:
+    """A fresh memory and a track (in ``state``) of a 16 x 16 x 10 cm box on the table modelled by
+    its four walls: ``(memory, faces [4 x [P, 3]] in the object frame (-y, +y, -x, +x), pose, track)``."""
     memory = SceneMemory()
     side = np.linspace(-0.08, 0.08, 33)
     heights = np.linspace(0.0, 0.1, 21)
@@ -232,12 +229,26 @@ def test_a_strip_of_a_hidden_object_at_its_edge_does_not_move_it():
     model.integrate(surface, np.full_like(surface, 0.5))
     pose = np.eye(4)
     pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
-    track = ObjectTrack(1, model, pose.copy(), state="occluded", belief=0.999, labels=[0, 0])
+    return memory, faces, pose, ObjectTrack(1, model, pose.copy(), state=state, belief=0.999, labels=[0, 0])
+
+
+def _grey_segment(points: np.ndarray, centroid: np.ndarray) -> Segment:
+    """A grey segment of world ``points [P, 3]``, as the memory cuts one from a frame."""
+    return Segment(label=7, mask=np.zeros((4, 4), bool), points=points, colors=np.full_like(points, 0.5),
+                   centroid=centroid, color=np.full(3, 0.5), extent=float(np.ptp(points, axis=0).max()))
+
+
+def test_a_strip_of_a_hidden_object_at_its_edge_does_not_move_it():
+    """An occluded 16 x 16 x 10 cm box comes back as a 1 cm strip of its corner (the rest still behind an
+    occluder), 1.5 cm beyond where it was remembered, while it may have been pushed. The strip lies
+    next to the model where it is remembered: the box is refined from there, not jumped by the 9 cm
+    between the strip's centroid and its own (more than track_gate), as for an object re-found elsewhere."""
+    memory, faces, pose, track = _walled_box("occluded")
+    surface = np.concatenate(faces)
     # the corner at (+8, +8) cm: a column of points 1 cm wide along each face meeting there
     strip = np.array([p for p in surface if p[0] > 0.07 and p[1] > 0.07]) + [0.015, 0.0, 0.0]
     strip = strip @ pose[:3, :3].T + pose[:3, 3]
-    seg = Segment(label=7, mask=np.zeros((4, 4), bool), points=strip, colors=np.full_like(strip, 0.5),
-                  centroid=strip.mean(0), color=np.full(3, 0.5), extent=float(np.ptp(strip, axis=0).max()))
+    seg = _grey_segment(strip, strip.mean(0))
     assert np.linalg.norm(seg.centroid - track.centroid) > memory.config.track_gate
     memory._update_track(track, seg, agent_pose=None)  # no agent information: the box may have been pushed
     assert track.state == "visible"
@@ -249,22 +260,11 @@ def test_an_object_lost_in_view_is_found_again_beyond_icp_reach():
     register), twice ICP's widest reach: its next full view lies off the model where remembered. The
     box jumps to the view and ICP refines it there, rather than staying behind while its track goes
     on claiming the segment."""
-    memory = SceneMemory()
-    side = np.linspace(-0.08, 0.08, 33)
-    heights = np.linspace(0.0, 0.1, 21)
-    faces = [np.stack(np.meshgrid(side, [y], heights, indexing="ij"), -1).reshape(-1, 3) for y in (-0.08, 0.08)]
-    faces += [np.stack(np.meshgrid([x], side, heights, indexing="ij"), -1).reshape(-1, 3) for x in (-0.08, 0.08)]
-    model = VoxelGrid(memory.config.object_voxel)
-    surface = np.concatenate(faces)
-    model.integrate(surface, np.full_like(surface, 0.5))
-    pose = np.eye(4)
-    pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
-    track = ObjectTrack(1, model, pose.copy(), state="visible", belief=0.999, labels=[0, 0])
+    memory, faces, pose, track = _walled_box("visible")
     shift = np.array([0.08, 0.02, 0.0])
     view = np.concatenate([faces[0], faces[2], faces[3]])  # the front and both sides, seen from -y
     view = view + pose[:3, 3] + shift
-    seg = Segment(label=7, mask=np.zeros((4, 4), bool), points=view, colors=np.full_like(view, 0.5),
-                  centroid=np.median(view, axis=0), color=np.full(3, 0.5), extent=float(np.ptp(view, axis=0).max()))
+    seg = _grey_segment(view, np.median(view, axis=0))
     memory._update_track(track, seg, agent_pose=None)  # no agent information: the box may have been pushed
     assert np.linalg.norm(track.pose[:3, 3] - (pose[:3, 3] + shift)) < 0.005, track.pose[:3, 3] - pose[:3, 3]
 
@@ -274,21 +274,10 @@ def test_a_view_beside_a_still_object_is_registered_not_fused_where_remembered()
     fused where it is remembered. A view of the whole box 2.5 cm aside lies next to the model too,
     but would stretch it from 16 to 18.5 cm: it is registered instead (the box moved), and the model
     keeps its size rather than smearing."""
-    memory = SceneMemory()
-    side = np.linspace(-0.08, 0.08, 33)
-    heights = np.linspace(0.0, 0.1, 21)
-    faces = [np.stack(np.meshgrid(side, [y], heights, indexing="ij"), -1).reshape(-1, 3) for y in (-0.08, 0.08)]
-    faces += [np.stack(np.meshgrid([x], side, heights, indexing="ij"), -1).reshape(-1, 3) for x in (-0.08, 0.08)]
-    model = VoxelGrid(memory.config.object_voxel)
-    surface = np.concatenate(faces)
-    model.integrate(surface, np.full_like(surface, 0.5))
-    pose = np.eye(4)
-    pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
-    track = ObjectTrack(1, model, pose.copy(), state="visible", belief=0.999, labels=[0, 0])
+    memory, faces, pose, track = _walled_box("visible")
     shift = np.array([0.025, 0.0, 0.0])
     view = np.concatenate([faces[0], faces[2], faces[3]]) + pose[:3, 3] + shift  # front and sides, from -y
-    seg = Segment(label=7, mask=np.zeros((4, 4), bool), points=view, colors=np.full_like(view, 0.5),
-                  centroid=np.median(view, axis=0), color=np.full(3, 0.5), extent=float(np.ptp(view, axis=0).max()))
+    seg = _grey_segment(view, np.median(view, axis=0))
     far_agent = [1.5, 1.5, TABLE_TOP_Z, 1.0, 0.0, 0.0, 0.0]
     memory._update_track(track, seg, agent_pose=far_agent)
     assert np.linalg.norm(track.pose[:3, 3] - (pose[:3, 3] + shift)) < 0.003, track.pose[:3, 3] - pose[:3, 3]
