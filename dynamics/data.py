@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError
 
-from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
+from splatworld.dynamics.state import (OUTLINE_DIRECTIONS, Heightmap, WorldState, box_outline, footprint_half,
+                                       footprint_outline, support_under)
 from splatworld.errors import SplatworldError
 from splatworld.scene.transforms import pose_to_matrix, quat_conjugate, quat_multiply, quat_to_rotmat, rotmat_to_quat
 
@@ -25,6 +26,7 @@ class Sequence:
 
     position ``[T, N, 3]``, quat ``[T, N, 4]``, yaw ``[T, N]`` (turn about world z, accumulated),
     tilt ``[T, N]`` (radians tipped off world z since the previous frame), extent ``[N, 3]``,
+    outline ``[N, K]`` (:func:`~splatworld.dynamics.state.footprint_outline`),
     seen ``[T, N]`` bool (the object was observed at that frame, so its pose is measured, not
     remembered), valid ``[T, N]`` (born), agent ``[T, 3]``, action ``[T, 2]``, dt, geometry.
     """
@@ -34,6 +36,7 @@ class Sequence:
     yaw: torch.Tensor
     tilt: torch.Tensor
     extent: torch.Tensor
+    outline: torch.Tensor
     seen: torch.Tensor
     valid: torch.Tensor
     agent: torch.Tensor
@@ -59,8 +62,9 @@ def rotation_increment(q_from: torch.Tensor, q_to: torch.Tensor) -> tuple[torch.
 
 
 def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray, agent: np.ndarray,
-                        action: np.ndarray, dt: float, geometry: Heightmap) -> Sequence:
-    """From box-centre poses ``[T, N, 7]`` (NaN where an object is not born yet). An object's
+                        action: np.ndarray, dt: float, geometry: Heightmap, outline: np.ndarray | None = None) -> Sequence:
+    """From box-centre poses ``[T, N, 7]`` (NaN where an object is not born yet) of boxes ``extent
+    [N, 3]`` with footprint outlines ``outline [N, K]`` (the boxes' own when None). An object's
     ``yaw`` is its turn about world z accumulated frame by frame (:func:`rotation_increment`)
     from 0 at its first frame, and ``tilt`` ``[T, N]`` how far it tipped off z since the frame
     before (0 at the first frame)."""
@@ -73,7 +77,9 @@ def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray,
     zero = torch.zeros_like(quat[:1, :, 0])
     yaw = torch.cat([zero, torch.where(both, yaw_step, 0.0).cumsum(0)])
     tilt = torch.cat([zero, torch.where(both, tilt_step, 0.0)])
-    return Sequence(poses[..., :3], quat, yaw, tilt, torch.as_tensor(np.asarray(extent, np.float64)),
+    extent = torch.as_tensor(np.asarray(extent, np.float64))
+    outline = box_outline(extent) if outline is None else torch.as_tensor(np.asarray(outline, np.float64))
+    return Sequence(poses[..., :3], quat, yaw, tilt, extent, outline,
                     torch.as_tensor(np.asarray(seen, bool)) & valid, valid,
                     torch.as_tensor(np.asarray(agent, np.float64)), torch.as_tensor(np.asarray(action, np.float64)),
                     float(dt), geometry)
@@ -121,15 +127,17 @@ def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.nd
     return yaw, rotation @ ((lo + hi) / 2), hi - lo
 
 
-def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor]:
-    """object_from_box ``[4, 4]`` and size ``[3]`` of the least-footprint yaw-turned bounding box
-    of a track's model, in its own frame. (An object's frame is world-aligned at birth, so a box
-    along that frame would be too big for an object standing turned.)"""
-    yaw, centre, size = yaw_box(track.model.points)
+def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """object_from_box ``[4, 4]``, size ``[3]`` and footprint outline ``[K]`` of the least-footprint
+    yaw-turned bounding box of a track's model, in its own frame. (An object's frame is
+    world-aligned at birth, so a box along that frame would be too big for an object standing turned.)"""
+    points = track.model.points
+    yaw, centre, size = yaw_box(points)
+    rotation = _yaw_matrix(yaw)
     frame = torch.eye(4, dtype=torch.float64)
-    frame[:3, :3] = torch.from_numpy(_yaw_matrix(yaw))
+    frame[:3, :3] = torch.from_numpy(rotation)
     frame[:3, 3] = torch.from_numpy(centre)
-    return frame, torch.from_numpy(size)
+    return frame, torch.from_numpy(size), footprint_outline((points - centre) @ rotation)
 
 
 @dataclass(frozen=True)
@@ -154,9 +162,10 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
     it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap.
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
     tracks = [t for t in memory.tracks if t.state != "displaced" and len(t.model)]
-    frames, extents, positions, quats, velocities, yaw_rates = [], [], [], [], [], []
+    frames, extents, outlines, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], []
     for track in tracks:
-        frame, extent = _box_frame(track)
+        frame, extent, outline = _box_frame(track)
+        outlines.append(outline)
         recent = track.poses[-2:] if len(track.poses) >= 2 else [track.poses[-1]] * 2
         mats = pose_to_matrix(torch.tensor(recent, dtype=torch.float64)) @ frame  # [2, 4, 4] world_from_box
         boxes = mats[:, :3, 3]
@@ -171,10 +180,11 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
     n = len(tracks)
     stack = (lambda xs, size: torch.stack(xs)[None] if xs else torch.zeros(1, 0, size, dtype=torch.float64))
     position, quat, extent = stack(positions, 3), stack(quats, 4), stack(extents, 3)
+    outline = stack(outlines, OUTLINE_DIRECTIONS)
     rest = position[..., 2] - support_under(geometry, position[..., :2], footprint_half(quat, extent))
     state = WorldState(position, quat, stack(velocities, 3),
                        torch.stack(yaw_rates)[None] if n else torch.zeros(1, 0, dtype=torch.float64),
-                       extent, rest, torch.ones(1, n, dtype=torch.bool),
+                       extent, outline, rest, torch.ones(1, n, dtype=torch.bool),
                        torch.as_tensor(np.asarray(agent_position, dtype=np.float64)[:3]).reshape(1, 3),
                        torch.tensor([float(memory.time)], dtype=torch.float64), geometry)
     return state, MemorySlots(tuple(t.id for t in tracks),
@@ -196,8 +206,9 @@ def sequence_from_memory(memory, episode) -> Sequence:
     poses = np.full((n_frames, len(tracks), 7), np.nan)
     seen = np.zeros((n_frames, len(tracks)), bool)
     extent = np.zeros((len(tracks), 3))
+    outline = np.zeros((len(tracks), OUTLINE_DIRECTIONS))
     for j, track in enumerate(tracks):
-        frame, extent[j] = _box_frame(track)
+        frame, extent[j], outline[j] = _box_frame(track)
         mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64)) @ frame  # [T_j, 4, 4] world_from_box
         centres = mats[:, :3, 3]
         quats = rotmat_to_quat(mats[:, :3, :3])
@@ -206,7 +217,8 @@ def sequence_from_memory(memory, episode) -> Sequence:
         seen[k:k + len(mats), j] = np.asarray(track.labels) != 0
     agent = np.array([i.agent_pose[:3] for i in infos])
     action = np.array([i.action for i in infos])
-    return sequence_from_poses(poses, extent, seen, agent, action, 1.0 / episode.fps, Heightmap.from_memory(memory))
+    return sequence_from_poses(poses, extent, seen, agent, action, 1.0 / episode.fps, Heightmap.from_memory(memory),
+                               outline)
 
 
 def state_at(seq: Sequence, frames) -> WorldState:
@@ -220,7 +232,8 @@ def state_at(seq: Sequence, frames) -> WorldState:
     velocity = torch.where(valid[..., None], (pos - prev) / dt, torch.zeros_like(pos))
     yaw_rate = torch.where(valid, (seq.yaw[k] - seq.yaw[k - 1]) / dt, torch.zeros_like(seq.yaw[k]))
     rest = pos[..., 2] - support_under(seq.geometry, pos[..., :2], footprint_half(seq.quat[k], seq.extent))
-    return WorldState(pos, seq.quat[k], velocity, yaw_rate, seq.extent.expand(len(k), -1, -1).clone(), rest,
+    return WorldState(pos, seq.quat[k], velocity, yaw_rate, seq.extent.expand(len(k), -1, -1).clone(),
+                      seq.outline.expand(len(k), -1, -1).clone(), rest,
                       seq.valid[k], seq.agent[k], k.double() * dt,
                       seq.geometry)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from splatworld.dynamics.state import (FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, box_half, obstacle_height,
-                                       support_under)
+                                       outline_angles, outline_support, support_under)
 from splatworld.errors import ConfigError, ShapeError
 from splatworld.scene.transforms import quat_multiply
 
@@ -57,35 +57,43 @@ def _pair_gaps(xy: torch.Tensor, half: torch.Tensor, valid: torch.Tensor) -> tor
     return gap.masked_fill(invalid, math.inf)
 
 
-def footprint_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clearances of world-axis-aligned footprints: agent to object ``[B, N]`` and object to
-    object ``[B, N, N]`` (``inf`` on the diagonal and for invalid slots)."""
-    half = state.half_xy()
-    rel = state.agent[:, None, :2] - state.position[..., :2]
-    agent_gap = torch.linalg.norm((rel.abs() - half).clamp(min=0), dim=-1) - agent_radius
-    agent_gap = torch.where(state.valid, agent_gap, torch.full_like(agent_gap, math.inf))
-    return agent_gap, _pair_gaps(state.position[..., :2], half, state.valid)
+def outline_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clearances of the objects' footprint outlines (:attr:`WorldState.outline`), the largest
+    separation along the outline's ``K`` world directions (separating axes; within a few percent of
+    the true distance for convex footprints, never above it).
+
+    Returns ``(agent_gap [B, N], into [B, N, 2], pair_gap [B, N, N])``: the agent's (a disc of
+    ``agent_radius``) clearance to each object, the unit direction a push from the agent drives
+    into the object (the separating axis; towards the centre when the agent's centre is inside the
+    outline), and the clearances between objects (``inf`` on the diagonal and for invalid slots)."""
+    angles = outline_angles(state.outline.shape[-1]).to(state.position)
+    axes = torch.stack([angles.cos(), angles.sin()], -1)  # [K, 2]
+    reach = state.support(angles)  # [B, N, K]
+    xy = state.position[..., :2]
+    separation = (state.agent[:, None, :2] - xy) @ axes.T - reach  # [B, N, K]
+    agent_gap, best = separation.max(-1)
+    into = -axes[best]
+    centre = xy - state.agent[:, None, :2]
+    length = torch.linalg.norm(centre, dim=-1, keepdim=True)
+    into = torch.where((agent_gap < 0)[..., None] & (length > 1e-9), centre / length.clamp(min=1e-9), into)
+    agent_gap = torch.where(state.valid, agent_gap - agent_radius, torch.full_like(agent_gap, math.inf))
+    opposite = reach.roll(reach.shape[-1] // 2, dims=-1)  # reach along -axis k
+    pair = (xy[:, None] - xy[:, :, None]) @ axes.T  # [B, i, j, K]: (j - i) along each axis
+    pair_gap = (pair - reach[:, :, None] - opposite[:, None]).max(-1).values
+    invalid = ~(state.valid[:, :, None] & state.valid[:, None, :]) | torch.eye(state.n_objects, dtype=torch.bool)
+    return agent_gap, into, pair_gap.masked_fill(invalid, math.inf)
 
 
-def pushing_into(state: WorldState, action: torch.Tensor, min_cosine: float,
-                 half: torch.Tensor | None = None) -> torch.Tensor:
-    """``[B, N]`` whether the agent's velocity ``action [B, 2]`` points into each object's
-    footprint: its cosine with the direction from the agent to the footprint's nearest point
-    exceeds ``min_cosine`` (from inside the footprint: the direction to the centre). A pusher
-    sliding along a side, or moving away, does not push. ``half``: the footprints' half sizes
-    ``[B, N, 2]`` (m) if the caller has them (:meth:`WorldState.half_xy`)."""
-    centre = state.position[..., :2]
-    half = state.half_xy() if half is None else half
-    agent = state.agent[:, None, :2]
-    normal = centre + (agent - centre).clamp(-half, half) - agent
-    length = torch.linalg.norm(normal, dim=-1, keepdim=True)
-    normal = torch.where(length > 1e-6, normal, centre - agent)
-    cosine = (normal * action[:, None]).sum(-1) / (torch.linalg.norm(normal, dim=-1) *
-                                                   torch.linalg.norm(action, dim=-1)[:, None]).clamp(min=1e-12)
+def pushing_into(into: torch.Tensor, action: torch.Tensor, min_cosine: float) -> torch.Tensor:
+    """``[B, N]`` whether the agent's velocity ``action [B, 2]`` drives into each object: its
+    cosine with ``into [B, N, 2]`` (:func:`outline_gaps`) exceeds ``min_cosine``. A pusher
+    sliding along a side, or moving away, does not push."""
+    cosine = (into * action[:, None]).sum(-1) / torch.linalg.norm(action, dim=-1)[:, None].clamp(min=1e-12)
     return cosine > min_cosine
 
 
-_SIDES = torch.tensor([[0.0, 0.0], [1, 0], [-1, 0], [0, 1], [0, -1]])  # centre, +x, -x, +y, -y
+_SIDES = torch.tensor([[1.0, 0.0], [-1, 0], [0, 1], [0, -1]])  # front, back, left, right
+PUSH_FRAME_DIRECTIONS = 8  # the outline is shown to the model along these many directions of the push frame
 
 
 def to_frame(v: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
@@ -100,11 +108,12 @@ def from_frame(v: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
                         v[..., 0] * heading[..., 1] + v[..., 1] * heading[..., 0]], -1)
 
 
-def half_in_frame(quat: torch.Tensor, extent: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
-    """``[..., 2]`` half sizes of the x-y footprint of boxes ``extent [..., 3]`` turned by
-    ``quat [..., 4]``, along the axes of the ``heading [..., 2]`` frame."""
-    turn = _yaw_quat(-torch.atan2(heading[..., 1], heading[..., 0]))
-    return box_half(quat_multiply(turn, quat), extent)[..., :2]
+def reach_in_frame(outline: torch.Tensor, quat: torch.Tensor, heading: torch.Tensor) -> torch.Tensor:
+    """``[..., 8]`` how far objects (``outline [..., K]``, ``quat [..., 4]``) reach from their box
+    centres along the directions 0, 45, ..., 315 degrees from the unit ``heading [..., 2]``:
+    index 0 is the front, 2 the left, 4 the back, 6 the right."""
+    turns = torch.arange(PUSH_FRAME_DIRECTIONS, dtype=heading.dtype) * (2 * math.pi / PUSH_FRAME_DIRECTIONS)
+    return outline_support(outline, quat, torch.atan2(heading[..., 1], heading[..., 0])[..., None] + turns)
 
 
 def drive_heading(state: WorldState, action: torch.Tensor, agent_live: torch.Tensor,
@@ -124,17 +133,18 @@ def drive_heading(state: WorldState, action: torch.Tensor, agent_live: torch.Ten
 
 
 def geometry_probes(state: WorldState, heading: torch.Tensor | None = None,
-                    half: torch.Tensor | None = None) -> torch.Tensor:
-    """``[B, N, 5]`` static height minus the object's bottom at its centre and just beyond its
-    footprint on each side (front, back, left, right of the unit ``heading [B, N, 2]``; world
-    +x, -x, +y, -y without one), clipped to +-0.1 m: support and nearby walls. ``half``: the
-    footprints' half sizes in that frame ``[B, N, 2]`` (m, :func:`half_in_frame`) if the caller has them."""
+                    reach: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, N, 5]`` static height minus the object's bottom at its centre and 2 cm beyond its
+    outline on each side (front, back, left, right of the unit ``heading [B, N, 2]``; world
+    +x, -x, +y, -y without one), clipped to +-0.1 m: support and nearby walls. ``reach``: the
+    outline along the heading frame ``[B, N, 8]`` (m, :func:`reach_in_frame`) if the caller has it."""
     xy = state.position[..., :2]
     if heading is None:
         heading = torch.zeros_like(xy)
         heading[..., 0] = 1.0
-    half = half_in_frame(state.quat, state.extent, heading) if half is None else half
-    offsets = from_frame(_SIDES.to(xy) * (half + 0.02)[..., None, :], heading[..., None, :])
+    reach = reach_in_frame(state.outline, state.quat, heading) if reach is None else reach
+    sides = _SIDES.to(xy) * (reach[..., [0, 4, 2, 6]] + 0.02)[..., None]  # [B, N, 4, 2]
+    offsets = torch.cat([torch.zeros_like(sides[..., :1, :]), from_frame(sides, heading[..., None, :])], -2)
     heights = state.geometry.height_at(xy[..., None, :] + offsets)
     return (heights - state.bottom()[..., None]).clamp(-0.1, 0.1)
 
@@ -282,25 +292,25 @@ def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 class InteractionModel(DynamicsModel):
     """A one-round graph network over objects and the agent with hard contact gating.
 
-    Edges: agent -> object (relative position, footprint gap, commanded velocity, the object's
-    half sizes and velocity) and object j -> object i (relative position, gap, both velocities
-    and half sizes), each through an MLP; an edge only counts when its gap is under
-    ``contact_margin`` plus how far the pusher moves in the step (and, for the agent, only while
-    it moves towards the object, at its height: a pusher does not pull, nor reach the floor
+    Edges: agent -> object (relative position, outline gap, commanded velocity, the object's
+    outline and velocity) and object j -> object i (relative position, gap, both velocities and
+    outlines), each through an MLP; an edge only counts when its gap (:func:`outline_gaps`) is
+    under ``contact_margin`` plus how far the pusher moves in the step (and, for the agent, only
+    while it moves into the object, at its height: a pusher does not pull, nor reach the floor
     from the table). Node: the summed messages,
     the object's velocity and geometry probes (:func:`geometry_probes`) through an MLP to an
     x-y increment and a yaw increment. An object with no live edge (the agent still or away, no
     moving neighbour touching it) is inactive: exactly zero increment, so untouched objects
     never drift, however long the rollout.
     Every vector an object's edges and node see (relative positions, velocities, the action,
-    footprint half sizes, where the probes look) is taken in the frame of the push driving it
+    the outlines, where the probes look) is taken in the frame of the push driving it
     (:func:`drive_heading`), and its increment turned back: a push learned in one direction
     holds in all (on held-out pushes this cut the 1 s error from 14 to 10 mm).
     Lengths are fed in centimetres, velocities in cm per step.
     """
 
     name = "learned"
-    AGENT_FEATURES, PAIR_FEATURES, NODE_EXTRA = 9, 11, 8
+    AGENT_FEATURES, PAIR_FEATURES, NODE_EXTRA = 7 + PUSH_FRAME_DIRECTIONS, 7 + 2 * PUSH_FRAME_DIRECTIONS, 8
 
     def __init__(self, config: DynamicsConfig | None = None):
         super().__init__(config)
@@ -312,11 +322,10 @@ class InteractionModel(DynamicsModel):
     def propose(self, state, action):
         cfg = self.config
         cm, per_step = 100.0, 100.0 * cfg.dt  # metres -> cm; m/s -> cm per step
-        half_m = state.half_xy()
         vel = state.velocity[..., :2] * per_step
-        agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
+        agent_gap, into, pair_gap = outline_gaps(state, cfg.agent_radius)
         reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-        toward = pushing_into(state, action, cfg.push_cosine, half_m)
+        toward = pushing_into(into, action, cfg.push_cosine)
         half_z = box_half(state.quat, state.extent)[..., 2]
         level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
         # a still agent pushes nothing, a pusher moving away from or along an object does not drag
@@ -329,32 +338,33 @@ class InteractionModel(DynamicsModel):
         dtype = self.node[0].weight.dtype  # features in the weights' precision, results in the state's
         # Each object's vectors are taken in the frame of the push driving it (drive_heading).
         heading = drive_heading(state, action, agent_live, pair_live)
-        half_frame = half_in_frame(state.quat, state.extent, heading)
-        half = half_frame * cm
         # The MLPs run on live edges and active objects only: the rest contribute exactly zero, and
         # in a planner's batch most rollouts touch nothing at most steps.
+        active = agent_live | pair_live.any(-1)
+        b, i = active.nonzero(as_tuple=True)
+        outline_frame = torch.zeros(*active.shape, PUSH_FRAME_DIRECTIONS, dtype=state.position.dtype)
+        outline_frame[b, i] = reach_in_frame(state.outline[b, i], state.quat[b, i], heading[b, i])
         message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype)
         b, i = agent_live.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
             agent_in = torch.cat([to_frame(state.agent[b, :2] - state.position[b, i, :2], u) * cm,
                                   agent_gap[b, i, None].clamp(max=0.2) * cm, to_frame(action[b], u) * per_step,
-                                  half[b, i], to_frame(vel[b, i], u)], -1)
+                                  outline_frame[b, i] * cm, to_frame(vel[b, i], u)], -1)
             message[b, i] = self.agent_edge(agent_in.to(dtype))
         b, i, j = pair_live.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
             pair_in = torch.cat([to_frame(state.position[b, j, :2] - state.position[b, i, :2], u) * cm,
                                  pair_gap[b, i, j, None].clamp(max=0.2) * cm, to_frame(vel[b, j], u),
-                                 to_frame(vel[b, i], u), half[b, i],
-                                 half_in_frame(state.quat[b, j], state.extent[b, j], u) * cm], -1)
+                                 to_frame(vel[b, i], u), outline_frame[b, i] * cm,
+                                 reach_in_frame(state.outline[b, j], state.quat[b, j], u) * cm], -1)
             message.index_put_((b, i), self.pair_edge(pair_in.to(dtype)), accumulate=True)
-        active = agent_live | pair_live.any(-1)
         out = torch.zeros(*active.shape, 3, dtype=state.position.dtype)
         b, i = active.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
-            probes = geometry_probes(state, heading, half_frame)[b, i] * cm
+            probes = geometry_probes(state, heading, outline_frame)[b, i] * cm
             extra = torch.cat([to_frame(vel[b, i], u), state.yaw_rate[b, i, None] * cfg.dt, probes], -1)
             local = self.node(torch.cat([message[b, i], extra.to(dtype)], -1)).to(out.dtype)
             out[b, i] = torch.cat([from_frame(local[:, :2], u), local[:, 2:]], -1)

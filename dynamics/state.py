@@ -2,12 +2,16 @@
 
 Conventions: world z-up metres, quaternions wxyz, ``B`` rollouts (batch), ``N`` object slots
 (padded; ``valid`` marks the real ones). An object's ``position`` is the centre of its box,
-``extent`` the box's full size in the object's frame.
+``extent`` the box's full size in the object's frame, ``outline`` its footprint's support
+function in the box frame: how far the object reaches from the box centre along ``K`` directions
+(:func:`outline_angles`). A box describes a ball or a teddy badly; the outline says where
+its sides really are, and so when a pusher touches it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +82,51 @@ class Heightmap:
         return cls.from_points(memory.static.points, cell, fill=fill)
 
 
+OUTLINE_DIRECTIONS = 16  # K: evenly spaced directions an object's footprint outline is sampled along
+
+
+def outline_angles(k: int = OUTLINE_DIRECTIONS) -> torch.Tensor:
+    """``[K]`` angles (rad) of the outline's directions, from the box's x axis, counter-clockwise."""
+    return torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
+
+
+def footprint_outline(points: np.ndarray, k: int = OUTLINE_DIRECTIONS) -> torch.Tensor:
+    """``[K]`` support function of the x-y footprint of ``points [M, 3]`` (in the box frame): the
+    largest coordinate of any point along each direction of :func:`outline_angles`."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not len(points):
+        raise ShapeError(f"footprint_outline: points must be [M, 3] with M > 0, got {points.shape}")
+    angles = outline_angles(k).numpy()
+    return torch.from_numpy((points[:, :2] @ np.stack([np.cos(angles), np.sin(angles)])).max(axis=0))
+
+
+def box_outline(extent: torch.Tensor, k: int = OUTLINE_DIRECTIONS) -> torch.Tensor:
+    """``[..., K]`` the outline of boxes ``extent [..., 3]`` (centred, in their own frame)."""
+    angles = outline_angles(k).to(extent)
+    return (extent[..., :1].abs() / 2 * angles.cos().abs() + extent[..., 1:2].abs() / 2 * angles.sin().abs())
+
+
+def box_yaw(quat: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the world heading (rad) of the x axis of boxes turned by ``quat [..., 4]``
+    (wxyz), projected onto the x-y plane."""
+    w, x, y, z = quat.unbind(-1)
+    return torch.atan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z))
+
+
+def outline_support(outline: torch.Tensor, quat: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """``[..., M]`` how far objects with outlines ``outline [..., K]`` and orientations ``quat
+    [..., 4]`` reach from their box centres along world directions ``angle [..., M]`` (rad),
+    interpolated linearly between the outline's directions."""
+    k = outline.shape[-1]
+    where = torch.remainder(angle - box_yaw(quat)[..., None], 2 * math.pi) * (k / (2 * math.pi))
+    below = torch.floor(where)
+    lo = below.long().remainder(k)
+    lead = torch.broadcast_shapes(outline.shape[:-1], where.shape[:-1])
+    table = outline.expand(*lead, k)
+    lo = lo.expand(*lead, lo.shape[-1])
+    return torch.lerp(table.gather(-1, lo), table.gather(-1, (lo + 1).remainder(k)), (where - below).expand_as(lo).to(table))
+
+
 FOOTPRINT_PROBES = torch.tensor([[0.0, 0.0], [1, 1], [1, -1], [-1, 1], [-1, -1]])  # centre and corners, in half sizes
 
 
@@ -122,6 +171,8 @@ class WorldState:
         velocity: ``[B, N, 3]`` m/s.
         yaw_rate: ``[B, N]`` rad/s about world z.
         extent: ``[B, N, 3]`` box size in the object frame.
+        outline: ``[B, N, K]`` support function of each footprint in its box frame (m,
+            :func:`footprint_outline`; :func:`box_outline` for plain boxes).
         rest_height: ``[B, N]`` height of the centre above the support surface when resting
             (measured from the observation, so an over-sized model does not lift or sink it).
         valid: ``[B, N]`` bool, real objects.
@@ -135,18 +186,20 @@ class WorldState:
     velocity: torch.Tensor
     yaw_rate: torch.Tensor
     extent: torch.Tensor
+    outline: torch.Tensor
     rest_height: torch.Tensor
     valid: torch.Tensor
     agent: torch.Tensor
     time: torch.Tensor
     geometry: Heightmap
 
-    TENSORS = ("position", "quat", "velocity", "yaw_rate", "extent", "rest_height", "valid", "agent", "time")
+    OBJECT_TENSORS = ("position", "quat", "velocity", "yaw_rate", "extent", "outline", "rest_height", "valid")
+    TENSORS = OBJECT_TENSORS + ("agent", "time")
 
     def __post_init__(self) -> None:
         b, n = self.position.shape[:2] if self.position.dim() == 3 else (-1, -1)
         for name, shape in (("position", (b, n, 3)), ("quat", (b, n, 4)), ("velocity", (b, n, 3)),
-                            ("yaw_rate", (b, n)), ("extent", (b, n, 3)), ("rest_height", (b, n)),
+                            ("yaw_rate", (b, n)), ("extent", (b, n, 3)), ("outline", (b, n, -1)), ("rest_height", (b, n)),
                             ("valid", (b, n)), ("agent", (b, 3)), ("time", (b,))):
             check_shape(f"WorldState.{name}", getattr(self, name), tuple(None if s < 0 else s for s in shape))
 
@@ -171,6 +224,11 @@ class WorldState:
     def half_xy(self) -> torch.Tensor:
         """``[B, N, 2]`` half sizes of each box's world-axis-aligned x-y footprint."""
         return footprint_half(self.quat, self.extent)
+
+    def support(self, angle: torch.Tensor) -> torch.Tensor:
+        """``[B, N, M]`` how far each object reaches from its box centre along world directions
+        ``angle [B, N, M]`` or ``[M]`` (rad): :func:`outline_support`."""
+        return outline_support(self.outline, self.quat, angle)
 
     def bottom(self) -> torch.Tensor:
         """``[B, N]`` height of each object's resting contact (centre minus rest height)."""

@@ -28,8 +28,8 @@ from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, Interactio
 from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
 
-CHECKPOINT_VERSION = 2  # 2: features in the frame of the push (version 1 weights mean nothing to it)
-DATASET_VERSION = 2  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt)
+CHECKPOINT_VERSION = 3  # 2: features in the frame of the push; 3: footprint outlines (older weights mean nothing to it)
+DATASET_VERSION = 3  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt; 3: outline)
 DEFAULT_CHECKPOINT = Path(__file__).with_name("checkpoints") / "default.pt"
 
 

@@ -11,10 +11,11 @@ import torch
 
 from splatworld.dynamics.data import MemorySlots, rotation_increment, sequence_from_poses, state_at, window_batch, yaw_box
 from splatworld.dynamics.evaluate import horizon_errors
-from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, drive_heading,
-                                        footprint_gaps, from_frame, geometry_probes, half_in_frame, make_model,
-                                        pushing_into, rollout, to_frame)
-from splatworld.dynamics.state import Heightmap, WorldState, footprint_half, support_under
+from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, drive_heading, from_frame,
+                                        geometry_probes, make_model, outline_gaps, pushing_into, reach_in_frame,
+                                        rollout, to_frame)
+from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, footprint_half, footprint_outline,
+                                       outline_support, support_under)
 from splatworld.dynamics.train import (DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, pushed_starts, rollout_loss,
                                       train)
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
@@ -35,15 +36,19 @@ def _scaffold(wall=False) -> Heightmap:
     return Heightmap(torch.tensor([-1.0, -1.0], dtype=torch.float64), cell, torch.tensor(heights), 0.0)
 
 
-def _state(positions, agent=(0.9, 0.9, TABLE + 0.05), size=0.05, geometry=None, velocity=None) -> WorldState:
+def _state(positions, agent=(0.9, 0.9, TABLE + 0.05), size=0.05, geometry=None, velocity=None,
+           outline=None) -> WorldState:
+    """Upright cubes of edge ``size`` (footprint ``outline [K]`` if given: the cube's own otherwise)."""
     pos = torch.tensor(positions, dtype=torch.float64)[None]
     n = pos.shape[1]
     geometry = geometry or _scaffold()
     vel = torch.zeros(1, n, 3, dtype=torch.float64) if velocity is None else torch.tensor(velocity)[None].double()
     quat = torch.tensor([1.0, 0, 0, 0], dtype=torch.float64).expand(1, n, 4).clone()
-    rest = pos[..., 2] - support_under(geometry, pos[..., :2], footprint_half(quat, torch.full((1, n, 3), size, dtype=torch.float64)))
-    return WorldState(pos, quat, vel, torch.zeros(1, n, dtype=torch.float64),
-                      torch.full((1, n, 3), size, dtype=torch.float64), rest, torch.ones(1, n, dtype=torch.bool),
+    extent = torch.full((1, n, 3), size, dtype=torch.float64)
+    outline = box_outline(extent) if outline is None else torch.as_tensor(outline, dtype=torch.float64).expand(1, n, -1)
+    rest = pos[..., 2] - support_under(geometry, pos[..., :2], footprint_half(quat, extent))
+    return WorldState(pos, quat, vel, torch.zeros(1, n, dtype=torch.float64), extent, outline.clone(), rest,
+                      torch.ones(1, n, dtype=torch.bool),
                       torch.tensor([agent], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), geometry)
 
 
@@ -58,13 +63,49 @@ def test_heightmap_from_points_hand_made():
         Heightmap.from_points(np.zeros((0, 3)))
 
 
-def test_footprint_gaps_hand_computed():
-    state = _state([[0.0, 0.0, TABLE + 0.025], [0.1, 0.0, TABLE + 0.025]], agent=(-0.1, 0.03, 0.65))
-    agent_gap, pair_gap = footprint_gaps(state, agent_radius=0.025)
-    # agent at x=-0.1 vs box [-0.025, 0.025] (y=0.03 is beyond the 0.025 half too)
-    assert agent_gap[0, 0].item() == pytest.approx(np.hypot(0.075, 0.005) - 0.025)
+def _disc(radius: float, n: int = 720) -> np.ndarray:
+    """``[n, 3]`` points on a circle of ``radius`` about the z axis: a ball's or a can's footprint."""
+    angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles), np.zeros(n)], -1)
+
+
+def test_outline_of_a_box_and_its_support_along_world_directions():
+    size = np.array([0.1, 0.04, 0.03])
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * size / 2
+    outline = footprint_outline(np.concatenate([corners, _box_surface(size, 0.0, (0, 0, 0))]))
+    expected = box_outline(torch.tensor(size))
+    torch.testing.assert_close(outline, expected)
+    assert expected[0].item() == pytest.approx(0.05) and expected[4].item() == pytest.approx(0.02)  # +x, +y
+    assert expected[2].item() == pytest.approx((0.05 + 0.02) / np.sqrt(2))  # the corner, at 45 degrees
+    # turned by 90 degrees about z, the box's long side lies along world y
+    quat = torch.tensor([np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)], dtype=torch.float64)
+    angles = torch.tensor([0.0, np.pi / 2, np.pi, np.pi / 16], dtype=torch.float64)
+    got = outline_support(outline, quat, angles)
+    np.testing.assert_allclose(got[:3].numpy(), [0.02, 0.05, 0.02], atol=1e-12)
+    # halfway between two of the outline's directions: linear interpolation of theirs
+    assert got[3].item() == pytest.approx((expected[3] + expected[4]).item() / 2, abs=1e-12)
+    with pytest.raises(ShapeError):
+        footprint_outline(np.zeros((0, 3)))
+
+
+def test_outline_gaps_hand_computed():
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.1, 0.0, TABLE + 0.025]], agent=(-0.1, 0.0, 0.65))
+    agent_gap, into, pair_gap = outline_gaps(state, agent_radius=0.025)
+    assert agent_gap[0, 0].item() == pytest.approx(0.1 - 0.025 - 0.025)  # agent behind the first cube's -x face
+    torch.testing.assert_close(into[0, 0], torch.tensor([1.0, 0.0], dtype=torch.float64))
     assert pair_gap[0, 0, 1].item() == pytest.approx(0.05)  # 0.1 apart minus two halves
     assert pair_gap[0, 0, 0].item() == float("inf")
+    # beside a corner: the separating axes bound the true clearance from below, within 1 %
+    offset = _state([[0.0, 0.0, TABLE + 0.025]], agent=(-0.1, 0.03, 0.65))
+    true = np.hypot(0.075, 0.005) - 0.025
+    assert 0.99 * true <= outline_gaps(offset, 0.025)[0][0, 0].item() <= true
+    # a ball of radius 3 cm with the agent 6 cm away at 45 degrees: 5 mm apart, where its bounding
+    # square's corner would already be 7.4 mm into the agent
+    ball = _state([[0.0, 0.0, TABLE + 0.03]], agent=(0.06 / np.sqrt(2), 0.06 / np.sqrt(2), 0.65), size=0.06,
+                  outline=footprint_outline(_disc(0.03)))
+    assert outline_gaps(ball, 0.025)[0][0, 0].item() == pytest.approx(0.005, abs=1e-9)
+    square = _state([[0.0, 0.0, TABLE + 0.03]], agent=(0.06 / np.sqrt(2), 0.06 / np.sqrt(2), 0.65), size=0.06)
+    assert outline_gaps(square, 0.025)[0][0, 0].item() == pytest.approx(0.06 - 0.03 * np.sqrt(2) - 0.025)
 
 
 def _box_surface(size, yaw, centre, n=4000, seed=0) -> np.ndarray:
@@ -223,11 +264,11 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     (the definition the sparse evaluation in ``propose`` must reproduce)."""
     cfg = model.config
     cm, per_step = 100.0, 100.0 * cfg.dt
-    agent_gap, pair_gap = footprint_gaps(state, cfg.agent_radius)
+    agent_gap, into, pair_gap = outline_gaps(state, cfg.agent_radius)
     _, _, active = model.propose(state, action)
     # the gating masks, recomputed the same way as in propose
     reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-    toward = pushing_into(state, action, cfg.push_cosine)
+    toward = pushing_into(into, action, cfg.push_cosine)
     agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward
     speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
     pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & \
@@ -235,17 +276,17 @@ def _dense_proposal(model: InteractionModel, state: WorldState, action: torch.Te
     n = state.n_objects
     u = drive_heading(state, action, agent_live, pair_live)  # [B, N, 2]: each object's frame
     ui = u[:, :, None].expand(-1, -1, n, -1)  # [B, i, j, 2]: the receiving object's frame
-    half = half_in_frame(state.quat, state.extent, u) * cm
+    outline = reach_in_frame(state.outline, state.quat, u)
     vel = state.velocity[..., :2] * per_step
     rel = to_frame(state.agent[:, None, :2] - state.position[..., :2], u) * cm
     agent_in = torch.cat([rel, agent_gap[..., None].clamp(max=0.2) * cm, to_frame(action[:, None] * per_step, u),
-                          half, to_frame(vel, u)], -1).float()
+                          outline * cm, to_frame(vel, u)], -1).float()
     message = model.agent_edge(agent_in) * agent_live[..., None]
-    quat_j, extent_j = state.quat[:, None].expand(-1, n, -1, -1), state.extent[:, None].expand(-1, n, -1, -1)
+    quat_j, outline_j = state.quat[:, None].expand(-1, n, -1, -1), state.outline[:, None].expand(-1, n, -1, -1)
     pair_in = torch.cat([to_frame(state.position[:, None, :, :2] - state.position[:, :, None, :2], ui) * cm,
                          pair_gap[..., None].clamp(max=0.2) * cm, to_frame(vel[:, None].expand(-1, n, -1, -1), ui),
-                         to_frame(vel[:, :, None].expand(-1, -1, n, -1), ui), half[:, :, None].expand(-1, -1, n, -1),
-                         half_in_frame(quat_j, extent_j, ui) * cm], -1).float()
+                         to_frame(vel[:, :, None].expand(-1, -1, n, -1), ui), outline[:, :, None].expand(-1, -1, n, -1) * cm,
+                         reach_in_frame(outline_j, quat_j, ui) * cm], -1).float()
     message = message + (model.pair_edge(pair_in) * pair_live[..., None]).sum(2)
     extra = torch.cat([to_frame(vel, u), (state.yaw_rate * cfg.dt)[..., None], geometry_probes(state, u) * cm],
                       -1).float()
@@ -298,7 +339,7 @@ def test_pushing_into_uses_the_contact_normal():
              (beside, (-0.1, -0.02), False),  # cosine 0.20: a graze
              (inside, (-0.1, 0.0), True), (inside, (0.1, 0.0), False)]  # inside: towards the centre
     for state, action, expected in cases:
-        got = pushing_into(state, torch.tensor([action], dtype=torch.float64), 0.3)
+        got = pushing_into(outline_gaps(state, 0.025)[1], torch.tensor([action], dtype=torch.float64), 0.3)
         assert got.tolist() == [[expected]], (state.agent.tolist(), action)
 
 

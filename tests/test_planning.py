@@ -10,7 +10,7 @@ import torch
 
 from splatworld.config import load_config
 from splatworld.dynamics.models import DynamicsConfig, StaticModel
-from splatworld.dynamics.state import Heightmap, Trajectory, WorldState
+from splatworld.dynamics.state import Heightmap, Trajectory, WorldState, box_outline
 from splatworld.errors import ConfigError
 from splatworld.planning import (CEM, MPPI, Collision, CostSum, GoalDistance, PlannerConfig, PushApproach, Smoothness,
                                  StayOnTable, make_planner)
@@ -31,6 +31,7 @@ def _start(positions, extents, yaws=None) -> WorldState:
     flat = Heightmap(torch.tensor([-1.0, -1.0]), 0.02, torch.zeros(100, 100), 0.0)
     return WorldState(torch.tensor([positions], dtype=torch.float64), torch.tensor([[_yaw(y) for y in yaws]]).double(),
                       torch.zeros(1, n, 3).double(), torch.zeros(1, n).double(), torch.tensor([extents]).double(),
+                      box_outline(torch.tensor([extents]).double()),
                       torch.zeros(1, n).double(), torch.ones(1, n, dtype=torch.bool), torch.zeros(1, 3).double(),
                       torch.zeros(1).double(), flat)
 

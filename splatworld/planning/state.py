@@ -73,8 +73,7 @@ def planning_state(memory, agent_position, dt: float = 0.1, forget_after: float 
             if tracks[i].belief >= min_belief
             and (forget_after is None or memory.time - tracks[i].last_seen <= forget_after)]
     index = torch.tensor(keep, dtype=torch.long)
-    world = world.replace(**{name: getattr(world, name)[:, index] for name in
-                             ("position", "quat", "velocity", "yaw_rate", "extent", "rest_height", "valid")})
+    world = world.replace(**{name: getattr(world, name)[:, index] for name in WorldState.OBJECT_TENSORS})
     ids = tuple(slots.ids[k] for k in keep)
     return PlanningState(world, ids, tuple(tracks[i].state for i in ids),
                          torch.tensor([tracks[i].belief for i in ids], dtype=torch.float64),
