@@ -484,10 +484,14 @@ class SceneMemory:
         # where remembered would smear the model; registered instead, it is fused only if it fits
         stretched = stretch > cfg.max_stretch
         moved_away = on_fit < 0.5 if pushed else known_moved or off_model or stretched
+        # mostly off its surface and stretching it by more than ICP reaches: the object itself, moved
+        # aside (a model smeared by earlier views reaches far enough to hold such a view "next to" it;
+        # a strip of it moved by less is left to ICP, since a partial view's centroid is not the object's)
+        aside = off_model or (on_fit < 0.5 and stretch > 2 * cfg.icp_max_distance)
         # a mostly hidden object (a sliver beside an occluder): too little of it to register
         sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
         away = float(np.linalg.norm(seg.centroid - track.centroid))
-        jumped = moved_away and (known_moved or off_model) and away > cfg.track_gate and (
+        jumped = moved_away and (known_moved or aside) and away > cfg.track_gate and (
             not sliver or known_moved or away > np.linalg.norm(track.extent))
         if jumped:
             # re-identified away from where it was remembered, or lost while in view (pushed while only
@@ -505,7 +509,11 @@ class SceneMemory:
             track.pose, rmse = self._icp(track, seg, predicted, rough=jumped)
         else:
             rmse = 0.0
-        if rmse <= cfg.fuse_max_rmse:  # a poorly registered view would smear the model
+        # a poorly registered view would smear the model, and so would one registered short of where
+        # the object moved to (ICP's inliers fit, the rest of the view lies beside the model)
+        fits = rmse <= cfg.fuse_max_rmse and (
+            not stretched or self._explained(track, seg, (cfg.near_model,))[1] <= cfg.max_stretch)
+        if fits:
             track.model.integrate(_to_object_frame(track.pose, seg.points), seg.colors, self.time)
         track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
         track.observations += 1

@@ -1,7 +1,6 @@
 import filecmp
 import json
 import math
-import shutil
 
 import imageio.v2 as imageio
 import numpy as np
@@ -356,3 +355,14 @@ def test_camera_looks_away_for_a_minute_then_returns_to_earlier_views(name):
                 revisits += 1
                 break
     assert revisits >= 5
+
+
+def test_long_preset_surveys_the_whole_table_within_its_first_minute():
+    """The `long` camera goes all the way round the table in its first minute: the memory's size
+    after 10 minutes is measured against a scene already seen from every side."""
+    cfg = load_config("generate", ["scenario=long"])
+    path = CameraPath(cfg.scenario.camera, seed=0)
+
+    centres = np.array([path.camera(t, 16, 16, cfg.fov_y_deg).center.numpy() for t in np.arange(0.0, 60.0, 0.1)])
+    azimuths = np.degrees(np.arctan2(centres[:, 1], centres[:, 0])) % 360
+    assert len(set(np.floor(azimuths / 2).astype(int))) == 180  # every 2-degree bin
