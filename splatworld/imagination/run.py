@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
 from splatworld.imagination.report import compare_with_ground_truth, print_summary
@@ -34,11 +35,12 @@ RESUME_FILE = "resume.pt"
 
 
 def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
-    """What makes two runs the same run (a checkpoint of another run is never resumed)."""
+    """What makes two runs the same run (a checkpoint of another run is never resumed, nor one
+    whose dynamics state had other fields: a run left by an older version)."""
     return {"episode": str(episode.path.resolve()), "observe_until": int(cfg.observe_until), "until": until,
             "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
             "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height,
-            "forget_after": cfg.forget_after}
+            "forget_after": cfg.forget_after, "state_fields": list(WorldState.TENSORS)}
 
 
 def _resident_mb() -> float:
