@@ -441,11 +441,16 @@ class SceneMemory:
         its depth), the offset for a view of it moved aside."""
         local = _to_object_frame(track.pose, seg.points)
         dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=max(radii))
+        return [float((dist <= r).mean()) for r in radii], SceneMemory._stretch(track, local)
+
+    @staticmethod
+    def _stretch(track: ObjectTrack, local: np.ndarray) -> float:
+        """How much larger (m) the largest size of the model and of points ``local [P, 3]`` (in
+        its frame) together is than the larger of theirs alone (see :meth:`_explained`)."""
         lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
         seg_lo, seg_hi = np.percentile(local, [2, 98], axis=0)
         both = np.maximum(hi, seg_hi) - np.minimum(lo, seg_lo)
-        stretch = float(both.max() - max((hi - lo).max(), (seg_hi - seg_lo).max()))
-        return [float((dist <= r).mean()) for r in radii], stretch
+        return float(both.max() - max((hi - lo).max(), (seg_hi - seg_lo).max()))
 
     def _note_agent(self, agent_pose) -> None:
         if agent_pose is None:
@@ -511,10 +516,9 @@ class SceneMemory:
             rmse = 0.0
         # a poorly registered view would smear the model, and so would one registered short of where
         # the object moved to (ICP's inliers fit, the rest of the view lies beside the model)
-        fits = rmse <= cfg.fuse_max_rmse and (
-            not stretched or self._explained(track, seg, (cfg.near_model,))[1] <= cfg.max_stretch)
-        if fits:
-            track.model.integrate(_to_object_frame(track.pose, seg.points), seg.colors, self.time)
+        local = _to_object_frame(track.pose, seg.points)
+        if rmse <= cfg.fuse_max_rmse and (not stretched or self._stretch(track, local) <= cfg.max_stretch):
+            track.model.integrate(local, seg.colors, self.time)
         track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
         track.observations += 1
         track.state, track.contradictions, track.last_seen = "visible", 0, self.time
