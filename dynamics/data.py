@@ -156,10 +156,13 @@ class MemorySlots:
         return dict(zip(self.ids, (world_from_box @ torch.linalg.inv(self.object_from_box)).numpy()))
 
 
-def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, MemorySlots]:
+def state_from_memory(memory, agent_position, dt: float,
+                      geometry: Heightmap | None = None) -> tuple[WorldState, MemorySlots]:
     """The batch-1 :class:`WorldState` of what ``memory`` remembers now: every object not displaced
     (box centre and orientation at its remembered pose, velocity from its last two frames, zero when
-    it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap.
+    it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap
+    (``geometry``, a :meth:`Heightmap.from_memory` of it made earlier, if given: a caller stepping
+    along with the memory refreshes it less often than every frame).
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
     tracks = [t for t in memory.tracks if t.state != "displaced" and len(t.model)]
     frames, extents, outlines, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], []
@@ -176,7 +179,7 @@ def state_from_memory(memory, agent_position, dt: float) -> tuple[WorldState, Me
         quats.append(q[1])
         velocities.append((boxes[1] - boxes[0]) / dt)
         yaw_rates.append(rotation_increment(q[0], q[1])[0] / dt)
-    geometry = Heightmap.from_memory(memory)
+    geometry = Heightmap.from_memory(memory) if geometry is None else geometry
     n = len(tracks)
     stack = (lambda xs, size: torch.stack(xs)[None] if xs else torch.zeros(1, 0, size, dtype=torch.float64))
     position, quat, extent = stack(positions, 3), stack(quats, 4), stack(extents, 3)

@@ -613,6 +613,44 @@ class SceneMemory:
             t.states.append(t.state)
             t.beliefs.append(round(t.belief, 4))
 
+    # ============================================================ between frames
+    def move_unseen(self, poses: dict[int, np.ndarray]) -> list[int]:
+        """Move the objects that the last frame did not show to ``poses`` (track id -> world_from_object
+        ``[4, 4]``: where a dynamics model expects them at the next frame). The ones it showed are left
+        to the next observation, which registers them from their own motion. Returns the ids moved.
+
+        Raises:
+            SplatworldError: an id the memory does not hold.
+        """
+        by_id = {t.id: t for t in self.tracks}
+        unknown = sorted(set(poses) - set(by_id))
+        if unknown:
+            raise SplatworldError(f"move_unseen: no remembered object with id {unknown[0]} (known: {sorted(by_id)})")
+        moved = []
+        for i, pose in poses.items():
+            track = by_id[i]
+            pose = np.asarray(pose, dtype=np.float64)
+            if pose.shape != (4, 4):
+                raise ShapeError(f"move_unseen: pose of object {i} must be [4, 4], got {pose.shape}")
+            # a still object's pose, round-tripped through a dynamics state, comes back with float noise
+            if track.labels and track.labels[-1] == 0 and not np.allclose(pose, track.pose, rtol=0, atol=1e-9):
+                track.pose = pose
+                moved.append(i)
+        return moved
+
+    def forget_unseen(self, seconds: float) -> list[int]:
+        """Drop every object not seen for more than ``seconds`` (a memoryless model); returns their ids."""
+        gone = [t.id for t in self.tracks if self.time - t.last_seen > seconds]
+        self.tracks = [t for t in self.tracks if t.id not in gone]
+        self._model_cache = {key: value for key, value in self._model_cache.items() if key[0] not in gone}
+        return gone
+
+    @property
+    def just_refreshed(self) -> bool:
+        """Whether the last observed frame refreshed what is derived from the static map (every
+        ``static_refresh_frames``): a memory saved now and loaded goes on bit for bit as one kept."""
+        return self.frame_count > 0 and (self.frame_count - 1) % self.config.static_refresh_frames == 0
+
     # =================================================================== queries
     def static_gaussians(self) -> Gaussians:
         """The static scaffold as Gaussians, as it is now, with unseen support-plane patches completed."""

@@ -7,13 +7,16 @@ import torch
 
 from splatworld.cli import main
 from splatworld.config import load_config
-from splatworld.dynamics.models import make_model
-from splatworld.errors import SplatworldError
+from splatworld.dynamics.models import DynamicsModel, make_model
+from splatworld.errors import ConfigError, SplatworldError
+from splatworld.evaluation.baselines import last_frame
 from splatworld.imagination import WorldModel
 from splatworld.imagination import run as imagine_run
 from splatworld.memory import SceneMemory
 from splatworld.render.video import to_uint8
-from splatworld.scene.episode import Episode
+from splatworld.scene import Camera, look_at
+from splatworld.scene.episode import Episode, Frame
+from splatworld.scene.transforms import matrix_to_pose
 from splatworld.sim.generate import generate_episode
 
 OBSERVED = 30
@@ -53,8 +56,6 @@ def test_static_imagination_keeps_remembered_poses_and_reads_only_the_protocol(e
 
 
 def test_memoryless_world_forgets_what_it_has_not_seen_for_a_second(episode):
-    from splatworld.scene import Camera, look_at
-
     away = Camera.from_fov(55.0, 96, 96, look_at([3.0, 0.0, 1.0], [10.0, 0.0, 1.0]))  # looking off the table
     steps = [(episode.info(i), away if i < OBSERVED + 15 else episode.camera(i)) for i in range(OBSERVED, len(episode))]
     remembering, forgetful = _world(episode), _world(episode)
@@ -131,3 +132,158 @@ def test_untouched_since_observed_is_judged_over_the_whole_span():
     obj = {"poses": [[v, 0.0, 0.6, 1.0, 0.0, 0.0, 0.0] for v in x]}
     assert _still_since(obj, 0, 1) and _still_since(obj, 3, 3)
     assert not _still_since(obj, 0, 2) and not _still_since(obj, 0, 3) and not _still_since(obj, 1, 3)
+
+
+class _Drift(DynamicsModel):
+    """Moves every object 1 mm along +x per step: a dynamics model whose prediction is known."""
+
+    name = "drift"
+
+    def propose(self, state, action):
+        shape = state.position.shape[:2]
+        return (torch.stack([torch.full(shape, 1e-3, dtype=state.position.dtype),
+                             torch.zeros(shape, dtype=state.position.dtype)], -1),
+                torch.zeros(shape, dtype=state.position.dtype), torch.ones(shape, dtype=torch.bool))
+
+
+def _blank(frame: Frame) -> Frame:
+    """``frame`` seen by a camera looking off the table at the sky: nothing in it."""
+    away = Camera.from_fov(55.0, frame.camera.width, frame.camera.height, look_at([3.0, 0.0, 1.0], [10.0, 0.0, 1.0]))
+    return Frame(frame.info, away, np.zeros_like(frame.rgb), np.zeros_like(frame.depth),
+                 np.zeros_like(frame.instances))
+
+
+def test_next_frame_prediction_is_the_memory_of_every_frame_before_it(episode):
+    world = _world(episode)
+    for i in range(OBSERVED, OBSERVED + 4):
+        reference = SceneMemory(agent_label=episode.agent_label)
+        for j in range(i):
+            reference.observe(episode[j])
+        predicted = world.predict(episode.info(i), episode.camera(i))
+        # the static model moves nothing: the prediction is the memory of frames [0, i), drawn at frame i
+        expected = reference.render(episode.camera(i), backend="cpu")
+        assert np.abs(predicted.rgb.astype(int) - to_uint8(expected.rgb.numpy()).astype(int)).max() <= 1
+        assert predicted.index == i and set(predicted.poses) == set(reference.poses_at())
+        world.observe_next(episode[i])
+        for track, ref in zip(world.memory.tracks, reference.tracks):
+            assert track.id == ref.id and np.allclose(track.poses[:-1], ref.poses, atol=1e-9)
+    with pytest.raises(SplatworldError, match="next frame to predict is 34"):
+        world.predict(episode.info(OBSERVED + 6), episode.camera(OBSERVED + 6))
+    with pytest.raises(SplatworldError, match="observe frames in order"):
+        world.observe_next(episode[OBSERVED + 6])
+
+
+def test_next_frame_dynamics_move_only_what_the_last_frame_did_not_show(episode):
+    world = WorldModel(SceneMemory(agent_label=episode.agent_label), _Drift(), backend="cpu")
+    world.observe(episode, OBSERVED)
+    before = {t.id: t.pose.copy() for t in world.memory.tracks}
+    unseen = {t.id for t in world.memory.tracks if t.labels[-1] == 0}
+    world.predict(episode.info(OBSERVED), episode.camera(OBSERVED))
+    moved = {t.id for t in world.memory.tracks if not np.array_equal(t.pose, before[t.id])}
+    assert moved == unseen  # the ones in view are left to the observation
+    # a frame that shows nothing: next, every object is where the dynamics take it (1 mm per step
+    # along +x, unless that would push it into its neighbour or an occluder)
+    world.observe_next(_blank(episode[OBSERVED]))
+    assert {t.state for t in world.memory.tracks} == {"out_of_view"}
+    before = {t.id: t.pose.copy() for t in world.memory.tracks}
+    frame = world.predict(episode.info(OBSERVED + 1), episode.camera(OBSERVED + 1))
+    steps = round((episode.info(OBSERVED + 1).time - episode.info(OBSERVED).time) / world.dynamics.config.dt)
+    free = 0
+    for track in world.memory.tracks:
+        assert np.allclose(frame.poses[track.id], matrix_to_pose(torch.from_numpy(track.pose)).numpy(), atol=1e-12)
+        shift = track.pose[:3, 3] - before[track.id][:3, 3]
+        free += shift == pytest.approx([1e-3 * steps, 0, 0], abs=1e-9)
+    assert free >= len(world.memory.tracks) - 1
+    with pytest.raises(SplatworldError, match="no remembered object with id 999"):
+        world.memory.move_unseen({999: np.eye(4)})
+
+
+def test_next_frame_memoryless_model_forgets_and_starts_anew(episode):
+    remembering = _world(episode)
+    forgetful = _world(episode)
+    forgetful.forget_after = 1.0
+    known = {t.id for t in remembering.memory.tracks}
+    for i in range(OBSERVED, OBSERVED + 12):  # 1.2 s of frames showing nothing
+        for world in (remembering, forgetful):
+            world.predict(episode.info(i), episode.camera(i))
+            world.observe_next(_blank(episode[i]))
+    assert {t.id for t in remembering.memory.tracks} == known
+    assert forgetful.memory.tracks == []
+    back = OBSERVED + 12
+    kept = remembering.predict(episode.info(back), episode.camera(back))
+    lost = forgetful.predict(episode.info(back), episode.camera(back))
+    assert set(np.unique(kept.instances)) - {0} and set(np.unique(lost.instances)) == {0}
+    for world in (remembering, forgetful):
+        world.observe_next(episode[back])
+    assert {t.id for t in remembering.memory.tracks} == known  # re-identified
+    assert min(t.id for t in forgetful.memory.tracks) > max(known)  # new objects to a memoryless model
+
+
+def test_imagine_cli_next_frame_protocol_resumes_identically(episode, tmp_path, monkeypatch, capsys):
+    args = [f"episode={episode.path}", f"observe_until={OBSERVED}", "progress=false", "backend=cpu",
+            "checkpoint_every=7", "protocol=next_frame", "compare=false"]
+    assert main(["imagine", *args, f"out={tmp_path / 'a'}"]) == 0
+    out = Episode(tmp_path / "a")
+    assert len(out) == len(episode) - OBSERVED and out.meta["protocol"] == "next_frame"
+    assert SceneMemory.load(tmp_path / "a" / "memory.pt").frame_count == len(episode)  # observed to the end
+    write = imagine_run.EpisodeWriter.write
+
+    def dying(self, *a, **k):
+        if len(self.frames) == 15:
+            raise KeyboardInterrupt
+        write(self, *a, **k)
+
+    monkeypatch.setattr(imagine_run.EpisodeWriter, "write", dying)
+    with pytest.raises(KeyboardInterrupt):
+        imagine_run.imagine_episode(load_config("imagine", [*args, f"out={tmp_path / 'b'}"]))
+    # checkpoints fall where the memory refreshed its static map: after frame 40, the first one 7 frames on
+    assert torch.load(tmp_path / "b.partial" / "resume.pt", weights_only=False)["next"] == 41
+    monkeypatch.setattr(imagine_run.EpisodeWriter, "write", write)
+    assert main(["imagine", *args, f"out={tmp_path / 'b'}"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    whole, resumed = _digest(tmp_path / "a"), _digest(tmp_path / "b")
+    assert whole.pop("memory.pt") and resumed.pop("memory.pt") and whole == resumed
+    # the memory that observed on after the resume is the same (pickle lays out loaded arrays otherwise)
+    saved = [SceneMemory.load(tmp_path / run / "memory.pt").state_dict() for run in ("a", "b")]
+    _assert_same(*saved)
+    assert main(["imagine", *args[:-2], "protocol=open_loop", f"out={tmp_path / 'c'}"]) == 2
+
+
+def _assert_same(a, b, where="memory"):
+    """Nested dicts, lists, arrays and tensors ``a`` and ``b`` hold the same values, bit for bit."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, (np.ndarray, torch.Tensor)):
+        assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True), where
+    else:
+        assert a == b or (a != a and b != b), where
+
+
+def test_last_frame_baseline_under_both_protocols(episode, tmp_path):
+    still = Episode(last_frame(episode.path, OBSERVED, tmp_path / "still", progress=False))
+    assert len(still) == len(episode) - OBSERVED and still.meta["protocol"] == "imagination"
+    assert np.array_equal(still[5].rgb, episode[OBSERVED - 1].rgb)
+    with pytest.raises(ConfigError, match="needs the memory"):
+        last_frame(episode.path, OBSERVED, tmp_path / "x", progress=False, protocol="next_frame")
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in range(len(episode)):
+        memory.observe(episode[i])
+    memory.save(tmp_path / "memory.pt")
+    lagged = Episode(last_frame(episode.path, OBSERVED, tmp_path / "lagged", progress=False,
+                                protocol="next_frame", memory=tmp_path / "memory.pt"))
+    tracks = {t["id"]: t for t in memory.tracks_json()["objects"]}
+    written = {t["id"]: t["labels"] for t in lagged.tracks()["objects"]}
+    assert set(written) == set(tracks)
+    for j in (0, 7, len(lagged) - 1):
+        source = episode[OBSERVED + j - 1]  # each frame is the one before it
+        assert np.array_equal(lagged[j].rgb, source.rgb) and np.array_equal(lagged[j].depth, source.depth)
+        for i, track in tracks.items():  # ...its labels the ids the memory tracked them under
+            label = track["labels"][OBSERVED + j - 1]
+            assert np.array_equal(lagged[j].instances == i, (source.instances == label) & (label != 0))
+            assert written[i][j] == (i if label and (source.instances == label).any() else 0)

@@ -2,6 +2,8 @@
 
 - ``last_frame``: repeats the last observed frame (RGB, depth and instances) for every future
   frame, as a video model that stops would; its labels are consistent, so its masks are scored.
+  Under the next-frame protocol it draws each frame as the one before it, its instances labelled
+  with the ids a memory tracked them under (the episode's own labels change from frame to frame).
 - ``memoryless``: this world model with objects forgotten once unseen for 1 s
   (``splatworld imagine forget_after=1``).
 - ``static_world``: this memory with no dynamics (``splatworld imagine model=static``).
@@ -17,34 +19,62 @@ from tqdm.auto import tqdm
 from splatworld.config import load_config
 from splatworld.errors import ConfigError
 from splatworld.imagination.run import imagine_episode
+from splatworld.memory.scene_memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 BASELINES = ("last_frame", "memoryless", "static_world")
 
 
-def last_frame(episode_path, observe_until: int, out, progress: bool = True) -> Path:
-    """Write frames ``[observe_until, T)`` of ``episode_path``, each a copy of frame
-    ``observe_until - 1`` at the future frame's camera pose and time, as an episode at ``out``.
-    Each instance label of that frame becomes one track (poses unknown: null)."""
+def last_frame(episode_path, observe_until: int, out, progress: bool = True, protocol: str = "imagination",
+               memory=None) -> Path:
+    """Write frames ``[observe_until, T)`` of ``episode_path`` as an episode at ``out``, each at
+    the future frame's camera pose and time. Under the imagination protocol each is a copy of frame
+    ``observe_until - 1``, and each instance label of that frame becomes one track. Under
+    ``next_frame`` each is a copy of the frame before it, its labels replaced by the ids ``memory``
+    (a saved :class:`SceneMemory` that observed them) tracked them under. Poses unknown: null."""
     episode = Episode(episode_path)
     k = int(observe_until)
     if not 0 < k < len(episode):
         raise ConfigError(f"observe_until={k} must lie in [1, {len(episode)}) for {episode_path}")
-    last = episode[k - 1]
+    if protocol not in ("imagination", "next_frame"):
+        raise ConfigError(f"protocol={protocol!r}; valid: imagination, next_frame")
+    n = len(episode) - k
+    if protocol == "imagination":
+        last = episode[k - 1]
+        labels = [] if last.instances is None else sorted(set(np.unique(last.instances).tolist())
+                                                          - {0, episode.agent_label})
+        copies = ((last, {label: label for label in labels}) for _ in range(n))
+    else:
+        if memory is None:
+            raise ConfigError("last_frame under the next-frame protocol needs the memory that tracked the episode")
+        tracked = SceneMemory.load(memory).tracks_json()["objects"]
+        if any(len(t["labels"]) < len(episode) - 1 for t in tracked):
+            raise ConfigError(f"{memory} observed fewer than the {len(episode) - 1} frames last_frame copies")
+        labels = [t["id"] for t in tracked]
+        copies = ((episode[i - 1], {t["labels"][i - 1]: t["id"] for t in tracked if t["labels"][i - 1]})
+                  for i in range(k, len(episode)))
     meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
-            "instance_ids_consistent": True,
+            "instance_ids_consistent": True, "protocol": protocol,
             **{key: episode.meta[key] for key in ("agent_shape", "action_space") if key in episode.meta}}
     writer = EpisodeWriter(out, episode.camera(0), episode.fps, extra=meta)
-    for i in tqdm(range(k, len(episode)), desc="last_frame", unit="frame", disable=not progress):
+    drawn = {label: [] for label in labels}
+    for i, (frame, relabel) in zip(tqdm(range(k, len(episode)), desc="last_frame", unit="frame",
+                                        disable=not progress), copies):
         info = episode.info(i)
-        writer.write(last.rgb, info.transform_matrix, info.time, depth=last.depth,
-                     instances=None if last.instances is None else last.instances.astype(np.uint16),
+        instances = None
+        if frame.instances is not None:
+            lookup = np.zeros(int(frame.instances.max()) + 1, dtype=np.uint16)
+            for label, target in relabel.items():
+                if label < len(lookup):
+                    lookup[label] = target
+            instances = lookup[frame.instances]
+            present = set(np.unique(instances).tolist())
+            for label in labels:
+                drawn[label].append(label if label in present else 0)
+        writer.write(frame.rgb, info.transform_matrix, info.time, depth=frame.depth, instances=instances,
                      agent_pose=info.agent_pose, action=info.action)
-    tracks = None
-    if last.instances is not None:
-        labels = sorted(set(np.unique(last.instances).tolist()) - {0, episode.agent_label})
-        n = len(episode) - k
-        tracks = {"objects": [{"id": label, "poses": [None] * n, "labels": [label] * n} for label in labels]}
+    tracks = None if episode[k - 1].instances is None else \
+        {"objects": [{"id": label, "poses": [None] * n, "labels": drawn[label]} for label in labels]}
     return writer.close(tracks=tracks)
 
 
@@ -53,11 +83,12 @@ IMAGINED = {"splatworld": [], "memoryless": ["forget_after=1.0"], "static_world"
 
 
 def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=None,
-                       progress: bool = True) -> Path:
-    """Write the imagined episode of ``name`` (a key of :data:`IMAGINED`) at ``out``: from a saved
-    ``memory`` of the same observed frames if given, else observing them afresh."""
+                       progress: bool = True, protocol: str = "imagination") -> Path:
+    """Write the predicted episode of ``name`` (a key of :data:`IMAGINED`) at ``out`` under
+    ``protocol``: from a saved ``memory`` of the same observed frames if given, else observing them afresh."""
     if name not in IMAGINED:
         raise ConfigError(f"unknown imagined prediction {name!r}; valid: {', '.join(IMAGINED)}")
     return imagine_episode(load_config("imagine", [
         f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
-        f"progress={str(progress).lower()}", *IMAGINED[name]] + ([f"memory={memory}"] if memory else [])))
+        f"progress={str(progress).lower()}", f"protocol={protocol}", *IMAGINED[name]]
+        + ([f"memory={memory}"] if memory else [])))

@@ -34,7 +34,7 @@ def _memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int) -> dict
     memory tracked over the observed frames (IDF1 matching; alignment fitted where it was tracked)."""
     tracks = memory.tracks_json()["objects"]
     gt_labels = np.array([o["labels"][:observed] for o in gt])
-    pred_labels = np.array([t["labels"] for t in tracks])
+    pred_labels = np.array([t["labels"][:observed] for t in tracks])  # a next-frame run observed on
     out = {}
     for g, p in identity_metrics(gt_labels, pred_labels)["assignment"].items():
         tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))

@@ -7,6 +7,11 @@ Output (``out``, an episode directory in the episode format, appearing under its
 truth ``side_by_side.mp4`` (ground truth | imagined | per-pixel error) and ``summary.json`` with
 the permanence summary. While it runs, everything is in ``out.partial``; a killed run started
 again with the same settings goes on from its last checkpoint (same output, bit for bit).
+
+``protocol=next_frame`` writes the same frames, each drawn from every frame before it and then
+observed (:meth:`WorldModel.predict`, :meth:`WorldModel.observe_next`); ``memory.pt`` is then the
+memory after the last frame. Checkpoints fall on frames where the memory refreshed its static map
+(:attr:`SceneMemory.just_refreshed`), so that a resumed run goes on bit for bit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +32,13 @@ from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
 from splatworld.imagination.report import compare_with_ground_truth, print_summary
-from splatworld.imagination.world_model import WorldModel
+from splatworld.imagination.world_model import ImaginedFrame, WorldModel
 from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 RESUME_FILE = "resume.pt"
+PROTOCOLS = ("imagination", "next_frame")
 
 
 def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
@@ -40,7 +47,7 @@ def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
     return {"episode": str(episode.path.resolve()), "observe_until": int(cfg.observe_until), "until": until,
             "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
             "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height,
-            "forget_after": cfg.forget_after, "state_fields": list(WorldState.TENSORS)}
+            "forget_after": cfg.forget_after, "protocol": cfg.protocol, "state_fields": list(WorldState.TENSORS)}
 
 
 def _resident_mb() -> float:
@@ -53,6 +60,15 @@ def _resident_mb() -> float:
                 float("nan"))
 
 
+def _next_frames(world: WorldModel, episode: Episode, future) -> Iterator[ImaginedFrame]:
+    """The next-frame protocol over ``future`` ``(info, camera)`` pairs: each frame predicted, then
+    observed in full, then yielded (so a checkpoint taken on it holds the memory that observed it)."""
+    for info, camera in future:
+        frame = world.predict(info, camera)
+        world.observe_next(episode[info.index])
+        yield frame
+
+
 def imagine_episode(cfg: DictConfig) -> Path:
     """Run ``splatworld imagine`` as configured; returns the output episode directory."""
     episode = Episode(cfg.episode)
@@ -60,6 +76,9 @@ def imagine_episode(cfg: DictConfig) -> Path:
     until = len(episode) if cfg.until is None else int(cfg.until)
     if not 0 < k < until <= len(episode):
         raise ConfigError(f"need 0 < observe_until ({k}) < until ({until}) <= {len(episode)} frames of {cfg.episode}")
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol={cfg.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    next_frame = cfg.protocol == "next_frame"
     width, height = int(cfg.width or episode.width), int(cfg.height or episode.height)
     out = Path(cfg.out)
     partial = out.with_name(out.name + ".partial")
@@ -88,6 +107,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
     observe_seconds = time.perf_counter() - started
 
     meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
+            "protocol": cfg.protocol,
             **{key: episode.meta[key] for key in ("agent_shape", "action_space") if key in episode.meta}}
     writer = EpisodeWriter(out, episode.camera(0).resized(width, height), episode.fps, extra=meta,
                            resume=None if resume is None else resume["frames"])
@@ -97,10 +117,12 @@ def imagine_episode(cfg: DictConfig) -> Path:
     tracks = resume["tracks"] if resume is not None else {i: {"poses": [], "labels": []} for i in ids}
     first = k if resume is None else resume["next"]
 
-    def checkpoint(next_frame: int) -> None:
+    def checkpoint(next_index: int) -> None:
         writer.flush()  # every frame listed is on disk
+        if next_frame:  # the memory goes on changing: it is part of the checkpoint
+            world.memory.save(partial / "memory.pt")
         tmp = partial / (RESUME_FILE + ".tmp")
-        torch.save({"settings": settings, "next": next_frame, "frames": writer.frames, "tracks": tracks,
+        torch.save({"settings": settings, "next": next_index, "frames": writer.frames, "tracks": tracks,
                     "world": world.state_dict()}, tmp)
         os.replace(tmp, partial / RESUME_FILE)
 
@@ -108,8 +130,10 @@ def imagine_episode(cfg: DictConfig) -> Path:
     minute = k + round(60 * episode.fps)
     future = ((episode.info(i), episode.camera(i).resized(width, height)) for i in range(first, until))
     started = time.perf_counter()
-    bar = tqdm(world.imagine(future), total=until - first, initial=0, desc="imagine", unit="frame",
+    stream = _next_frames(world, episode, future) if next_frame else world.imagine(future)
+    bar = tqdm(stream, total=until - first, initial=0, desc="predict" if next_frame else "imagine", unit="frame",
                disable=not cfg.progress)
+    last_checkpoint = first
     for frame in bar:
         info = episode.info(frame.index)
         writer.write(frame.rgb, info.transform_matrix, frame.time, depth=frame.depth, instances=frame.instances,
@@ -118,13 +142,17 @@ def imagine_episode(cfg: DictConfig) -> Path:
         for i in ids:
             tracks[i]["poses"].append(frame.poses.get(i))
             tracks[i]["labels"].append(i if i in drawn else 0)
-        if (frame.index + 1 - k) % cfg.checkpoint_every == 0 and frame.index + 1 < until:
+        due = frame.index + 1 - last_checkpoint >= cfg.checkpoint_every and frame.index + 1 < until
+        if due and (not next_frame or world.memory.just_refreshed):
             checkpoint(frame.index + 1)
+            last_checkpoint = frame.index + 1
         if frame.index + 1 == minute:
             resident["after_1_min"] = _resident_mb()
     imagine_seconds = time.perf_counter() - started
     resident["at_end"] = _resident_mb()
     (partial / RESUME_FILE).unlink(missing_ok=True)
+    if next_frame:
+        world.memory.save(partial / "memory.pt")
     writer.close(tracks={"objects": [{"id": i, **tracks[i]} for i in ids]})
 
     imagined = Episode(out)
@@ -132,7 +160,8 @@ def imagine_episode(cfg: DictConfig) -> Path:
         for i in tqdm(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
             video.write(imagined[i].rgb)
     frames = until - first
-    print(f"observed {k} frames in {observe_seconds:.1f} s; imagined {frames} frames ({frames / episode.fps:.0f} s "
+    done = "predicted and observed" if next_frame else "imagined"
+    print(f"observed {k} frames in {observe_seconds:.1f} s; {done} {frames} frames ({frames / episode.fps:.0f} s "
           f"of video) in {imagine_seconds:.1f} s: {frames / imagine_seconds:.1f} frames/s, "
           f"{frames / episode.fps / imagine_seconds:.2f}x real time")
     if "after_1_min" in resident:

@@ -5,6 +5,11 @@ objects with the dynamics under the agent's commands and draws each future camer
 time (a generator: nothing accumulates, so a 10-minute imagination holds flat memory). It follows
 the imagination protocol of the episode format: for future frames it reads only each frame's
 camera, time, agent pose and action.
+
+The next-frame protocol (``predict`` then ``observe_next``, frame after frame) scores the same
+model as a filter: each frame is drawn from everything observed before it, then observed. The
+objects the last frame did not show are moved by the dynamics between frames, so one pushed while
+hidden is remembered where it was pushed to.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from splatworld.errors import SplatworldError
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.render.video import to_uint8
 from splatworld.scene.cameras import Camera
-from splatworld.scene.episode import Episode, FrameInfo
+from splatworld.scene.episode import Episode, Frame, FrameInfo
 from splatworld.scene.transforms import matrix_to_pose
 
 
@@ -70,6 +75,8 @@ class WorldModel:
         self.state: WorldState | None = None  # the objects' imagined state, batch 1
         self.slots: MemorySlots | None = None
         self.action = np.zeros(2)  # the agent command in force since the last frame
+        self.last_observed: FrameInfo | None = None  # the memory's last frame, where predictions start
+        self._geometry: tuple[int, Heightmap] | None = None  # (static refresh it was made at, heightmap)
 
     # ----------------------------------------------------------------- observe
     def observe(self, episode: Episode, until: int, progress: bool = False) -> None:
@@ -87,9 +94,15 @@ class WorldModel:
         if abs(last.time - self.memory.time) > 1e-6:
             raise SplatworldError(f"frame {last.index} (t={last.time}) is not the memory's last observed frame "
                                   f"(t={self.memory.time})")
-        self.state, self.slots = state_from_memory(self.memory, last.agent_pose[:3], self.dynamics.config.dt)
+        # the scaffold's heightmap changes as slowly as the memory's static map is refreshed
+        refresh = (self.memory.frame_count - 1) // self.memory.config.static_refresh_frames
+        if self._geometry is None or self._geometry[0] != refresh:
+            self._geometry = (refresh, Heightmap.from_memory(self.memory))
+        self.state, self.slots = state_from_memory(self.memory, last.agent_pose[:3], self.dynamics.config.dt,
+                                                   self._geometry[1])
         self.last_seen = {t.id: float(t.last_seen) for t in self.memory.tracks}
         self.action = np.zeros(2) if last.action is None else np.asarray(last.action, dtype=np.float64)
+        self.last_observed = last
 
     # ----------------------------------------------------------------- imagine
     def advance(self, info: FrameInfo) -> None:
@@ -141,6 +154,31 @@ class WorldModel:
             self.advance(info)
             yield self.draw(camera, info.index, info.time)
 
+    # ----------------------------------------------------------------- next-frame protocol
+    def predict(self, info: FrameInfo, camera: Camera) -> ImaginedFrame:
+        """Frame ``info`` as expected from every frame observed before it: the memory's objects
+        advanced by the dynamics from its last frame, the ones that frame did not show moved there
+        in the memory too (:meth:`SceneMemory.move_unseen`), drawn from ``camera``. Reads only
+        the camera, time, agent pose and action of ``info``; observe the frame next."""
+        if self.last_observed is None:
+            raise SplatworldError("predict before observe: the world model has observed nothing yet")
+        if info.index != self.last_observed.index + 1:
+            raise SplatworldError(f"frame {info.index}: the next frame to predict is {self.last_observed.index + 1}")
+        self.begin(self.last_observed)
+        self.advance(info)
+        self.memory.move_unseen(self.object_poses())
+        return self.draw(camera, info.index, info.time)
+
+    def observe_next(self, frame: Frame) -> None:
+        """Observe the frame just predicted, in full; a model that forgets (``forget_after``) drops
+        from its memory what it has not seen for that long."""
+        if self.last_observed is None or frame.info.index != self.last_observed.index + 1:
+            raise SplatworldError(f"frame {frame.info.index}: observe frames in order, after predicting each")
+        self.memory.observe(frame)
+        if self.forget_after is not None:
+            self.memory.forget_unseen(self.forget_after)
+        self.last_observed = frame.info
+
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:
         """The imagined state (not the memory): enough to continue an interrupted imagination."""
@@ -148,7 +186,7 @@ class WorldModel:
             raise SplatworldError("the world model has no imagined state to save")
         tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
         return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "object_from_box": self.slots.object_from_box},
-                "action": self.action.tolist(), "last_seen": dict(self.last_seen)}
+                "action": self.action.tolist(), "last_seen": dict(self.last_seen), "last_observed": self.last_observed}
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
@@ -156,3 +194,4 @@ class WorldModel:
         self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["object_from_box"])
         self.action = np.asarray(saved["action"], dtype=np.float64)
         self.last_seen = dict(saved["last_seen"])
+        self.last_observed = saved["last_observed"]
