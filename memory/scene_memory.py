@@ -53,7 +53,7 @@ from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
-MEMORY_FORMAT_VERSION = 6
+MEMORY_FORMAT_VERSION = 7
 STATES = ("visible", "occluded", "out_of_view", "contradicted", "displaced")
 _HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
 
@@ -233,6 +233,8 @@ class SceneMemory:
         # drawn behind everything the memory renders
         self.background = np.zeros(3)
         self._background_frames = 0
+        self.agent_color = np.full(3, 0.5)  # mean colour of the agent's pixels: a model draws it where it moves
+        self._agent_frames = 0
         self._static_cache: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._static_kdtree: tuple[int, cKDTree] | None = None
@@ -274,6 +276,10 @@ class SceneMemory:
         if beyond.any():  # running mean over (at most) the last 100 frames that showed any
             self._background_frames = min(self._background_frames + 1, 100)
             self.background += (colors[beyond].mean(axis=0) - self.background) / self._background_frames
+        agent = frame.instances == self.agent_label
+        if agent.any():  # the same running mean for the agent's colour
+            self._agent_frames = min(self._agent_frames + 1, 100)
+            self.agent_color += (colors[agent].mean(axis=0) - self.agent_color) / self._agent_frames
         self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time)
         lo, hi = np.asarray(cfg.workspace[:3]), np.asarray(cfg.workspace[3:])
         stride = np.zeros_like(static)
@@ -739,13 +745,16 @@ class SceneMemory:
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
     def render(self, camera: Camera, frame: int | None = None, backend: str | None = None,
-               poses: dict[int, np.ndarray] | None = None) -> RenderOutput:
+               poses: dict[int, np.ndarray] | None = None, movers: Gaussians | None = None) -> RenderOutput:
         """The memory drawn from ``camera``: the static scaffold, the nearest keyframe's static pixels
         drawn over it, and the objects in front. Objects are drawn at ``poses`` (track id ->
         world_from_object ``[4, 4]``; what a dynamics model predicts) if given, else at their poses
-        at ``frame`` (default: now)."""
+        at ``frame`` (default: now). ``movers`` (world Gaussians: the agent where a model puts it)
+        are drawn with the objects."""
         backend = backend or self.config.backend
         parts = self._objects(self.poses_at(frame) if poses is None else poses)
+        if movers is not None and len(movers):
+            parts.append(movers)
         objects = render(Gaussians.concat(parts) if parts else Gaussians.empty(), camera, backend=backend,
                          settings=RasterSettings(eps2d=self.config.object_eps2d))
         backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist())
@@ -787,6 +796,7 @@ class SceneMemory:
             "support_region": self.support_region,
             "support_color": self.support_color,
             "background": (self.background, self._background_frames),
+            "agent_color": (self.agent_color, self._agent_frames),
             "next_id": self._next_id,
             "agent": (self._agent_position, self._agent_moved_at),
         }
@@ -823,6 +833,7 @@ class SceneMemory:
             memory.support_plane, memory._next_id = state["support_plane"], state["next_id"]
             memory.support_region, memory.support_color = state["support_region"], state["support_color"]
             memory.background, memory._background_frames = state["background"]
+            memory.agent_color, memory._agent_frames = state["agent_color"]
             memory._agent_position, memory._agent_moved_at = state["agent"]
         except (KeyError, TypeError, ValueError, zlib.error) as exc:  # a damaged file of the right version
             raise SplatworldError(f"{path}: damaged SceneMemory ({type(exc).__name__}: {exc})") from exc

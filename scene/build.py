@@ -7,7 +7,7 @@ import open3d as o3d
 import torch
 import trimesh
 
-from splatworld.errors import ShapeError, check_shape
+from splatworld.errors import ConfigError, ShapeError, check_shape
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians, rgb_to_sh0
 from splatworld.scene.transforms import rotmat_to_quat
@@ -77,6 +77,32 @@ def gaussians_from_mesh(
         object_id=object_id,
         quats=rotmat_to_quat(_frames_from_normals(normals)).to(torch.float32),
     )
+
+
+def gaussians_from_shape(shape: dict, count: int, rgb, object_id: int = 0) -> Gaussians:
+    """Gaussians on the surface of a primitive in the episode format's ``agent_shape`` layout
+    (``{"type": "cylinder", "radius": r, "height": h}`` along z, ``{"type": "sphere", "radius": r}``
+    or ``{"type": "box", "half_extents": [x, y, z]}``), centred at the origin of its own frame,
+    in one colour ``rgb [3]`` (see :func:`gaussians_from_mesh`).
+
+    Raises:
+        ConfigError: an unknown type or a missing or non-positive size, naming the key.
+    """
+    kind = shape.get("type") if isinstance(shape, dict) else None
+    sizes = {"cylinder": ("radius", "height"), "sphere": ("radius",), "box": ("half_extents",)}
+    if kind not in sizes:
+        raise ConfigError(f"agent_shape.type: {kind!r}; valid: {', '.join(sizes)}")
+    for key in sizes[kind]:
+        value = np.asarray(shape.get(key, 0.0), dtype=np.float64)
+        if not np.all(value > 0) or value.shape not in ((), (3,)):
+            raise ConfigError(f"agent_shape.{key}: must be positive, got {shape.get(key)!r}")
+    if kind == "cylinder":
+        mesh = trimesh.creation.cylinder(radius=float(shape["radius"]), height=float(shape["height"]), sections=32)
+    elif kind == "sphere":
+        mesh = trimesh.creation.icosphere(subdivisions=3, radius=float(shape["radius"]))
+    else:
+        mesh = trimesh.creation.box(extents=2 * np.asarray(shape["half_extents"], dtype=np.float64))
+    return gaussians_from_mesh(mesh, count, rgb=rgb, object_id=object_id)
 
 
 def gaussians_from_rgbd(

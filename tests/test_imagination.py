@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import binary_dilation
 
 from splatworld.cli import main
 from splatworld.config import load_config
@@ -95,7 +96,7 @@ def test_imagine_cli_writes_an_episode_and_resumes_identically(episode, tmp_path
     tracks = out.tracks()["objects"]
     labels = np.array([t["labels"] for t in tracks])
     for j in (0, len(out) - 1):  # a track's label is drawn in its frame exactly when it says so
-        drawn = set(np.unique(out[j].instances).tolist()) - {0}
+        drawn = set(np.unique(out[j].instances).tolist()) - {0, episode.agent_label}  # the agent is no track
         assert drawn == set(labels[:, j][labels[:, j] > 0].tolist())
     for name in ("imagined.mp4", "side_by_side.mp4", "summary.json", "memory.pt"):
         assert (tmp_path / "a" / name).stat().st_size > 0
@@ -287,3 +288,24 @@ def test_last_frame_baseline_under_both_protocols(episode, tmp_path):
             label = track["labels"][OBSERVED + j - 1]
             assert np.array_equal(lagged[j].instances == i, (source.instances == label) & (label != 0))
             assert written[i][j] == (i if label and (source.instances == label).any() else 0)
+
+
+def test_the_agent_is_drawn_where_each_frame_puts_it(episode):
+    drawing = WorldModel(SceneMemory(agent_label=episode.agent_label), make_model("static"), backend="cpu",
+                         agent_shape=episode.meta["agent_shape"])
+    drawing.observe(episode, OBSERVED)
+    red, green, blue = drawing.memory.agent_color  # PyBullet's pusher is red (0.9, 0.1, 0.1), shaded
+    assert red > 0.5 and green < 0.15 and blue < 0.15
+    plain = _world(episode)
+    steps = [(episode.info(i), episode.camera(i)) for i in range(OBSERVED, len(episode))]
+    for drawn, bare in zip(drawing.imagine(steps), plain.imagine(steps)):
+        truth = episode[drawn.index].instances == episode.agent_label
+        agent = drawn.instances == episode.agent_label
+        if truth.sum() >= 40:  # well in view (96 x 96 frames): its mask is the true one
+            assert (agent & truth).sum() / (agent | truth).sum() >= 0.5
+        assert not (bare.instances == episode.agent_label).any()
+        # what the agent hides is hidden; away from its soft rim the two pictures agree
+        near = binary_dilation(agent, np.ones((3, 3), bool), iterations=3)  # its splats reach 3 px out
+        assert np.array_equal(drawn.rgb[~near], bare.rgb[~near])
+    with pytest.raises(ConfigError, match="agent_shape.type"):
+        WorldModel(drawing.memory, make_model("static"), agent_shape={"type": "cone", "radius": 0.1})

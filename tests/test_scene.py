@@ -6,7 +6,7 @@ import torch
 import trimesh
 from kornia.geometry.conversions import quaternion_to_rotation_matrix
 
-from splatworld.errors import PlyFormatError, ShapeError
+from splatworld.errors import ConfigError, PlyFormatError, ShapeError
 from splatworld.scene import (
     Camera,
     Gaussians,
@@ -188,3 +188,22 @@ def test_gaussians_from_rgbd_backprojects_a_plane():
         gaussians_from_rgbd(rgb, torch.full((48, 64), float("nan")), cam)
     with pytest.raises(ShapeError, match="depth"):
         gaussians_from_rgbd(rgb, torch.ones(10, 10), cam)
+
+
+def test_gaussians_from_shape_lie_on_the_primitive():
+    from splatworld.scene.build import gaussians_from_shape
+
+    g = gaussians_from_shape({"type": "cylinder", "radius": 0.025, "height": 0.1}, 400, (0.9, 0.1, 0.1), object_id=7)
+    x, y, z = g.means.double().unbind(-1)
+    radial = (x**2 + y**2).sqrt()
+    on_side = (radial - 0.025).abs() < 1e-3  # a 32-sided prism: its flats lie within 0.5 mm of the circle
+    on_caps = ((z.abs() - 0.05).abs() < 1e-6) & (radial <= 0.025 + 1e-6)
+    assert bool((on_side | on_caps).all()) and len(g) == 400 and set(g.object_ids.tolist()) == {7}
+    box = gaussians_from_shape({"type": "box", "half_extents": [0.1, 0.2, 0.3]}, 200, (0, 1, 0))
+    assert torch.allclose(box.means.abs().amax(0), torch.tensor([0.1, 0.2, 0.3]), atol=1e-2)
+    ball = gaussians_from_shape({"type": "sphere", "radius": 0.05}, 200, (0, 0, 1))
+    assert torch.allclose(ball.means.norm(dim=-1), torch.full((200,), 0.05), atol=1e-3)
+    with pytest.raises(ConfigError, match="agent_shape.radius"):
+        gaussians_from_shape({"type": "sphere", "radius": -1}, 10, (0, 0, 0))
+    with pytest.raises(ConfigError, match="agent_shape.type: 'cone'"):
+        gaussians_from_shape({"type": "cone"}, 10, (0, 0, 0))

@@ -47,7 +47,8 @@ def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
     return {"episode": str(episode.path.resolve()), "observe_until": int(cfg.observe_until), "until": until,
             "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
             "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height,
-            "forget_after": cfg.forget_after, "protocol": cfg.protocol, "state_fields": list(WorldState.TENSORS)}
+            "forget_after": cfg.forget_after, "protocol": cfg.protocol, "draw_agent": cfg.draw_agent,
+            "state_fields": list(WorldState.TENSORS)}
 
 
 def _resident_mb() -> float:
@@ -88,7 +89,8 @@ def imagine_episode(cfg: DictConfig) -> Path:
         resume = None  # another run's leftovers: start afresh
 
     world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label),
-                       load_dynamics(cfg.model, cfg.checkpoint), backend=cfg.backend, forget_after=cfg.forget_after)
+                       load_dynamics(cfg.model, cfg.checkpoint), backend=cfg.backend, forget_after=cfg.forget_after,
+                       agent_shape=episode.meta.get("agent_shape") if cfg.draw_agent else None)
     started = time.perf_counter()
     if resume is not None:
         world.memory = SceneMemory.load(partial / "memory.pt")

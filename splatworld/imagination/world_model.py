@@ -27,7 +27,9 @@ from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.render.video import to_uint8
+from splatworld.scene.build import gaussians_from_shape
 from splatworld.scene.cameras import Camera
+from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.episode import Episode, Frame, FrameInfo
 from splatworld.scene.transforms import matrix_to_pose
 
@@ -65,12 +67,22 @@ class WorldModel:
         forget_after: seconds after which an object that was not seen (observed, then drawn in an
             imagined frame) is forgotten for good; None (default) never forgets. The evaluation's
             ``memoryless`` baseline forgets after 1 s.
+        agent_shape: the episode's ``agent_shape`` (cylinder, sphere or box): the agent is drawn
+            there at each frame's agent pose, in the colour the memory saw it in, hiding what is
+            behind it. None: not drawn.
     """
 
+    AGENT_GAUSSIANS = 800  # about 5 mm apart on the 2.5 x 10 cm pusher
+
     def __init__(self, memory: SceneMemory, dynamics: DynamicsModel, backend: str = "auto",
-                 forget_after: float | None = None):
+                 forget_after: float | None = None, agent_shape: dict | None = None):
         self.memory, self.dynamics, self.backend = memory, dynamics, backend
         self.forget_after = forget_after
+        self.agent_shape = agent_shape
+        self._agent: tuple[tuple, Gaussians] | None = None  # (colour, agent Gaussians in its own frame)
+        if agent_shape is not None:
+            gaussians_from_shape(agent_shape, 1, (0.5, 0.5, 0.5))  # a bad shape fails here, not mid-run
+        self.agent_pose: np.ndarray | None = None  # [7] at the frame drawn next
         self.last_seen: dict[int, float] = {}  # object id -> time it was last seen or drawn
         self.state: WorldState | None = None  # the objects' imagined state, batch 1
         self.slots: MemorySlots | None = None
@@ -102,6 +114,7 @@ class WorldModel:
                                                    self._geometry[1])
         self.last_seen = {t.id: float(t.last_seen) for t in self.memory.tracks}
         self.action = np.zeros(2) if last.action is None else np.asarray(last.action, dtype=np.float64)
+        self.agent_pose = np.asarray(last.agent_pose, dtype=np.float64)
         self.last_observed = last
 
     # ----------------------------------------------------------------- imagine
@@ -126,6 +139,10 @@ class WorldModel:
             torch.as_tensor(np.asarray(info.agent_pose[:3], dtype=np.float64))[None]
         self.state = self.state.replace(agent=agent, time=time)
         self.action = np.zeros(2) if info.action is None else np.asarray(info.action, dtype=np.float64)
+        if info.agent_pose is not None:
+            self.agent_pose = np.asarray(info.agent_pose, dtype=np.float64)
+        else:  # where the integrated commands took it, upright
+            self.agent_pose = np.concatenate([self.state.agent[0].numpy(), [1.0, 0.0, 0.0, 0.0]])
 
     def object_poses(self) -> dict[int, np.ndarray]:
         """world_from_object ``[4, 4]`` of every imagined object now, by memory object id."""
@@ -136,7 +153,7 @@ class WorldModel:
         poses = self.object_poses()
         if self.forget_after is not None:
             poses = {i: p for i, p in poses.items() if time - self.last_seen.get(i, -np.inf) <= self.forget_after}
-        out = self.memory.render(camera, backend=self.backend, poses=poses)
+        out = self.memory.render(camera, backend=self.backend, poses=poses, movers=self._agent_gaussians())
         rgb = to_uint8(out.rgb.numpy())
         drawn = out.alpha.numpy() > 0.5
         depth = np.where(drawn, out.depth.numpy(), 0).astype(np.float32)
@@ -146,6 +163,17 @@ class WorldModel:
                 self.last_seen[i] = time
         as_7 = {i: matrix_to_pose(torch.from_numpy(m)).tolist() for i, m in poses.items()}
         return ImaginedFrame(index, time, rgb, depth, instances, as_7)
+
+    def _agent_gaussians(self) -> Gaussians | None:
+        """The agent at :attr:`agent_pose` as world Gaussians (labelled with the agent's label), or
+        None without an ``agent_shape``."""
+        if self.agent_shape is None or self.agent_pose is None:
+            return None
+        color = tuple(self.memory.agent_color.tolist())
+        if self._agent is None or self._agent[0] != color:
+            self._agent = (color, gaussians_from_shape(self.agent_shape, self.AGENT_GAUSSIANS, color,
+                                                       object_id=self.memory.agent_label))
+        return self._agent[1].transform(torch.from_numpy(self.agent_pose).float())
 
     def imagine(self, future: Iterable[tuple[FrameInfo, Camera]]) -> Iterator[ImaginedFrame]:
         """Imagine each future frame in turn from its ``(info, camera)``: only the camera, time,
@@ -186,7 +214,8 @@ class WorldModel:
             raise SplatworldError("the world model has no imagined state to save")
         tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
         return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "object_from_box": self.slots.object_from_box},
-                "action": self.action.tolist(), "last_seen": dict(self.last_seen), "last_observed": self.last_observed}
+                "action": self.action.tolist(), "last_seen": dict(self.last_seen), "last_observed": self.last_observed,
+                "agent_pose": self.agent_pose}
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
@@ -195,3 +224,4 @@ class WorldModel:
         self.action = np.asarray(saved["action"], dtype=np.float64)
         self.last_seen = dict(saved["last_seen"])
         self.last_observed = saved["last_observed"]
+        self.agent_pose = saved["agent_pose"]
