@@ -29,8 +29,8 @@ from splatworld.memory.scene_memory import SceneMemory
 from splatworld.render.video import to_uint8
 from splatworld.scene.build import gaussians_from_shape
 from splatworld.scene.cameras import Camera
-from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.episode import Episode, Frame, FrameInfo
+from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose
 
 
