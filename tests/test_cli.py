@@ -73,3 +73,10 @@ def test_main_demo_end_to_end(tmp_path, capsys):
     imagined = tmp_path / "imagined"
     assert len(imageio.mimread(imagined / "side_by_side.mp4")) == 20
     assert imageio.imread(imagined / "rgb" / "000000.png").shape == (256, 256, 3)
+
+
+def test_benchmark_names_an_unknown_protocol_before_any_work(tmp_path, capsys):
+    assert load_config("benchmark", []).protocols == ["imagination"]  # the episode format's protocol
+    assert main(["benchmark", f"out={tmp_path}", "protocols=[open_loop]"]) == 2
+    assert "protocols: unknown 'open_loop'; valid: imagination, next_frame" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
