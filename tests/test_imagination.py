@@ -104,21 +104,30 @@ def test_imagine_cli_writes_an_episode_and_resumes_identically(episode, tmp_path
     assert summary["imagined_frames"] == len(out) and len(summary["static_psnr_per_minute"]) == 1
 
     # killed after 10 frames (checkpoint at 7), then started again: the same files, bit for bit
+    _kill_and_resume(args, tmp_path / "b", 10, monkeypatch, capsys)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def _kill_and_resume(args: list[str], out, frames: int, monkeypatch, capsys) -> dict:
+    """Run ``splatworld imagine *args out=OUT``, killed once ``frames`` frames are written, then
+    start it again to the end; returns the resume checkpoint the killed run left."""
     write = imagine_run.EpisodeWriter.write
 
     def dying(self, *a, **k):
-        if len(self.frames) == 10:
+        if len(self.frames) == frames:
             raise KeyboardInterrupt
         write(self, *a, **k)
 
     monkeypatch.setattr(imagine_run.EpisodeWriter, "write", dying)
     with pytest.raises(KeyboardInterrupt):
-        imagine_run.imagine_episode(load_config("imagine", [*args, f"out={tmp_path / 'b'}"]))
-    assert (tmp_path / "b.partial" / "resume.pt").exists() and not (tmp_path / "b").exists()
+        imagine_run.imagine_episode(load_config("imagine", [*args, f"out={out}"]))
+    resume = out.with_name(out.name + ".partial") / "resume.pt"
+    assert resume.exists() and not out.exists()
+    left = torch.load(resume, weights_only=False)
     monkeypatch.setattr(imagine_run.EpisodeWriter, "write", write)
-    assert main(["imagine", *args, f"out={tmp_path / 'b'}"]) == 0
+    assert main(["imagine", *args, f"out={out}"]) == 0
     assert "resuming" in capsys.readouterr().out
-    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    return left
 
 
 def test_imagine_rejects_bad_ranges(episode, tmp_path):
@@ -227,21 +236,9 @@ def test_imagine_cli_next_frame_protocol_resumes_identically(episode, tmp_path, 
     out = Episode(tmp_path / "a")
     assert len(out) == len(episode) - OBSERVED and out.meta["protocol"] == "next_frame"
     assert SceneMemory.load(tmp_path / "a" / "memory.pt").frame_count == len(episode)  # observed to the end
-    write = imagine_run.EpisodeWriter.write
-
-    def dying(self, *a, **k):
-        if len(self.frames) == 15:
-            raise KeyboardInterrupt
-        write(self, *a, **k)
-
-    monkeypatch.setattr(imagine_run.EpisodeWriter, "write", dying)
-    with pytest.raises(KeyboardInterrupt):
-        imagine_run.imagine_episode(load_config("imagine", [*args, f"out={tmp_path / 'b'}"]))
+    left = _kill_and_resume(args, tmp_path / "b", 15, monkeypatch, capsys)
     # checkpoints fall where the memory refreshed its static map: after frame 40, the first one 7 frames on
-    assert torch.load(tmp_path / "b.partial" / "resume.pt", weights_only=False)["next"] == 41
-    monkeypatch.setattr(imagine_run.EpisodeWriter, "write", write)
-    assert main(["imagine", *args, f"out={tmp_path / 'b'}"]) == 0
-    assert "resuming" in capsys.readouterr().out
+    assert left["next"] == 41
     whole, resumed = _digest(tmp_path / "a"), _digest(tmp_path / "b")
     assert whole.pop("memory.pt") and resumed.pop("memory.pt") and whole == resumed
     # the memory that observed on after the resume is the same (pickle lays out loaded arrays otherwise)

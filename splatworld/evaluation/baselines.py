@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from splatworld.config import load_config
 from splatworld.errors import ConfigError
-from splatworld.imagination.run import imagine_episode
+from splatworld.imagination.run import PROTOCOLS, imagine_episode
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
 
@@ -36,8 +36,8 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
     k = int(observe_until)
     if not 0 < k < len(episode):
         raise ConfigError(f"observe_until={k} must lie in [1, {len(episode)}) for {episode_path}")
-    if protocol not in ("imagination", "next_frame"):
-        raise ConfigError(f"protocol={protocol!r}; valid: imagination, next_frame")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
     n = len(episode) - k
     if protocol == "imagination":
         last = episode[k - 1]
@@ -58,11 +58,13 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
             **{key: episode.meta[key] for key in ("agent_shape", "action_space") if key in episode.meta}}
     writer = EpisodeWriter(out, episode.camera(0), episode.fps, extra=meta)
     drawn = {label: [] for label in labels}
+    has_instances = False
     for i, (frame, relabel) in zip(tqdm(range(k, len(episode)), desc="last_frame", unit="frame",
                                         disable=not progress), copies):
         info = episode.info(i)
         instances = None
-        if frame.instances is not None:
+        has_instances = frame.instances is not None  # the episode has instances in every frame or none
+        if has_instances:
             lookup = np.zeros(int(frame.instances.max()) + 1, dtype=np.uint16)
             for label, target in relabel.items():
                 if label < len(lookup):
@@ -73,7 +75,7 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
                 drawn[label].append(label if label in present else 0)
         writer.write(frame.rgb, info.transform_matrix, info.time, depth=frame.depth, instances=instances,
                      agent_pose=info.agent_pose, action=info.action)
-    tracks = None if episode[k - 1].instances is None else \
+    tracks = None if not has_instances else \
         {"objects": [{"id": label, "poses": [None] * n, "labels": drawn[label]} for label in labels]}
     return writer.close(tracks=tracks)
 
