@@ -53,7 +53,7 @@ def _pair_gaps(xy: torch.Tensor, half: torch.Tensor, valid: torch.Tensor) -> tor
     ``half [B, N, 2]``); ``inf`` on the diagonal and for invalid slots."""
     pair = xy[:, None] - xy[:, :, None]  # [B, i, j]: j - i
     gap = torch.linalg.norm((pair.abs() - half[:, :, None] - half[:, None]).clamp(min=0), dim=-1)
-    invalid = ~(valid[:, :, None] & valid[:, None, :]) | torch.eye(xy.shape[1], dtype=torch.bool)
+    invalid = ~(valid[:, :, None] & valid[:, None, :]) | torch.eye(xy.shape[1], dtype=torch.bool, device=xy.device)
     return gap.masked_fill(invalid, math.inf)
 
 
@@ -80,7 +80,8 @@ def outline_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, 
     opposite = reach.roll(reach.shape[-1] // 2, dims=-1)  # reach along -axis k
     pair = (xy[:, None] - xy[:, :, None]) @ axes.T  # [B, i, j, K]: (j - i) along each axis
     pair_gap = (pair - reach[:, :, None] - opposite[:, None]).max(-1).values
-    invalid = ~(state.valid[:, :, None] & state.valid[:, None, :]) | torch.eye(state.n_objects, dtype=torch.bool)
+    invalid = (~(state.valid[:, :, None] & state.valid[:, None, :])
+               | torch.eye(state.n_objects, dtype=torch.bool, device=xy.device))
     return agent_gap, into, pair_gap.masked_fill(invalid, math.inf)
 
 
@@ -112,7 +113,7 @@ def reach_in_frame(outline: torch.Tensor, quat: torch.Tensor, heading: torch.Ten
     """``[..., 8]`` how far objects (``outline [..., K]``, ``quat [..., 4]``) reach from their box
     centres along the directions 0, 45, ..., 315 degrees from the unit ``heading [..., 2]``:
     index 0 is the front, 2 the left, 4 the back, 6 the right."""
-    turns = torch.arange(PUSH_FRAME_DIRECTIONS, dtype=heading.dtype) * (2 * math.pi / PUSH_FRAME_DIRECTIONS)
+    turns = torch.arange(PUSH_FRAME_DIRECTIONS, dtype=heading.dtype, device=heading.device) * (2 * math.pi / PUSH_FRAME_DIRECTIONS)
     return outline_support(outline, quat, torch.atan2(heading[..., 1], heading[..., 0])[..., None] + turns)
 
 
@@ -129,7 +130,7 @@ def drive_heading(state: WorldState, action: torch.Tensor, agent_live: torch.Ten
     away = live.sum(-1, keepdim=True) * xy - live @ xy
     drive = torch.where(torch.linalg.norm(drive, dim=-1, keepdim=True) > 1e-6, drive, away)
     length = torch.linalg.norm(drive, dim=-1, keepdim=True)
-    return torch.where(length > 1e-9, drive / length.clamp(min=1e-9), torch.tensor([1.0, 0.0], dtype=xy.dtype))
+    return torch.where(length > 1e-9, drive / length.clamp(min=1e-9), torch.tensor([1.0, 0.0], dtype=xy.dtype, device=xy.device))
 
 
 def geometry_probes(state: WorldState, heading: torch.Tensor | None = None,
@@ -210,7 +211,7 @@ def _clear_of_edges(geometry: Heightmap, xy: torch.Tensor, half: torch.Tensor, t
     high = geometry.height_at(xy[..., None, :] + offsets) > top[..., None]
     away = -(offsets * high[..., None]).sum(-2)
     away = away / torch.linalg.norm(away, dim=-1, keepdim=True).clamp(min=1e-9)
-    steps = torch.arange(1, tries + 1, dtype=xy.dtype) * 0.25 * half.max(-1).values[..., None]  # [..., tries]
+    steps = torch.arange(1, tries + 1, dtype=xy.dtype, device=xy.device) * 0.25 * half.max(-1).values[..., None]  # [..., tries]
     candidates = xy[..., None, :] + steps[..., None] * away[..., None, :]  # [..., tries, 2]
     exact = half[..., None, :].expand_as(candidates)
     # clear of the grown footprint and of the footprint itself: the heightmap is probed at the
@@ -258,9 +259,9 @@ class DynamicsModel(nn.Module):
         """:meth:`step`, and which objects ``[B, N]`` the model simulated in it (the others
         kept their pose, or fell)."""
         _check_action(state, action)
-        delta_xy, delta_yaw, active = self(state, action.to(state.position.dtype))
+        delta_xy, delta_yaw, active = self(state, action.to(state.position))
         nxt = apply_constraints(state, delta_xy, delta_yaw, active, self.config)
-        agent, time = _advance_agent(state, action.to(state.agent.dtype), self.config.dt)
+        agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
         return nxt.replace(agent=agent, time=time), active & state.valid
 
 
@@ -342,9 +343,10 @@ class InteractionModel(DynamicsModel):
         # in a planner's batch most rollouts touch nothing at most steps.
         active = agent_live | pair_live.any(-1)
         b, i = active.nonzero(as_tuple=True)
-        outline_frame = torch.zeros(*active.shape, PUSH_FRAME_DIRECTIONS, dtype=state.position.dtype)
+        dev = state.position.device
+        outline_frame = torch.zeros(*active.shape, PUSH_FRAME_DIRECTIONS, dtype=state.position.dtype, device=dev)
         outline_frame[b, i] = reach_in_frame(state.outline[b, i], state.quat[b, i], heading[b, i])
-        message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype)
+        message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype, device=dev)
         b, i = agent_live.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
@@ -360,7 +362,7 @@ class InteractionModel(DynamicsModel):
                                  to_frame(vel[b, i], u), outline_frame[b, i] * cm,
                                  reach_in_frame(state.outline[b, j], state.quat[b, j], u) * cm], -1)
             message.index_put_((b, i), self.pair_edge(pair_in.to(dtype)), accumulate=True)
-        out = torch.zeros(*active.shape, 3, dtype=state.position.dtype)
+        out = torch.zeros(*active.shape, 3, dtype=state.position.dtype, device=dev)
         b, i = active.nonzero(as_tuple=True)
         if len(b):
             u = heading[b, i]
@@ -383,9 +385,11 @@ def make_model(name: str, config: DynamicsConfig | None = None) -> DynamicsModel
 @torch.no_grad()
 def rollout(model: DynamicsModel, state: WorldState, actions: torch.Tensor) -> Trajectory:
     """Roll ``B`` action sequences ``actions [B, H, 2]`` out from ``state`` (batch B, or 1:
-    repeated). Returns the ``H`` states after each step as a :class:`Trajectory`."""
+    repeated). Returns the ``H`` states after each step as a :class:`Trajectory`, on the state's
+    device (model, state and actions may live on CUDA: :meth:`WorldState.to`)."""
     if actions.dim() != 3 or actions.shape[-1] != 2:
         raise ShapeError(f"actions: expected [B, H, 2], got {list(actions.shape)}")
+    actions = actions.to(state.position.device)
     if state.batch == 1 and actions.shape[0] != 1:
         state = state.repeat(actions.shape[0])
     states = []

@@ -45,8 +45,12 @@ class Heightmap:
         h, w = self.heights.shape
         inside = (ij[..., 0] >= 0) & (ij[..., 0] < w) & (ij[..., 1] >= 0) & (ij[..., 1] < h)
         flat = (ij[..., 1].clamp(0, h - 1) * w + ij[..., 0].clamp(0, w - 1))
-        heights = self.heights.to(xy.dtype).reshape(-1)[flat]
+        heights = self.heights.to(xy).reshape(-1)[flat]
         return torch.where(inside, heights, torch.full_like(heights, self.floor))
+
+    def to(self, device: torch.device | str) -> Heightmap:
+        """The same map with its tensors on ``device``."""
+        return dataclasses.replace(self, origin=self.origin.to(device), heights=self.heights.to(device))
 
     @classmethod
     def from_points(cls, points: np.ndarray, cell: float = 0.02, floor: float | None = None,
@@ -220,6 +224,14 @@ class WorldState:
             raise ShapeError(f"WorldState.repeat: needs a batch of 1, got {self.batch}")
         return self.replace(**{k: getattr(self, k).expand(batch, *getattr(self, k).shape[1:]).clone()
                                for k in self.TENSORS})
+
+    @property
+    def device(self) -> torch.device:
+        return self.position.device
+
+    def to(self, device: torch.device | str) -> WorldState:
+        """The same state, its tensors and its geometry on ``device`` (rollouts run where the state is)."""
+        return self.replace(geometry=self.geometry.to(device), **{k: getattr(self, k).to(device) for k in self.TENSORS})
 
     def half_xy(self) -> torch.Tensor:
         """``[B, N, 2]`` half sizes of each box's world-axis-aligned x-y footprint."""

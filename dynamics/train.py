@@ -26,7 +26,7 @@ from splatworld.config import load_config
 from splatworld.dynamics.data import Sequence, sequence_from_memory, window_batch
 from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, InteractionModel, make_model
 from splatworld.dynamics.state import Heightmap, WorldState
-from splatworld.errors import SplatworldError
+from splatworld.errors import ConfigError, SplatworldError
 
 CHECKPOINT_VERSION = 3  # 2: features in the frame of the push; 3: footprint outlines (older weights mean nothing to it)
 DATASET_VERSION = 3  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt; 3: outline)
@@ -105,13 +105,20 @@ def rollout_loss(unrolled: nn.Module, seq: Sequence, frames: torch.Tensor, horiz
     x-y positions (cm) and yaw turned (0.1 rad) against the memory's tracks, over objects
     that were seen and that the model has simulated; and how many such object-steps there
     were. ``unrolled``: an :class:`Unrolled` (or its DDP wrapper). ``noise``, ``max_tilt``: see
-    :func:`~splatworld.dynamics.data.window_batch`."""
+    :func:`~splatworld.dynamics.data.window_batch`. The batch runs on the model's device."""
     state, actions, target_xy, target_yaw, mask = window_batch(seq, frames, horizon, noise, generator, max_tilt)
+    device = _device_of(unrolled)
+    state = state.to(device)
+    actions, target_xy, target_yaw, mask = (t.to(device) for t in (actions, target_xy, target_yaw, mask))
     position, turned, touched = unrolled(state, actions)
     use = (mask & touched).float()
     err = ((position[..., :2] - target_xy) * 100).pow(2).sum(-1) + ((turned - target_yaw) * 10).pow(2)
     count = int(use.sum())
     return (err * use).sum() / max(count, 1), count
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
 
 
 def _starts(seq: Sequence, horizon: int) -> torch.Tensor:
@@ -125,8 +132,9 @@ def pushed_starts(model: DynamicsModel, seq: Sequence, horizon: int, max_tilt: f
     the loss nothing to fit, whatever the weights (in a push episode, most of them)."""
     frames = _starts(seq, horizon)
     state, actions, _, _, mask = window_batch(seq, frames, 1, max_tilt=max_tilt)
-    _, active = model.advance(state, actions[:, 0])
-    return frames[(active & mask[:, 0]).any(-1)]
+    device = _device_of(model)
+    _, active = model.advance(state.to(device), actions[:, 0].to(device))
+    return frames[(active.cpu() & mask[:, 0]).any(-1)]
 
 
 def evaluate_loss(model: DynamicsModel, sequences: list[Sequence], horizon: int, max_tilt: float) -> float:
@@ -143,8 +151,13 @@ def train(cfg: DictConfig) -> Path:
     """Fit the learned model as configured; return the checkpoint path (rank 0's)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train-dynamics: device={cfg.device} but torch.cuda.is_available() is False")
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = bool(cfg.progress) and rank == 0
@@ -157,10 +170,11 @@ def train(cfg: DictConfig) -> Path:
     if not data["train"]:
         raise SplatworldError("train-dynamics: no training episodes (train_seeds is empty)")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden)))
+    model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden))).to(device)
     # a scene with one object never uses the object-object edge: let DDP skip those parameters
     unrolled = Unrolled(model)
-    trained = torch.nn.parallel.DistributedDataParallel(unrolled, find_unused_parameters=True) if world > 1 else unrolled
+    trained = unrolled if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        unrolled, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
     rng = np.random.default_rng([cfg.seed, rank])  # each rank its own batches
@@ -206,7 +220,7 @@ def save_checkpoint(model: InteractionModel, path: Path, extra: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"format_version": CHECKPOINT_VERSION, "config": dataclasses.asdict(model.config),
-                "state_dict": model.state_dict(), **extra}, tmp)
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **extra}, tmp)
     os.replace(tmp, path)
     return path
 
@@ -222,7 +236,7 @@ def load_checkpoint(path: str | os.PathLike | None = None) -> InteractionModel:
     """The learned model from ``path`` (default: the checkpoint shipped with the package)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     try:
-        saved = torch.load(path, weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise SplatworldError(f"{path}: not a dynamics checkpoint ({exc})") from exc
     if not isinstance(saved, dict) or saved.get("format_version") != CHECKPOINT_VERSION:

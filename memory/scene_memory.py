@@ -330,7 +330,7 @@ class SceneMemory:
         parts = [p for p in parts if len(p)]
         if not parts:
             return None
-        return render(Gaussians.concat(parts), cam, backend=self.config.backend)
+        return render(Gaussians.concat(parts), cam, backend=self.config.backend).cpu()
 
     def _associate(self, segments, rendered) -> dict[int, ObjectTrack]:
         cfg = self.config
@@ -552,7 +552,8 @@ class SceneMemory:
         for track in self.tracks:
             if track.id in matched or track.state == "displaced" or not len(track.model):
                 continue
-            alone = render(self._track_gaussians(track, track.pose, cfg.compare_splat_scale), canvas, backend=cfg.backend)
+            alone = render(self._track_gaussians(track, track.pose, cfg.compare_splat_scale), canvas,
+                           backend=cfg.backend).cpu()
             core = alone.alpha.numpy() > 0.9  # the core: a slightly inflated model's rim is not evidence
             foot = core[image]
             if foot.sum() < cfg.min_evidence_pixels or foot.sum() < cfg.min_in_view_fraction * core.sum():
@@ -756,14 +757,14 @@ class SceneMemory:
         if movers is not None and len(movers):
             parts.append(movers)
         objects = render(Gaussians.concat(parts) if parts else Gaussians.empty(), camera, backend=backend,
-                         settings=RasterSettings(eps2d=self.config.object_eps2d))
-        backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist())
+                         settings=RasterSettings(eps2d=self.config.object_eps2d)).cpu()
+        backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist()).cpu()
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
             return composite(backdrop, objects, self.config.depth_margin)
         static_pixels, free_pixels = self.keyframes.layers(keyframe, self.config.keyframe_pixel_scale)
-        backdrop = over(render(static_pixels, camera, backend=backend), backdrop)
-        return composite(backdrop, objects, self.config.depth_margin, render(free_pixels, camera, backend=backend))
+        backdrop = over(render(static_pixels, camera, backend=backend).cpu(), backdrop)
+        return composite(backdrop, objects, self.config.depth_margin, render(free_pixels, camera, backend=backend).cpu())
 
     # =============================================================== persistence
     def tracks_json(self) -> dict:

@@ -2,10 +2,11 @@
 
 from splatworld.render.api import RenderOutput, available_backends, default_backend, render, resolve_backend
 from splatworld.render.paths import orbit_path
-from splatworld.render.projection import RasterSettings
+from splatworld.render.projection import GSPLAT_SIGMA_CUTOFF, RasterSettings
 from splatworld.render.video import FrameWriter, write_video
 
 __all__ = [
+    "GSPLAT_SIGMA_CUTOFF",
     "FrameWriter",
     "RasterSettings",
     "RenderOutput",

@@ -14,72 +14,99 @@ from splatworld.scene.gaussians import Gaussians
 
 
 class RenderOutput(NamedTuple):
-    """What a render returns for one camera.
+    """What a render returns for one camera, on the device the backend drew on (CPU for ``cpu``,
+    the Gaussians' device for ``torch``, CUDA for ``gsplat``); :meth:`cpu` brings it over.
 
     Attributes:
         rgb: ``[H, W, 3]`` float in [0, 1] (background composited).
         depth: ``[H, W]`` expected z-depth in metres (0 where nothing was drawn).
         alpha: ``[H, W]`` accumulated opacity.
         object_id: ``[H, W]`` int64 id of the Gaussian with the largest blending weight
-            (0 = static scene), -1 where nothing was drawn.
+            (0 = static scene), -1 where nothing was drawn; ``None`` when not asked for.
     """
 
     rgb: torch.Tensor
     depth: torch.Tensor
     alpha: torch.Tensor
-    object_id: torch.Tensor
+    object_id: torch.Tensor | None
+
+    def cpu(self) -> RenderOutput:
+        """The same output as CPU tensors (no copy where they already are)."""
+        return RenderOutput(*(None if t is None else t.cpu() for t in self))
 
 
-def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
+def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
     from splatworld.render.raster_torch import rasterize_torch
 
     projected = project_gaussians(g, cam, s)
     colors = sh_colors(g, cam.center)
-    return RenderOutput(*rasterize_torch(projected, colors, g.object_ids, cam.width, cam.height, bg, s))
+    rgb, depth, alpha, object_id = rasterize_torch(projected, colors, g.object_ids, cam.width, cam.height, bg, s)
+    return RenderOutput(rgb, depth, alpha, object_id if ids else None)
 
 
-def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
+def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
     from splatworld.render.raster_cpu import project_cpu, rasterize_cpu
 
     with torch.no_grad():
-        g32 = g.to(dtype=torch.float32)
+        g32 = g.to(device="cpu", dtype=torch.float32)
         colors = sh_colors(g32, cam.center).numpy()
     arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (g32.means, g32.quats, g32.log_scales,
                                                                   g32.opacity_logits))
     projected = Projected(*project_cpu(*arrays, cam.viewmat.numpy(), cam.fx, cam.fy, cam.cx, cam.cy,
                                        cam.width, cam.height, s))
-    out = rasterize_cpu(projected, np.ascontiguousarray(colors), g.object_ids.numpy(), cam.width, cam.height,
-                        bg.double().numpy(), s)
-    return RenderOutput(*(torch.from_numpy(a) for a in out))
+    out = rasterize_cpu(projected, np.ascontiguousarray(colors), g32.object_ids.numpy(), cam.width, cam.height,
+                        bg.cpu().double().numpy(), s)
+    rgb, depth, alpha, object_id = (torch.from_numpy(a) for a in out)
+    return RenderOutput(rgb, depth, alpha, object_id if ids else None)
 
 
-def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings) -> RenderOutput:
-    """gsplat's CUDA ``rasterization``.
+# Compositing rules compiled into gsplat's kernels (gsplat/cuda/include/Common.h and the
+# rasterization kernels): settings that differ cannot be honoured there.
+GSPLAT_FIXED_SETTINGS = {"alpha_min": 1.0 / 255.0, "alpha_max": 0.999, "transmittance_min": 1e-4}
 
-    gsplat does not report per-Gaussian weights, so the id map here is the object
-    whose Gaussians together have the largest blending weight (one-hot id channels);
-    it equals the CPU backends' map except where two objects' weights nearly tie.
+
+def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
+    """gsplat's CUDA ``rasterization``, one call per image.
+
+    Colours are our SH evaluation (:func:`sh_colors`, as the other backends), passed as plain
+    channels; the id map rides in the same call as one-hot channels, one per object id but the
+    first, whose weight is the pixel's alpha minus the others'. gsplat does not report
+    per-Gaussian weights, so the map is the object whose Gaussians together have the largest
+    blending weight: the CPU backends' map except where two objects' weights nearly tie.
+    gsplat reaches each Gaussian wherever its alpha is at least ``alpha_min`` (its bound is
+    opacity-aware), which is ``sigma_cutoff`` = :data:`~splatworld.render.projection.GSPLAT_SIGMA_CUTOFF` in our rules; with a
+    smaller cutoff the faint tails of opaque Gaussians differ.
     """
     from gsplat import rasterization
 
-    dev = torch.device("cuda")
+    for name, value in GSPLAT_FIXED_SETTINGS.items():
+        if getattr(s, name) != value:
+            raise ConfigError(f"RasterSettings.{name}={getattr(s, name)} cannot be honoured by the gsplat backend, "
+                              f"whose kernels fix it at {value}; use backend='torch' or 'cpu'")
+    dev = g.means.device if g.means.is_cuda else torch.device("cuda")
     gd = g.to(device=dev, dtype=torch.float32)
-    common = dict(
+    channels = [sh_colors(gd, cam.center)]
+    if ids:
+        unique_ids, inverse = torch.unique(gd.object_ids, return_inverse=True)
+        channels.append(torch.nn.functional.one_hot(inverse, len(unique_ids))[:, 1:].float())
+    rendered, alphas, _ = rasterization(
         means=gd.means, quats=gd.quats, scales=gd.scales, opacities=gd.opacities,
+        colors=torch.cat(channels, -1) if len(channels) > 1 else channels[0],
         viewmats=cam.viewmat.to(dev, torch.float32)[None], Ks=cam.K.to(dev, torch.float32)[None],
         width=cam.width, height=cam.height, near_plane=s.near_plane, far_plane=s.far_plane,
-        eps2d=s.eps2d, tile_size=s.tile_size, packed=False,
+        eps2d=s.eps2d, tile_size=s.tile_size, render_mode="RGB+ED",
     )
-    colors, alphas, _ = rasterization(colors=gd.sh, sh_degree=g.sh_degree, render_mode="RGB+ED", **common)
-    alpha = alphas[0, ..., 0]
-    rgb = colors[0, ..., :3] + (1 - alpha)[..., None] * bg.to(dev, torch.float32)
-    depth = torch.where(alpha > 0, colors[0, ..., 3], torch.zeros_like(alpha))
-    unique_ids, inverse = torch.unique(gd.object_ids, return_inverse=True)
-    one_hot = torch.nn.functional.one_hot(inverse, len(unique_ids)).float()
-    weights, _, _ = rasterization(colors=one_hot, render_mode="RGB", **common)
-    best = unique_ids[weights[0].argmax(dim=-1)]
-    object_id = torch.where(alpha > 0, best, torch.full_like(best, -1))
-    return RenderOutput(rgb.cpu(), depth.cpu(), alpha.cpu(), object_id.cpu())
+    rendered, alpha = rendered[0], alphas[0, ..., 0]
+    drawn = alpha > 0
+    rgb = rendered[..., :3] + (1 - alpha)[..., None] * bg.to(dev, torch.float32)
+    depth = torch.where(drawn, rendered[..., -1], torch.zeros_like(alpha))
+    object_id = None
+    if ids:
+        others = rendered[..., 3:-1]
+        weights = torch.cat([(alpha - others.sum(-1))[..., None], others], -1)
+        best = unique_ids[weights.argmax(dim=-1)]
+        object_id = torch.where(drawn, best, torch.full_like(best, -1))
+    return RenderOutput(rgb, depth, alpha, object_id)
 
 
 def _cpu_available() -> str | None:
@@ -144,6 +171,7 @@ def render(
     background=(0.0, 0.0, 0.0),
     backend: str = "auto",
     settings: RasterSettings | None = None,
+    object_ids: bool = True,
 ) -> RenderOutput:
     """Rasterize Gaussians from one camera into RGB, depth, alpha and an object-id map.
 
@@ -154,9 +182,11 @@ def render(
         backend: ``"auto"``, ``"torch"`` (differentiable reference), ``"cpu"`` (numba,
             forward only) or ``"gsplat"`` (CUDA).
         settings: compositing rules; :class:`RasterSettings` defaults if omitted.
+        object_ids: also draw the object-id map (``False`` leaves ``object_id`` as ``None``; the
+            ``gsplat`` backend then composites no id channels).
 
     Returns:
-        :class:`RenderOutput` of CPU tensors.
+        :class:`RenderOutput` on the device the backend drew on (:meth:`RenderOutput.cpu`).
 
     Example:
         >>> from splatworld.scene import Camera, Gaussians, look_at
@@ -170,4 +200,4 @@ def render(
     bg = torch.as_tensor(background, dtype=gaussians.dtype)
     if bg.shape != (3,):
         raise ConfigError(f"background must be 3 values (RGB), got shape {list(bg.shape)}")
-    return fn(gaussians, camera, bg, settings or RasterSettings())
+    return fn(gaussians, camera, bg, settings or RasterSettings(), object_ids)

@@ -11,11 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import math
+
 import torch
 
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import SH_C0, Gaussians
 from splatworld.scene.transforms import quat_to_rotmat
+
+
+GSPLAT_SIGMA_CUTOFF = math.sqrt(2.0 * math.log(255.0))
+"""gsplat's bound in our terms: it reaches each Gaussian over the pixels where its alpha is at least
+1/255 (an opacity-aware bound of at most sqrt(2 ln 255) ~ 3.33 sigma), which is ``sigma_cutoff``
+at this value, where the alpha threshold always binds first."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ def project_gaussians(gaussians: Gaussians, camera: Camera, settings: RasterSett
     w, h = camera.width, camera.height
     fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
     cov = covariance_3d(gaussians.quats, gaussians.scales)
-    view = camera.viewmat.to(dtype)
+    view = camera.viewmat.to(gaussians.means.device, dtype)
     rv, tv = view[:3, :3], view[:3, 3]
     means_c = gaussians.means @ rv.T + tv
     cov_c = rv @ cov @ rv.T
@@ -143,6 +151,6 @@ def sh_colors(gaussians: Gaussians, camera_center: torch.Tensor) -> torch.Tensor
     degree = gaussians.sh_degree
     if degree == 0:
         return torch.clamp_min(gaussians.sh[:, 0, :] * SH_C0 + 0.5, 0.0)
-    dirs = torch.nn.functional.normalize(gaussians.means - camera_center.to(gaussians.dtype), dim=-1)
+    dirs = torch.nn.functional.normalize(gaussians.means - camera_center.to(gaussians.means.device, gaussians.dtype), dim=-1)
     basis = sh_basis(dirs, degree)
     return torch.clamp_min((basis[:, :, None] * gaussians.sh).sum(dim=1) + 0.5, 0.0)

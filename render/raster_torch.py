@@ -40,15 +40,16 @@ def bin_gaussians(projected: Projected, width: int, height: int, tile: int) -> t
                        tile, n_tx, n_ty)
     widths = rects[:, 1] - rects[:, 0]
     per_gaussian = widths * (rects[:, 3] - rects[:, 2])
-    owner = torch.repeat_interleave(torch.arange(len(order)), per_gaussian)
+    dev = order.device
+    owner = torch.repeat_interleave(torch.arange(len(order), device=dev), per_gaussian)
     start = torch.cumsum(per_gaussian, 0) - per_gaussian
-    local = torch.arange(len(owner)) - start[owner]
+    local = torch.arange(len(owner), device=dev) - start[owner]
     tx = rects[owner, 0] + local % widths[owner]
     ty = rects[owner, 2] + torch.div(local, widths[owner], rounding_mode="floor")
     tile_ids = ty * n_tx + tx
     sort = torch.sort(tile_ids, stable=True)  # stable: keeps depth order inside each tile
     counts = torch.bincount(tile_ids, minlength=n_tx * n_ty)
-    offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(counts, 0)])
     return offsets, order[owner[sort.indices]]
 
 
@@ -77,22 +78,23 @@ def rasterize_torch(
     ts = settings.tile_size
     n_tx, n_ty = math.ceil(width / ts), math.ceil(height / ts)
     n_tiles, n_pix = n_tx * n_ty, ts * ts
-    dtype = colors.dtype
+    dtype, dev = colors.dtype, colors.device
     offsets, gids = bin_gaussians(projected, width, height, ts)
     counts = offsets[1:] - offsets[:-1]
 
-    tile_x = (torch.arange(n_tiles) % n_tx) * ts
-    tile_y = torch.div(torch.arange(n_tiles), n_tx, rounding_mode="floor") * ts
-    local = torch.arange(n_pix)
+    tiles = torch.arange(n_tiles, device=dev)
+    tile_x = (tiles % n_tx) * ts
+    tile_y = torch.div(tiles, n_tx, rounding_mode="floor") * ts
+    local = torch.arange(n_pix, device=dev)
     px = (tile_x[:, None] + local % ts).to(dtype) + 0.5  # [n_tiles, n_pix] pixel centres
     py = (tile_y[:, None] + torch.div(local, ts, rounding_mode="floor")).to(dtype) + 0.5
 
-    trans = torch.ones(n_tiles, n_pix, dtype=dtype)
-    done = torch.zeros(n_tiles, n_pix, dtype=torch.bool)
-    acc_rgb = torch.zeros(n_tiles, n_pix, 3, dtype=dtype)
-    acc_depth = torch.zeros(n_tiles, n_pix, dtype=dtype)
-    best_w = torch.zeros(n_tiles, n_pix, dtype=dtype)
-    best_id = torch.full((n_tiles, n_pix), -1, dtype=torch.long)
+    trans = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
+    done = torch.zeros(n_tiles, n_pix, dtype=torch.bool, device=dev)
+    acc_rgb = torch.zeros(n_tiles, n_pix, 3, dtype=dtype, device=dev)
+    acc_depth = torch.zeros(n_tiles, n_pix, dtype=dtype, device=dev)
+    best_w = torch.zeros(n_tiles, n_pix, dtype=dtype, device=dev)
+    best_id = torch.full((n_tiles, n_pix), -1, dtype=torch.long, device=dev)
     m2d, con, opa, dep = projected.means2d, projected.conics, projected.opacities, projected.depths
 
     steps = int(counts.max().item()) if n_tiles and len(gids) else 0
@@ -100,7 +102,7 @@ def rasterize_torch(
         open_tiles = ((counts > k0) & ~done.all(dim=1)).nonzero()[:, 0]
         if len(open_tiles) == 0:
             break
-        j = torch.arange(chunk)
+        j = torch.arange(chunk, device=dev)
         in_range = (k0 + j)[None, :] < counts[open_tiles, None]  # [A, C]
         g = gids[(offsets[open_tiles, None] + k0 + j).clamp(max=max(len(gids) - 1, 0))]
         dx = px[open_tiles][:, :, None] - m2d[g][:, None, :, 0]  # [A, P, C]
@@ -135,5 +137,5 @@ def rasterize_torch(
     alpha_img = 1 - to_image(trans)
     acc_depth_img = to_image(acc_depth)
     depth = torch.where(alpha_img > 0, acc_depth_img / alpha_img.clamp_min(1e-10), torch.zeros_like(alpha_img))
-    rgb = to_image(acc_rgb) + (1 - alpha_img)[..., None] * background.to(dtype)
+    rgb = to_image(acc_rgb) + (1 - alpha_img)[..., None] * background.to(dev, dtype)
     return rgb, depth, alpha_img, to_image(best_id)

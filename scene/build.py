@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 import torch
 import trimesh
 
@@ -153,6 +152,8 @@ def gaussians_from_rgbd(
     if len(points) == 1:
         spacing = torch.full((1,), max_scale / scale_factor)
     else:
+        import open3d as o3d  # here, not at module import: its 230 MB library is only needed for this
+
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points.double().numpy()))
         spacing = torch.from_numpy(np.asarray(cloud.compute_nearest_neighbor_distance(), dtype=np.float32))
     scales = (scale_factor * spacing).clamp(min=1e-4, max=max_scale)

@@ -28,3 +28,10 @@ def camera() -> Camera:
 def make_gaussians():
     """The :func:`random_gaussians` factory, for tests."""
     return random_gaussians
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.gpu`` tests run where CUDA works and skip, saying why, where it does not."""
+    if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        pytest.skip(f"needs CUDA: torch {torch.__version__} ({build}) sees no GPU")

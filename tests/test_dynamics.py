@@ -18,6 +18,7 @@ from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, footp
                                        outline_support, support_under)
 from splatworld.dynamics.train import (DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, pushed_starts, rollout_loss,
                                       train)
+from splatworld.config import load_config
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.scene.transforms import quat_multiply, rotmat_to_quat
 
@@ -403,7 +404,6 @@ def test_horizon_errors_of_static_model_equal_true_motion():
 
 
 def _write_dataset(out, n=4, speed=0.1):
-    from splatworld.config import load_config
     from splatworld.dynamics.train import _sequence_state
 
     cfg = load_config("train_dynamics", [f"out={out}", "train_seeds=[1, 2, 3]", "val_seeds=[4]", "progress=false"])
@@ -488,3 +488,54 @@ def test_an_object_falling_at_a_table_corner_ends_clear_of_it():
     moved = _clear_of_edges(geometry, xy, half, top)
     assert obstacle_height(geometry, moved, half) <= top
     assert moved[0, 0] < xy[0, 0] and moved[0, 1] > xy[0, 1]  # off the corner, diagonally
+
+
+def _random_pushes(batch: int, horizon: int, seed: int) -> tuple[WorldState, torch.Tensor]:
+    """Eight cubes on the hand-made table and ``[B, H, 2]`` pusher commands sweeping through them."""
+    rng = np.random.default_rng(seed)
+    cubes = [[x, y, TABLE + 0.025] for x, y in rng.uniform(-0.3, 0.3, (8, 2))]
+    state = _state(cubes, agent=(-0.45, 0.0, TABLE + 0.05))
+    heading = rng.uniform(-0.6, 0.6, (batch, 1))
+    actions = 0.15 * np.concatenate([np.cos(heading), np.sin(heading)], -1)[:, None].repeat(horizon, 1)
+    return state, torch.from_numpy(actions + rng.normal(0, 0.02, (batch, horizon, 2)))
+
+
+@pytest.mark.gpu
+def test_learned_rollouts_on_cuda_match_cpu():
+    model = load_checkpoint()
+    state, actions = _random_pushes(batch=256, horizon=40, seed=0)
+    cpu = rollout(model, state, actions)
+    cuda = rollout(model.to("cuda"), state.to("cuda"), actions)
+    assert cuda.position.is_cuda
+    moved = (cpu.position[:, -1] - state.position).norm(dim=-1).max()
+    assert moved > 0.05  # the pushes reach the cubes
+    # Contact gates are thresholds: a last-bit difference may open one a step apart in a few
+    # rollouts. Everywhere else the two devices agree to float precision.
+    error = (cuda.position.cpu() - cpu.position).norm(dim=-1).amax(dim=(1, 2))
+    assert (error < 1e-5).float().mean() >= 0.98, error.max()
+
+
+@pytest.mark.gpu
+def test_training_loss_and_gradients_on_cuda_match_cpu():
+    torch.manual_seed(0)
+    model = InteractionModel(DynamicsConfig(hidden=32)).double()
+    seq = _push_sequence(seed=4)
+    frames = torch.arange(1, 60)
+    losses, grads = [], []
+    for device in ("cpu", "cuda"):
+        model.to(device).zero_grad()
+        loss, count = rollout_loss(Unrolled(model), seq, frames, 3)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        grads.append(torch.cat([p.grad.reshape(-1).cpu() for p in model.parameters() if p.grad is not None]))
+    assert count > 0 and losses[0] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-9)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-7, atol=1e-10)
+
+
+def test_train_refuses_cuda_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    cfg = load_config("train_dynamics", [f"out={tmp_path}", "device=cuda"])
+    with pytest.raises(ConfigError, match="device=cuda"):
+        train(cfg)

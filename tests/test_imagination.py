@@ -13,7 +13,7 @@ from splatworld.errors import ConfigError, SplatworldError
 from splatworld.evaluation.baselines import last_frame
 from splatworld.imagination import WorldModel
 from splatworld.imagination import run as imagine_run
-from splatworld.memory import SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.render.video import to_uint8
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode, Frame
@@ -306,3 +306,20 @@ def test_the_agent_is_drawn_where_each_frame_puts_it(episode):
         assert np.array_equal(drawn.rgb[~near], bare.rgb[~near])
     with pytest.raises(ConfigError, match="agent_shape.type"):
         WorldModel(drawing.memory, make_model("static"), agent_shape={"type": "cone", "radius": 0.1})
+
+
+@pytest.mark.gpu
+def test_imagination_on_gsplat_draws_what_the_cpu_backend_draws(episode):
+    pytest.importorskip("gsplat")
+    future = [(episode.info(i), episode.camera(i)) for i in range(OBSERVED, len(episode))]
+    on_cpu = list(_world(episode).imagine(future))
+    world = WorldModel(SceneMemory(MemoryConfig(backend="gsplat"), agent_label=episode.agent_label),
+                       make_model("static"), backend="gsplat")
+    world.observe(episode, OBSERVED)
+    on_gpu = list(world.imagine(future))
+    for a, b in zip(on_cpu, on_gpu):
+        assert a.poses.keys() == b.poses.keys()
+        assert all(np.allclose(a.poses[i], b.poses[i], atol=1e-3) for i in a.poses)
+        # gsplat's bound reaches the faint tails of opaque splats a little further (GSPLAT_SIGMA_CUTOFF)
+        assert np.abs(a.rgb.astype(float) - b.rgb).mean() < 2.0
+        assert (a.instances == b.instances).mean() > 0.97

@@ -470,3 +470,21 @@ def test_pushed_objects_are_tracked_through_the_push(tmp_path):
         assert np.median(rot) < 3.0
     assert moving_errors, "no object was pushed in this episode"
     assert np.median(np.concatenate(moving_errors)) < 0.003
+
+
+@pytest.mark.gpu
+def test_memory_on_gsplat_tracks_as_on_cpu(occlusion):
+    """Render-and-compare drawn by gsplat: the same objects, the same identities, the same poses."""
+    pytest.importorskip("gsplat")
+    episode, on_cpu = occlusion
+    frames = 60
+    on_gpu = SceneMemory(MemoryConfig(backend="gsplat"), agent_label=episode.agent_label)
+    for i in range(frames):
+        on_gpu.observe(episode[i])
+    gt = np.array([o["labels"][:frames] for o in episode.ground_truth()["objects"]])
+    labels = np.array([t["labels"] for t in on_gpu.tracks_json()["objects"]])
+    assert identity_metrics(gt, labels)["idf1"] >= 0.95
+    cpu_poses, gpu_poses = on_cpu.poses_at(frames - 1), on_gpu.poses_at()
+    assert set(gpu_poses) == set(cpu_poses)
+    for i, pose in gpu_poses.items():
+        assert np.linalg.norm(pose[:3, 3] - cpu_poses[i][:3, 3]) < 0.002, i

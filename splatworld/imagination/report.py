@@ -7,6 +7,7 @@ reads it; this is scoring and display only).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,9 @@ def _prefetched(pool: ThreadPoolExecutor, episode: Episode, imagined: Episode, o
 
 
 def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: SceneMemory, observed: int,
-                              video: Path, progress: bool = True) -> dict:
+                              video: Path | None, progress: bool = True) -> dict:
     """Score ``imagined`` (frames ``[observed, observed + len(imagined))`` of ``episode``) and write
-    ``video`` (ground truth | imagined | per-pixel error). Returns the permanence summary: static-region
+    ``video`` (ground truth | imagined | per-pixel error) unless it is ``None``. Returns the permanence summary: static-region
     PSNR per minute of imagination, and per reappearance event the mask IoU and position error."""
     gt = episode.ground_truth()["objects"]
     n = len(imagined)
@@ -77,14 +78,15 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
         at_frame.setdefault(e["scored_at"], []).append(e)
 
     static_psnr = np.full(n, np.nan)
-    with ThreadPoolExecutor(2) as pool, FrameWriter(video, fps=episode.fps) as writer:
+    with ThreadPoolExecutor(2) as pool, (nullcontext() if video is None else FrameWriter(video, fps=episode.fps)) as writer:
         for j, (truth, pred) in enumerate(tqdm(_prefetched(pool, episode, imagined, observed), total=n,
                                                desc="compare", unit="frame", disable=not progress)):
             static = truth.instances == 0
             static_psnr[j] = psnr(pred.rgb, truth.rgb, static)
-            error = np.abs(pred.rgb.astype(np.int16) - truth.rgb.astype(np.int16)).mean(-1)
-            heat = _ERROR_COLORS[np.clip(error * 4, 0, 255).astype(np.uint8)]  # 64 levels of error fill the scale
-            writer.write(np.concatenate([truth.rgb, pred.rgb, heat], axis=1))
+            if writer is not None:
+                error = np.abs(pred.rgb.astype(np.int16) - truth.rgb.astype(np.int16)).mean(-1)
+                heat = _ERROR_COLORS[np.clip(error * 4, 0, 255).astype(np.uint8)]  # 64 levels of error fill the scale
+                writer.write(np.concatenate([truth.rgb, pred.rgb, heat], axis=1))
             for e in at_frame.get(observed + j, []):
                 g, frame = e["object"], observed + j
                 if g not in mapping:

@@ -157,21 +157,23 @@ def imagine_episode(cfg: DictConfig) -> Path:
         world.memory.save(partial / "memory.pt")
     writer.close(tracks={"objects": [{"id": i, **tracks[i]} for i in ids]})
 
-    imagined = Episode(out)
-    with FrameWriter(out / "imagined.mp4", fps=episode.fps) as video:
-        for i in tqdm(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
-            video.write(imagined[i].rgb)
     frames = until - first
     done = "predicted and observed" if next_frame else "imagined"
     print(f"observed {k} frames in {observe_seconds:.1f} s; {done} {frames} frames ({frames / episode.fps:.0f} s "
           f"of video) in {imagine_seconds:.1f} s: {frames / imagine_seconds:.1f} frames/s, "
           f"{frames / episode.fps / imagine_seconds:.2f}x real time")
+    imagined = Episode(out)
+    if cfg.video:
+        with FrameWriter(out / "imagined.mp4", fps=episode.fps) as video:
+            for i in tqdm(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
+                video.write(imagined[i].rgb)
     if "after_1_min" in resident:
         print(f"resident memory: {resident['after_1_min']:.0f} MB after the first imagined minute, "
               f"{resident['at_end']:.0f} MB at the end ({resident['at_end'] / resident['after_1_min']:.2f}x)")
     summary = {"observed_frames": k, "imagined_frames": until - k, "fps": episode.fps}  # no timings: reproducible
     if cfg.compare and episode.ground_truth() is not None:
-        summary.update(compare_with_ground_truth(episode, imagined, world.memory, k, out / "side_by_side.mp4",
+        summary.update(compare_with_ground_truth(episode, imagined, world.memory, k,
+                                                 out / "side_by_side.mp4" if cfg.video else None,
                                                  progress=cfg.progress))
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
