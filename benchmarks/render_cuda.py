@@ -12,7 +12,8 @@ distribution, each a 20^(1/3) smaller. Timings wait for the GPU (``torch.cuda.sy
 Peers: ``gsplat_direct`` draws RGB and expected depth with gsplat's SH evaluation, the outputs of
 ``render(..., object_ids=False)``; ``gsplat_direct_ids`` draws the same one-hot id channels our
 id map needs. Last line: ``fps_256=... direct_fps_256=... ratio_256=... fps_1080=...
-direct_fps_1080=... ratio_1080=... ids_ratio_1080=... cpu_fps_1080=... torch_s_per_frame_1080=...``.
+direct_fps_1080=... ratio_1080=... ids_ratio_1080=... cpu_fps_1080=... torch_s_per_frame_1080=... max_rgb_diff_256=... max_rgb_diff_1080=...``
+(the last two: gsplat against the float64 torch reference on the first view, under gsplat's bound).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 
 import torch
 
-from splatworld.render import orbit_path, render
+from splatworld.render import GSPLAT_SIGMA_CUTOFF, RasterSettings, orbit_path, render
 from splatworld.scene import Gaussians, read_ply
 from splatworld.scene.transforms import quat_to_rotmat
 
@@ -100,13 +101,21 @@ def measure(g: Gaussians, width: int, height: int, frames: int, slow_frames: int
         "cpu": frames_per_second(lambda c: render(g, c, backend="cpu"), cameras[:slow_frames], False),
         "torch_cuda": frames_per_second(lambda c: render(gc, c, backend="torch"), cameras[:slow_frames], True),
     }
+    # parity on the first view: gsplat against the float64 torch reference under gsplat's bound
+    settings = RasterSettings(sigma_cutoff=GSPLAT_SIGMA_CUTOFF)
+    ref = render(g.to(device="cuda", dtype=torch.float64), cameras[0], backend="torch", settings=settings)
+    ours = render(gc, cameras[0], backend="gsplat", settings=settings)
+    parity = {"max_rgb_diff": float((ours.rgb.double() - ref.rgb).abs().max()),
+              "id_agreement": float((ours.object_id == ref.object_id).double().mean())}
     print(f"{len(g)} Gaussians, {width}x{height}, {frames}-frame orbit ({slow_frames} for cpu and torch)")
+    print(f"  gsplat vs float64 torch reference, view 0: max |RGB| {parity['max_rgb_diff']:.2e}, "
+          f"ids equal on {parity['id_agreement']:.4f} of pixels")
     print(f"  {'renderer':<20}{'frames/s':>10}{'ms/frame':>10}")
     for name, fps in out.items():
         print(f"  {name:<20}{fps:>10.1f}{1000 / fps:>10.2f}")
     print(f"  our wrapper / direct: {out['gsplat'] / out['gsplat_direct']:.3f} (RGB+depth), "
           f"{out['gsplat_ids'] / out['gsplat_direct_ids']:.3f} (with the id map)")
-    return out
+    return out | parity
 
 
 def main() -> None:
@@ -127,7 +136,8 @@ def main() -> None:
           f"ratio_256={a['gsplat'] / a['gsplat_direct']:.3f} fps_1080={b['gsplat']:.1f} "
           f"direct_fps_1080={b['gsplat_direct']:.1f} ratio_1080={b['gsplat'] / b['gsplat_direct']:.3f} "
           f"ids_ratio_1080={b['gsplat_ids'] / b['gsplat_direct_ids']:.3f} cpu_fps_1080={b['cpu']:.2f} "
-          f"torch_s_per_frame_1080={1 / b['torch_cuda']:.2f}")
+          f"torch_s_per_frame_1080={1 / b['torch_cuda']:.2f} max_rgb_diff_256={a['max_rgb_diff']:.1e} "
+          f"max_rgb_diff_1080={b['max_rgb_diff']:.1e}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -65,6 +66,25 @@ def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, 
 GSPLAT_FIXED_SETTINGS = {"alpha_min": 1.0 / 255.0, "alpha_max": 0.999, "transmittance_min": 1e-4}
 
 
+_ID_CHANNELS: list = []  # the last (object_ids weakref, its version, (unique ids, one-hot channels))
+
+
+def _id_channels(object_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(unique ids [K], one-hot channels [N, K - 1] of all ids but the first)`` for ``object_ids [N]``.
+
+    Sorting the ids waits for the GPU (the number of channels must be known on the host), which
+    would stall every frame; the last tensor's channels are kept, so a scene drawn from many
+    cameras sorts its ids once (the same tensor, unchanged since: its ``_version``)."""
+    if _ID_CHANNELS:
+        ref, version, channels = _ID_CHANNELS[0]
+        if ref() is object_ids and version == object_ids._version:
+            return channels
+    unique_ids, inverse = torch.unique(object_ids, return_inverse=True)
+    channels = (unique_ids, torch.nn.functional.one_hot(inverse, len(unique_ids))[:, 1:].float())
+    _ID_CHANNELS[:] = [(weakref.ref(object_ids), object_ids._version, channels)]
+    return channels
+
+
 def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
     """gsplat's CUDA ``rasterization``, one call per image.
 
@@ -87,8 +107,8 @@ def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSetting
     gd = g.to(device=dev, dtype=torch.float32)
     channels = [sh_colors(gd, cam.center)]
     if ids:
-        unique_ids, inverse = torch.unique(gd.object_ids, return_inverse=True)
-        channels.append(torch.nn.functional.one_hot(inverse, len(unique_ids))[:, 1:].float())
+        unique_ids, one_hot = _id_channels(gd.object_ids)
+        channels.append(one_hot)
     rendered, alphas, _ = rasterization(
         means=gd.means, quats=gd.quats, scales=gd.scales, opacities=gd.opacities,
         colors=torch.cat(channels, -1) if len(channels) > 1 else channels[0],

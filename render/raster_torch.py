@@ -66,13 +66,13 @@ def rasterize_torch(
     """Composite projected Gaussians into images.
 
     Args:
-        colors: ``[N, 3]`` per-Gaussian RGB.
+        colors: ``[N, C]`` per-Gaussian RGB (or any ``C`` channels composited alike).
         object_ids: ``[N]`` int64.
-        background: ``[3]`` RGB behind everything.
+        background: ``[C]`` behind everything.
         chunk: Gaussians per tile composited per step (memory vs. speed).
 
     Returns:
-        rgb ``[H, W, 3]``, expected depth ``[H, W]`` (0 where alpha = 0),
+        rgb ``[H, W, C]``, expected depth ``[H, W]`` (0 where alpha = 0),
         alpha ``[H, W]``, object id ``[H, W]`` int64 (-1 where nothing was drawn).
     """
     ts = settings.tile_size
@@ -91,7 +91,7 @@ def rasterize_torch(
 
     trans = torch.ones(n_tiles, n_pix, dtype=dtype, device=dev)
     done = torch.zeros(n_tiles, n_pix, dtype=torch.bool, device=dev)
-    acc_rgb = torch.zeros(n_tiles, n_pix, 3, dtype=dtype, device=dev)
+    acc_rgb = torch.zeros(n_tiles, n_pix, colors.shape[-1], dtype=dtype, device=dev)
     acc_depth = torch.zeros(n_tiles, n_pix, dtype=dtype, device=dev)
     best_w = torch.zeros(n_tiles, n_pix, dtype=dtype, device=dev)
     best_id = torch.full((n_tiles, n_pix), -1, dtype=torch.long, device=dev)

@@ -22,6 +22,7 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 fi
 
 started=$(date +%s)
+export PYTHONSAFEPATH=1  # `python -m` from the repository root must import the installed package, not ./splatworld
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT  # every step runs in the foreground: nothing is left running
 if [ -n "${SPLATWORLD_PYTHON:-}" ]; then
@@ -88,6 +89,6 @@ last() { grep -E '^[a-z_0-9]+=' "$work/$1.log" 2>/dev/null | tail -1; }
 failed_list=$(IFS=,; echo "${failed_steps[*]:-}")
 echo "gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '_')" \
      "gpu_tests_passed=$(count passed) gpu_tests_failed=$(count failed)" \
-     "gpu_tests_skipped=$(count skipped) test_modules_not_imported=$(grep -c '^ERROR tests/' "$work/gpu_tests.log")" \
+     "gpu_tests_skipped=$(count skipped) test_modules_not_imported=$(count error)" \
      "$(last render) $(last rollouts) demo_x_real_time=$realtime" \
      "failed_steps=${failed_list:-none} seconds=$(( $(date +%s) - started ))"

@@ -108,6 +108,16 @@ def test_imagine_cli_writes_an_episode_and_resumes_identically(episode, tmp_path
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
 
 
+def test_imagine_without_video_writes_the_frames_and_scores_them(episode, tmp_path, capsys):
+    args = [f"episode={episode.path}", f"observe_until={OBSERVED}", f"until={OBSERVED + 10}", "progress=false",
+            "backend=cpu", "video=false", f"out={tmp_path / 'a'}"]
+    assert main(["imagine", *args]) == 0
+    assert capsys.readouterr().out.strip().endswith("(summary.json)")
+    assert len(Episode(tmp_path / "a")) == 10
+    assert not list((tmp_path / "a").glob("*.mp4"))
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["imagined_frames"] == 10
+
+
 def _kill_and_resume(args: list[str], out, frames: int, monkeypatch, capsys) -> dict:
     """Run ``splatworld imagine *args out=OUT``, killed once ``frames`` frames are written, then
     start it again to the end; returns the resume checkpoint the killed run left."""

@@ -268,7 +268,7 @@ def test_gsplat_backend_matches_torch_reference(scene):
     out = out.cpu()
     assert ref.alpha.max() > 0.9
     assert (out.rgb.double() - ref.rgb).abs().max() <= 1e-3
-    assert (out.alpha.double() - ref.alpha).abs().max() <= 1e-4
+    assert (out.alpha.double() - ref.alpha).abs().max() <= 1e-3
     covered = ref.alpha > 1e-2
     assert ((out.depth.double() - ref.depth).abs()[covered] / ref.depth[covered]).max() <= 1e-3
     assert torch.equal(out.object_id == -1, ref.alpha == 0)

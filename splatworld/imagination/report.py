@@ -144,4 +144,5 @@ def print_summary(summary: dict, out: Path) -> None:
               f"all returns {summary['untouched_iou_ge_0.5']} of {summary['untouched_reappearances']} "
               f"(objects still while hidden: {summary['still_while_hidden_iou_ge_0.5']} of "
               f"{summary['still_while_hidden_reappearances']})")
-    print(f"-> {out} (imagined.mp4{', side_by_side.mp4' if 'events' in summary else ''}, summary.json)")
+    written = [name for name in ("imagined.mp4", "side_by_side.mp4") if (out / name).exists()]
+    print(f"-> {out} ({', '.join([*written, 'summary.json'])})")
