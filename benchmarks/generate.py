@@ -13,7 +13,7 @@ import os
 import tempfile
 import time
 
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import build_tabletop, generate_episode
 from splatworld.sim.pybullet_scene import render_tinyrenderer

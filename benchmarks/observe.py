@@ -28,7 +28,7 @@ from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_met
 from splatworld.render.video import to_uint8
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode
-from splatworld.sim.generate import generated_episode
+from splatworld.jobs.generate import generated_episode
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.planning.planners import PlannerConfig, make_planner
 from splatworld.dynamics.train import load_dynamics
-from splatworld.planning.push_task import run_push_to_goal
+from splatworld.jobs.plan import run_push_to_goal
 
 
 def closed_loop(out: Path, mode: str, seeds: int, planner: str) -> list[dict]:

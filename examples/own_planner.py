@@ -22,7 +22,7 @@ from splatworld.dynamics.train import load_checkpoint
 from splatworld.memory import SceneMemory
 from splatworld.planning import Collision, CostSum, GoalDistance, PushApproach, planning_state
 from splatworld.scene.episode import Episode
-from splatworld.sim.generate import generated_episode
+from splatworld.jobs.generate import generated_episode
 
 
 def random_shooting(model, state, cost, samples=512, horizon=20, max_speed=0.15, seed=0):

@@ -13,19 +13,19 @@ from typing import Callable
 
 from omegaconf.errors import MissingMandatoryValue
 
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.errors import SplatworldError
 
 
 def _demo(cfg) -> int:
-    from splatworld.imagination.demo import run_demo
+    from splatworld.jobs.demo import run_demo
 
     run_demo(cfg)
     return 0
 
 
 def _orbit(cfg) -> int:
-    from splatworld.orbit import run_orbit
+    from splatworld.jobs.orbit import run_orbit
 
     run_orbit(cfg)
     return 0
@@ -40,21 +40,21 @@ def _generate(cfg) -> int:
 
 
 def _observe(cfg) -> int:
-    from splatworld.memory.observe import observe_episode
+    from splatworld.jobs.observe import observe_episode
 
     observe_episode(cfg)
     return 0
 
 
 def _train_dynamics(cfg) -> int:
-    from splatworld.dynamics.train import train
+    from splatworld.jobs.train_dynamics import train
 
     train(cfg)
     return 0
 
 
 def _eval_dynamics(cfg) -> int:
-    from splatworld.dynamics.evaluate import evaluate_dynamics, headline
+    from splatworld.jobs.eval_dynamics import evaluate_dynamics, headline
 
     report = evaluate_dynamics(cfg)
     print((Path(cfg.out) / "report.md").read_text())
@@ -64,7 +64,7 @@ def _eval_dynamics(cfg) -> int:
 
 
 def _imagine(cfg) -> int:
-    from splatworld.imagination.run import imagine_episode
+    from splatworld.jobs.imagine import imagine_episode
 
     imagine_episode(cfg)
     return 0
@@ -85,14 +85,14 @@ def _evaluate(cfg) -> int:
 
 
 def _benchmark(cfg) -> int:
-    from splatworld.evaluation.benchmark import run_benchmark
+    from splatworld.jobs.benchmark import run_benchmark
 
     run_benchmark(cfg)
     return 0
 
 
 def _plan(cfg) -> int:
-    from splatworld.planning.push_task import run_push_to_goal
+    from splatworld.jobs.plan import run_push_to_goal
 
     result = run_push_to_goal(cfg)
     out = Path(cfg.out)

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from splatworld.cli import main
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError
 from splatworld.scene import read_ply
 
@@ -50,7 +50,8 @@ def test_wheel_maps_folders_into_one_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"splatworld"}
-    for needed in ("splatworld/configs/demo.yaml", "splatworld/configs/imagine.yaml", "splatworld/imagination/run.py",
+    for needed in ("splatworld/configs/demo.yaml", "splatworld/configs/imagine.yaml", "splatworld/jobs/imagine.py",
+                   "splatworld/imagination/world_model.py", "splatworld/sim/generate.py", "splatworld/planning/planners.py",
                    "splatworld/evaluation/poses.py", "splatworld/scene/gaussians.py", "splatworld/render/api.py",
                    "splatworld/memory/__init__.py", "splatworld/dynamics/__init__.py", "splatworld/cli.py",
                    "splatworld/dynamics/checkpoints/default.pt", "splatworld/configs/train_dynamics.yaml"):
@@ -58,8 +59,8 @@ def test_wheel_maps_folders_into_one_namespace(tmp_path):
 
 
 def test_no_bare_top_level_modules():
-    code = "import importlib.util as u; print([n for n in ('scene','render','memory','dynamics','configs') " \
-           "if u.find_spec(n)])"
+    folders = ("scene", "render", "memory", "dynamics", "imagination", "evaluation", "planning", "sim", "jobs", "configs")
+    code = f"import importlib.util as u; print([n for n in {folders!r} if u.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

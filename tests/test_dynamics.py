@@ -16,9 +16,9 @@ from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_
                                         rollout, to_frame)
 from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, footprint_half, footprint_outline,
                                        outline_support, support_under)
-from splatworld.dynamics.train import (DATASET_VERSION, Unrolled, build_dataset, load_checkpoint, pushed_starts, rollout_loss,
-                                      train)
-from splatworld.config import load_config
+from splatworld.dynamics.train import Unrolled, load_checkpoint, pushed_starts, rollout_loss
+from splatworld.jobs.train_dynamics import DATASET_VERSION, build_dataset, train
+from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.scene.transforms import quat_multiply, rotmat_to_quat
 
@@ -404,7 +404,7 @@ def test_horizon_errors_of_static_model_equal_true_motion():
 
 
 def _write_dataset(out, n=4, speed=0.1):
-    from splatworld.dynamics.train import _sequence_state
+    from splatworld.jobs.train_dynamics import _sequence_state
 
     cfg = load_config("train_dynamics", [f"out={out}", "train_seeds=[1, 2, 3]", "val_seeds=[4]", "progress=false"])
     seqs = [_push_sequence(direction=(np.cos(a), np.sin(a)), seed=i, speed=speed)
@@ -460,7 +460,7 @@ def test_ddp_training_with_two_processes_keeps_ranks_in_sync(tmp_path):
         pytest.skip("torchrun not installed")
     _write_dataset(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "splatworld.dynamics.train",
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "splatworld.jobs.train_dynamics",
                              f"out={tmp_path}", "train_seeds=[1,2,3]", "val_seeds=[4]", "steps=30", "batch=16",
                              "progress=false"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

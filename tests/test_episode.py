@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError, EpisodeFormatError
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode, EpisodeWriter
@@ -305,7 +305,8 @@ def test_protocol_view_hides_future_images(tmp_path):
 
 
 # ------------------------------------------------------------------------- presets
-from splatworld.sim.generate import CameraPath, scenario_names  # noqa: E402
+from splatworld.jobs.generate import scenario_names  # noqa: E402
+from splatworld.sim.generate import CameraPath  # noqa: E402
 
 
 def test_presets_exist():

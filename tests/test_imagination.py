@@ -7,12 +7,12 @@ import torch
 from scipy.ndimage import binary_dilation
 
 from splatworld.cli import main
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.dynamics.models import DynamicsModel, make_model
 from splatworld.errors import ConfigError, SplatworldError
 from splatworld.evaluation.baselines import last_frame
 from splatworld.imagination import WorldModel
-from splatworld.imagination import run as imagine_run
+from splatworld.jobs import imagine as imagine_run
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.render.video import to_uint8
 from splatworld.scene import Camera, look_at
@@ -146,7 +146,7 @@ def test_imagine_rejects_bad_ranges(episode, tmp_path):
 
 def test_untouched_since_observed_is_judged_over_the_whole_span():
     # an object pushed 2 cm and pushed back was touched; 5 mm of jitter is not a touch (1 cm rule)
-    from splatworld.imagination.report import _still_since
+    from splatworld.evaluation.imagined import _still_since
 
     x = [0.0, 0.005, 0.02, 0.0]
     obj = {"poses": [[v, 0.0, 0.6, 1.0, 0.0, 0.0, 0.0] for v in x]}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from splatworld.cli import main
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from splatworld.config import load_config
+from splatworld.jobs.config import load_config
 from splatworld.dynamics.models import DynamicsConfig, StaticModel
 from splatworld.dynamics.state import Heightmap, Trajectory, WorldState, box_outline
 from splatworld.errors import ConfigError
 from splatworld.planning import (CEM, MPPI, Collision, CostSum, GoalDistance, PlannerConfig, PushApproach, Smoothness,
                                  StayOnTable, make_planner)
 from splatworld.planning.planners import clip_speed, correlated_noise
-from splatworld.planning.push_task import _in_view, run_push_to_goal, sample_layout, task_camera
+from splatworld.jobs.plan import _in_view, run_push_to_goal, sample_layout, task_camera
 from splatworld.sim.generate import PUSHER_REACH
 
 R = 0.025  # agent radius

@@ -11,7 +11,7 @@ The interface a planner needs, in four pieces:
   approach, collisions, staying on the table and smoothness terms.
 
 :class:`CEM` and :class:`MPPI` plan on these; ``splatworld plan task=push_to_goal`` closes the
-loop with PyBullet (:func:`run_push_to_goal`).
+loop with PyBullet (:mod:`splatworld.jobs.plan`).
 """
 
 from splatworld.planning.costs import (Collision, CostSum, CostTerm, GoalDistance, PushApproach, Smoothness,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from splatworld.config import load_config
-from splatworld.imagination.run import imagine_episode
+from splatworld.jobs.config import load_config
+from splatworld.jobs.imagine import imagine_episode
 from splatworld.scene.episode import Episode
-from splatworld.sim.generate import generated_episode
+from splatworld.jobs.generate import generated_episode
 
 
 def run_demo(cfg: DictConfig) -> Path:

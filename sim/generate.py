@@ -22,7 +22,6 @@ import trimesh
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from splatworld.config import load_config
 from splatworld.errors import ConfigError
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
@@ -481,22 +480,4 @@ def generate_episode(cfg: DictConfig) -> Path:
     return writer.close(ground_truth={"objects": list(gt.values())})
 
 
-def generated_episode(folder: Path, scenario: str, seed: int, seconds: float | None = None,
-                      progress: bool = True) -> Path:
-    """``folder/<scenario>_seed<seed>``, generated first unless a finished episode is there
-    (benchmarks and training share episodes this way)."""
-    path = Path(folder) / f"{scenario}_seed{seed}"
-    if not (path / "transforms.json").exists():
-        overrides = [f"scenario={scenario}", f"seed={seed}", f"out={path}", f"progress={str(progress).lower()}"]
-        generate_episode(load_config("generate", overrides + ([f"seconds={seconds}"] if seconds is not None else [])))
-    return path
-
-
-def scenario_names() -> list[str]:
-    from importlib.resources import files
-
-    return sorted(p.name[:-5] for p in files("splatworld.configs").joinpath("scenario").iterdir()
-                  if p.name.endswith(".yaml"))
-
-
-__all__ = ["CameraPath", "OBJECT_LIBRARY", "build_tabletop", "generate_episode", "generated_episode", "scenario_names"]
+__all__ = ["CameraPath", "OBJECT_LIBRARY", "build_tabletop", "generate_episode"]

@@ -23,13 +23,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from splatworld.errors import ConfigError
-from splatworld.evaluation.baselines import BASELINES, imagine_prediction, last_frame
+from splatworld.jobs.config import load_config
+from splatworld.evaluation.baselines import BASELINES, last_frame
 from splatworld.evaluation.evaluate import EvaluationConfig
 from splatworld.evaluation.permanence import TAU_BINS
 from splatworld.evaluation.report import evaluate, opr_bins
-from splatworld.imagination.run import PROTOCOLS
+from splatworld.imagination import PROTOCOLS
+from splatworld.jobs.imagine import imagine_episode
 from splatworld.scene.episode import Episode
-from splatworld.sim.generate import generated_episode
+from splatworld.jobs.generate import generated_episode
 
 MODEL = "splatworld"
 
@@ -81,3 +83,19 @@ def run_benchmark(cfg: DictConfig) -> dict:
     print(" ".join(f"opr_{row['prediction']}_{row['preset']}_{row['protocol']}="
                    f"{'nan' if row['opr_all'] is None else round(row['opr_all'], 4)}" for row in summary))
     return reports
+
+
+IMAGINED = {"splatworld": [], "memoryless": ["forget_after=1.0"], "static_world": ["model=static"]}
+"""``splatworld imagine`` overrides of this model and of the baselines that are this model altered."""
+
+
+def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=None,
+                       progress: bool = True, protocol: str = "imagination") -> Path:
+    """Write the predicted episode of ``name`` (a key of :data:`IMAGINED`) at ``out`` under
+    ``protocol``: from a saved ``memory`` of the same observed frames if given, else observing them afresh."""
+    if name not in IMAGINED:
+        raise ConfigError(f"unknown imagined prediction {name!r}; valid: {', '.join(IMAGINED)}")
+    return imagine_episode(load_config("imagine", [
+        f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
+        f"progress={str(progress).lower()}", f"protocol={protocol}", *IMAGINED[name]]
+        + ([f"memory={memory}"] if memory else [])))

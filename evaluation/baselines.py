@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from splatworld.config import load_config
 from splatworld.errors import ConfigError
-from splatworld.imagination.run import PROTOCOLS, imagine_episode
+from splatworld.imagination import PROTOCOLS
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
 
@@ -80,17 +79,3 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
     return writer.close(tracks=tracks)
 
 
-IMAGINED = {"splatworld": [], "memoryless": ["forget_after=1.0"], "static_world": ["model=static"]}
-"""``splatworld imagine`` overrides of this model and of the baselines that are this model altered."""
-
-
-def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=None,
-                       progress: bool = True, protocol: str = "imagination") -> Path:
-    """Write the predicted episode of ``name`` (a key of :data:`IMAGINED`) at ``out`` under
-    ``protocol``: from a saved ``memory`` of the same observed frames if given, else observing them afresh."""
-    if name not in IMAGINED:
-        raise ConfigError(f"unknown imagined prediction {name!r}; valid: {', '.join(IMAGINED)}")
-    return imagine_episode(load_config("imagine", [
-        f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
-        f"progress={str(progress).lower()}", f"protocol={protocol}", *IMAGINED[name]]
-        + ([f"memory={memory}"] if memory else [])))

@@ -31,14 +31,13 @@ from tqdm.auto import tqdm
 from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
-from splatworld.imagination.report import compare_with_ground_truth, print_summary
-from splatworld.imagination.world_model import ImaginedFrame, WorldModel
+from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
+from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
 from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 RESUME_FILE = "resume.pt"
-PROTOCOLS = ("imagination", "next_frame")
 
 
 def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:

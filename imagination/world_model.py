@@ -33,6 +33,11 @@ from splatworld.scene.episode import Episode, Frame, FrameInfo
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose
 
+PROTOCOLS = ("imagination", "next_frame")
+"""How future frames are made: ``imagination`` open loop from the camera path and the agent's
+commands (:meth:`WorldModel.imagine`); ``next_frame`` each from every frame before it
+(:meth:`WorldModel.predict`, then :meth:`WorldModel.observe_next`)."""
+
 
 @dataclass
 class ImaginedFrame:

@@ -1,0 +1,27 @@
+"""``splatworld generate``: a PyBullet episode from a scenario config (:func:`generate_episode`),
+and the shared cache of generated episodes that benchmarks and training read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from splatworld.jobs.config import load_config
+from splatworld.sim.generate import generate_episode
+
+
+def generated_episode(folder: Path, scenario: str, seed: int, seconds: float | None = None,
+                      progress: bool = True) -> Path:
+    """``folder/<scenario>_seed<seed>``, generated first unless a finished episode is there
+    (benchmarks and training share episodes this way)."""
+    path = Path(folder) / f"{scenario}_seed{seed}"
+    if not (path / "transforms.json").exists():
+        overrides = [f"scenario={scenario}", f"seed={seed}", f"out={path}", f"progress={str(progress).lower()}"]
+        generate_episode(load_config("generate", overrides + ([f"seconds={seconds}"] if seconds is not None else [])))
+    return path
+
+
+def scenario_names() -> list[str]:
+    from importlib.resources import files
+
+    return sorted(p.name[:-5] for p in files("splatworld.configs").joinpath("scenario").iterdir()
+                  if p.name.endswith(".yaml"))
