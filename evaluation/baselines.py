@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from splatworld.errors import ConfigError
 from splatworld.imagination import PROTOCOLS
-from splatworld.memory.scene_memory import SceneMemory
+from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 BASELINES = ("last_frame", "memoryless", "static_world")

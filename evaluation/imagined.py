@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
 from splatworld.evaluation.events import UNTOUCHED, CameraPath, hide_events
-from splatworld.memory.scene_memory import SceneMemory
+from splatworld.memory import SceneMemory
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode
 from splatworld.scene.transforms import pose_to_matrix

@@ -25,7 +25,7 @@ from splatworld.dynamics.data import MemorySlots, state_from_memory
 from splatworld.dynamics.models import DynamicsModel
 from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
-from splatworld.memory.scene_memory import SceneMemory
+from splatworld.memory import SceneMemory
 from splatworld.render.video import to_uint8
 from splatworld.scene.build import gaussians_from_shape
 from splatworld.scene.cameras import Camera

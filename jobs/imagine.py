@@ -33,7 +33,7 @@ from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
 from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
 from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
-from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode, EpisodeWriter
 

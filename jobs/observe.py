@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from splatworld.errors import ConfigError
-from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
 from splatworld.scene.ply import write_ply
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError
-from splatworld.memory.scene_memory import MemoryConfig, SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.planning.costs import Collision, CostSum, GoalDistance, PushApproach, Smoothness, StayOnTable
 from splatworld.planning.planners import PlannerConfig, make_planner
 from splatworld.planning.state import as_float32, planning_state

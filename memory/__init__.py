@@ -1,6 +1,14 @@
-"""The persistent scene memory: static scaffold, object models and tracks over time."""
+"""The persistent scene memory: static scaffold, object models and tracks over time.
 
-from splatworld.memory.scene_memory import STATES, MemoryConfig, ObjectTrack, SceneMemory
+:class:`SceneMemory` runs the per-frame steps, each in its own module: segments and association
+(:mod:`.association`), a track's update (:mod:`.tracking`), visibility (:mod:`.visibility`), the
+static map (:mod:`.static_map`), keyframes (:mod:`.keyframes`), saving and loading (:mod:`.persistence`).
+"""
+
+from splatworld.memory.config import MemoryConfig
+from splatworld.memory.scene_memory import SceneMemory
+from splatworld.memory.static_map import StaticMap
+from splatworld.memory.tracks import STATES, ObjectTrack, Segment, TrackState
 from splatworld.memory.voxels import VoxelGrid
 
-__all__ = ["MemoryConfig", "ObjectTrack", "STATES", "SceneMemory", "VoxelGrid"]
+__all__ = ["MemoryConfig", "ObjectTrack", "STATES", "SceneMemory", "Segment", "StaticMap", "TrackState", "VoxelGrid"]

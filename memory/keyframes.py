@@ -4,7 +4,7 @@ The voxel scaffold holds the geometry of the static scene at a few centimetres; 
 rendered from it is soft at silhouettes and texture edges. A keyframe keeps one
 observed view's RGB and depth and which pixels were static scene; when the memory is drawn
 from a nearby camera, its static pixels become one small Gaussian each, composited over
-the scaffold, under the objects in front of it (see :func:`composite`). That is what makes
+the scaffold, under the objects in front of it (see :func:`~splatworld.render.compositing.composite`). That is what makes
 a revisited view look as it did (the 3D-cache idea of e.g. Gen3C).
 
 Its other pixels (objects, the agent) are kept as free space: the ray was seen clear up to
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from splatworld.errors import ConfigError, ShapeError
-from splatworld.render.api import RenderOutput
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
 
@@ -174,27 +173,3 @@ class KeyframeStore:
         for keyframe in store.frames:  # unpacked now, so that damaged pixels fail the load, not a render
             keyframe.rgb, keyframe.depth, keyframe.static  # noqa: B018
         return store
-
-
-def over(front: RenderOutput, back: RenderOutput, where: torch.Tensor | None = None) -> RenderOutput:
-    """Alpha-composite ``front`` (rendered on a black background) over ``back`` at pixels ``where``
-    (bool ``[H, W]``, default everywhere); ``back`` shows alone elsewhere."""
-    weight = front.alpha if where is None else torch.where(where, front.alpha, torch.zeros_like(front.alpha))
-    shown = weight > 0
-    rgb = torch.where(shown[..., None], front.rgb + (1 - weight[..., None]) * back.rgb, back.rgb)
-    take = weight > 0.5
-    return RenderOutput(rgb, torch.where(take, front.depth, back.depth), weight + (1 - weight) * back.alpha,
-                        torch.where(take, front.object_id, back.object_id))
-
-
-def composite(backdrop: RenderOutput, objects: RenderOutput, depth_margin: float,
-              free: RenderOutput | None = None) -> RenderOutput:
-    """The memory's picture: the ``objects`` over the ``backdrop`` (the static scene, a keyframe
-    layer drawn over the scaffold where there is one: its pixels are the sharper picture of the
-    same surfaces) where they are not more than ``depth_margin`` behind it (an occluder hides
-    them), or not behind the ``free`` layer (a keyframe's non-static pixels: seen clear up to
-    there, so nothing static can hide them)."""
-    in_front = (objects.depth < backdrop.depth + depth_margin) | (backdrop.alpha < 0.5)
-    if free is not None:
-        in_front |= (free.alpha > 0.5) & (objects.depth < free.depth + depth_margin)
-    return over(objects, backdrop, in_front)

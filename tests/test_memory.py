@@ -11,8 +11,10 @@ from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
-from splatworld.memory.keyframes import KeyframeStore, composite, over
-from splatworld.memory.scene_memory import ObjectTrack, Segment, _expand, _runs
+from splatworld.memory.keyframes import KeyframeStore
+from splatworld.memory.tracking import AgentMotion, explained, update_track
+from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, expand, runs
+from splatworld.render.compositing import composite, over
 from splatworld.render.api import RenderOutput, render
 from splatworld.render.video import to_uint8
 from splatworld.scene.cameras import Camera, look_at
@@ -216,20 +218,27 @@ def test_only_a_moving_agent_pushes(occlusion):
     assert 0.006 < moved < 0.015, moved
 
 
-def _walled_box(state: str) -> tuple[SceneMemory, list[np.ndarray], np.ndarray, ObjectTrack]:
-    """A fresh memory and a track (in ``state``) of a 16 x 16 x 10 cm box on the table modelled by
-    its four walls: ``(memory, faces [4 x [P, 3]] in the object frame (-y, +y, -x, +x), pose, track)``."""
-    memory = SceneMemory()
+def _walled_box(state: str) -> tuple[MemoryConfig, list[np.ndarray], np.ndarray, ObjectTrack]:
+    """The default memory constants and a track (in ``state``) of a 16 x 16 x 10 cm box on the table
+    modelled by its four walls: ``(config, faces [4 x [P, 3]] in the object frame (-y, +y, -x, +x),
+    pose, track)``."""
+    cfg = MemoryConfig()
     side = np.linspace(-0.08, 0.08, 33)
     heights = np.linspace(0.0, 0.1, 21)
     faces = [np.stack(np.meshgrid(side, [y], heights, indexing="ij"), -1).reshape(-1, 3) for y in (-0.08, 0.08)]
     faces += [np.stack(np.meshgrid([x], side, heights, indexing="ij"), -1).reshape(-1, 3) for x in (-0.08, 0.08)]
-    model = VoxelGrid(memory.config.object_voxel)
+    model = VoxelGrid(cfg.object_voxel)
     surface = np.concatenate(faces)
     model.integrate(surface, np.full_like(surface, 0.5))
     pose = np.eye(4)
     pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
-    return memory, faces, pose, ObjectTrack(1, model, pose.copy(), state=state, belief=0.999, labels=[0, 0])
+    return cfg, faces, pose, ObjectTrack(1, model, pose.copy(), state=state, belief=0.999, labels=[0, 0])
+
+
+def _update(track: ObjectTrack, seg: Segment, agent_pose, cfg: MemoryConfig) -> None:
+    """What the memory does with a view matched to ``track`` at time 0, its agent never seen moving
+    before (``agent_pose`` None: no agent information, so the track may have been pushed)."""
+    update_track(track, seg, AgentMotion().may_push(track, agent_pose, 0.0, cfg), 0.0, cfg)
 
 
 def _grey_segment(points: np.ndarray, centroid: np.ndarray) -> Segment:
@@ -243,15 +252,15 @@ def test_a_strip_of_a_hidden_object_at_its_edge_does_not_move_it():
     occluder), 1.5 cm beyond where it was remembered, while it may have been pushed. The strip lies
     next to the model where it is remembered: the box is refined from there, not jumped by the 9 cm
     between the strip's centroid and its own (more than track_gate), as for an object re-found elsewhere."""
-    memory, faces, pose, track = _walled_box("occluded")
+    cfg, faces, pose, track = _walled_box("occluded")
     surface = np.concatenate(faces)
     # the corner at (+8, +8) cm: a column of points 1 cm wide along each face meeting there
     strip = np.array([p for p in surface if p[0] > 0.07 and p[1] > 0.07]) + [0.015, 0.0, 0.0]
     strip = strip @ pose[:3, :3].T + pose[:3, 3]
     seg = _grey_segment(strip, strip.mean(0))
-    assert np.linalg.norm(seg.centroid - track.centroid) > memory.config.track_gate
-    memory._update_track(track, seg, agent_pose=None)  # no agent information: the box may have been pushed
-    assert track.state == "visible"
+    assert np.linalg.norm(seg.centroid - track.centroid) > cfg.track_gate
+    _update(track, seg, None, cfg)  # no agent information: the box may have been pushed
+    assert track.state == TrackState.VISIBLE
     assert np.linalg.norm(track.pose[:3, 3] - pose[:3, 3]) < 0.02, track.pose[:3, 3] - pose[:3, 3]
 
 
@@ -260,12 +269,12 @@ def test_an_object_lost_in_view_is_found_again_beyond_icp_reach():
     register), twice ICP's widest reach: its next full view lies off the model where remembered. The
     box jumps to the view and ICP refines it there, rather than staying behind while its track goes
     on claiming the segment."""
-    memory, faces, pose, track = _walled_box("visible")
+    cfg, faces, pose, track = _walled_box("visible")
     shift = np.array([0.08, 0.02, 0.0])
     view = np.concatenate([faces[0], faces[2], faces[3]])  # the front and both sides, seen from -y
     view = view + pose[:3, 3] + shift
     seg = _grey_segment(view, np.median(view, axis=0))
-    memory._update_track(track, seg, agent_pose=None)  # no agent information: the box may have been pushed
+    _update(track, seg, None, cfg)  # no agent information: the box may have been pushed
     assert np.linalg.norm(track.pose[:3, 3] - (pose[:3, 3] + shift)) < 0.005, track.pose[:3, 3] - pose[:3, 3]
 
 
@@ -274,12 +283,12 @@ def test_a_view_beside_a_still_object_is_registered_not_fused_where_remembered()
     fused where it is remembered. A view of the whole box 2.5 cm aside lies next to the model too,
     but would stretch it from 16 to 18.5 cm: it is registered instead (the box moved), and the model
     keeps its size rather than smearing."""
-    memory, faces, pose, track = _walled_box("visible")
+    cfg, faces, pose, track = _walled_box("visible")
     shift = np.array([0.025, 0.0, 0.0])
     view = np.concatenate([faces[0], faces[2], faces[3]]) + pose[:3, 3] + shift  # front and sides, from -y
     seg = _grey_segment(view, np.median(view, axis=0))
     far_agent = [1.5, 1.5, TABLE_TOP_Z, 1.0, 0.0, 0.0, 0.0]
-    memory._update_track(track, seg, agent_pose=far_agent)
+    _update(track, seg, far_agent, cfg)
     assert np.linalg.norm(track.pose[:3, 3] - (pose[:3, 3] + shift)) < 0.003, track.pose[:3, 3] - pose[:3, 3]
     assert np.max(track.extent) < 0.165, track.extent
 
@@ -289,7 +298,7 @@ def test_a_smeared_model_does_not_hold_a_view_of_its_object_moved_aside():
     enough that a whole view of the box, moved 7.6 cm aside while nobody watched, still lies mostly
     within 4 cm of it, though hardly any of it on its surface and stretching it by 5 cm: the box is
     found where the view is (before, the track stayed where it was remembered, claiming the view)."""
-    memory, faces, pose, track = _walled_box("visible")
+    cfg, faces, pose, track = _walled_box("visible")
     surface = np.concatenate(faces)
     halo = surface * [1.25, 1.25, 1.0]
     track.model.integrate(halo, np.full_like(halo, 0.5))
@@ -297,11 +306,10 @@ def test_a_smeared_model_does_not_hold_a_view_of_its_object_moved_aside():
     shift = np.array([0.07, 0.03, 0.0])
     view = surface + pose[:3, 3] + shift
     seg = _grey_segment(view, np.median(view, axis=0))
-    cfg = memory.config
-    (on_surface, near), stretch = memory._explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
+    (on_surface, near), stretch = explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
     assert near > 0.5 and on_surface < 0.5 and stretch > cfg.max_stretch  # next to the model, off it, stretching it
     far_agent = [1.5, 1.5, TABLE_TOP_Z, 1.0, 0.0, 0.0, 0.0]
-    memory._update_track(track, seg, agent_pose=far_agent)
+    _update(track, seg, far_agent, cfg)
     assert np.linalg.norm(track.pose[:3, 3] - (pose[:3, 3] + shift)) < 0.005, track.pose[:3, 3] - pose[:3, 3]
     np.testing.assert_allclose(track.extent, extent, atol=1e-9)
 
@@ -324,7 +332,7 @@ def test_queries_against_pybullet_truth(occlusion):
     for track in memory.tracks:  # when last seen, its model sits on the true object with that label
         k = max(i for i, label in enumerate(track.labels) if label) + track.first_frame
         obj = next(t for t in truth if t["labels"][k] == track.labels[k - track.first_frame])
-        pose = torch.tensor(memory.pose_at(track, k))
+        pose = torch.tensor(track.pose_at(k))
         from splatworld.scene.transforms import pose_to_matrix
 
         m = pose_to_matrix(pose).numpy()
@@ -333,7 +341,7 @@ def test_queries_against_pybullet_truth(occlusion):
     scene = memory.gaussians_at(5)
     assert len(scene) > len(memory.static_gaussians())
     # the table under an object was never seen: the support plane completes it
-    fill = memory.support_fill()
+    fill = memory.static_map.support_fill()
     assert len(fill) > 0 and torch.allclose(fill.means[:, 2], torch.full((len(fill),), float(
         fill.means[0, 2])), atol=0.01)
     still = min(truth, key=lambda t: np.ptp(np.array(t["poses"])[:, :2], axis=0).max())  # never pushed
@@ -445,9 +453,9 @@ def test_composite_keeps_objects_in_front():
 
 def test_history_run_length_round_trip():
     history = [[0.0, 1.0], [0.0, 1.0], [0.5, 1.0], [0.5, 1.0], [0.5, 1.0], [0.0, 1.0]]
-    length, starts, values = _runs(history)
-    assert (length, starts) == (6, [0, 2, 5]) and _expand(length, starts, values) == history
-    assert _expand(*_runs([])) == []
+    length, starts, values = runs(history)
+    assert (length, starts) == (6, [0, 2, 5]) and expand(length, starts, values) == history
+    assert expand(*runs([])) == []
 
 
 def test_pushed_objects_are_tracked_through_the_push(tmp_path):

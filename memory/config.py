@@ -1,0 +1,63 @@
+"""The memory's constants (:class:`MemoryConfig`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from splatworld.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Tunable constants of the memory (distances in metres)."""
+
+    static_voxel: float = 0.02
+    object_voxel: float = 0.005
+    max_depth: float = 4.0
+    static_stride: int = 2
+    min_segment_points: int = 12
+    track_gate: float = 0.06
+    color_gate: float = 0.12
+    reid_color_gate: float = 0.08
+    depth_margin: float = 0.02
+    min_evidence_pixels: int = 10  # footprint pixels (at render_scale) needed to judge visibility
+    contradiction_fraction: float = 0.7  # of the footprint's core seen through for a contradiction
+    min_in_view_fraction: float = 0.5  # of the footprint's core inside the image for its place to be "in view"
+    render_scale: float = 0.5
+    icp_max_distance: float = 0.02
+    min_register_points: int = 30  # a model of fewer voxels is too small to register against
+    sliver_fraction: float = 0.5  # a segment spanning less of the object's largest size is not registered
+    fuse_max_rmse: float = 0.004  # a tracked view is fused into its object's model only if registered this well
+    still_translation: float = 0.002
+    still_rotation_deg: float = 1.0
+    belief_decay: float = 0.5
+    agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
+    agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)
+    near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
+    max_stretch: float = 0.015  # ...unless they would make its largest size this much larger
+    displace_after: int = 3
+    static_refresh_frames: int = 10
+    # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
+    # surfaces far from the workspace would grow the map without ever mattering
+    workspace: tuple = (-2.0, -2.0, -0.5, 2.0, 2.0, 2.5)
+    # std of an object voxel's splat, in voxels: in the memory's own render-and-compare (its association
+    # and visibility gates were tuned with it), and in what the memory shows (tighter: at 256 px the
+    # wider splat draws a one-pixel rim around every object)
+    compare_splat_scale: float = 0.8
+    object_splat_scale: float = 0.3
+    # screen-space blur (px^2) of the objects the memory shows. The renderer's default (gsplat's 0.3)
+    # anti-aliases sparse splats; object voxels are about a pixel apart at 256 px and need little, and
+    # with 0.3 every object grows a pixel all round (masks 1.3-1.5x the true silhouette, IoU 0.63-0.66;
+    # 0.85-0.9 median with these two values on the occlusion, out_of_view and long presets)
+    object_eps2d: float = 0.03
+    keyframe_spacing: float = 0.1  # view distance (m + rad) between keyframes
+    keyframe_capacity: int = 256
+    keyframe_reach: float = 0.3  # farthest keyframe used to draw a view
+    keyframe_pixel_scale: float = 0.25  # a keyframe pixel's Gaussian std, in its own pixels
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        box = tuple(float(v) for v in self.workspace)
+        if len(box) != 6 or not all(a < b for a, b in zip(box[:3], box[3:])):
+            raise ConfigError(f"memory workspace must be (x0, y0, z0, x1, y1, z1) with x0 < x1 etc., got {box}")
+        object.__setattr__(self, "workspace", box)

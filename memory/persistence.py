@@ -1,0 +1,119 @@
+"""The memory on disk: ``memory.pt`` (everything, atomically) and the episode format's ``tracks.json``.
+
+Per-frame histories are stored run-length coded (:func:`~splatworld.memory.tracks.runs`); a file
+of another format version, or a damaged one, raises :class:`~splatworld.errors.SplatworldError`
+naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from splatworld.errors import SplatworldError
+from splatworld.memory.keyframes import KeyframeStore
+from splatworld.memory.tracks import HISTORIES, ObjectTrack, expand, runs
+from splatworld.memory.voxels import VoxelGrid
+
+MEMORY_FORMAT_VERSION = 7
+
+
+def tracks_json(tracks: list[ObjectTrack]) -> dict:
+    """Tracks in the episode format's ``tracks.json`` layout, one entry per observed frame."""
+    out = []
+    for t in tracks:
+        before = [None] * t.first_frame
+        out.append({"id": t.id, "poses": before + t.poses, "labels": [0] * t.first_frame + t.labels,
+                    "states": before + t.states, "beliefs": before + t.beliefs})
+    return {"objects": out}
+
+
+def memory_state(memory) -> dict:
+    """Everything a :class:`~splatworld.memory.SceneMemory` needs to go on as it would have."""
+    tracks = []
+    for t in memory.tracks:
+        fields_ = {k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
+                                             "observations", "contradictions", "color")}
+        fields_["state"] = t.state.value
+        histories = {k: runs(getattr(t, k)) for k in HISTORIES}
+        tracks.append({**fields_, "histories": histories, "model": t.model.state_dict()})
+    static = memory.static_map
+    return {
+        "format_version": MEMORY_FORMAT_VERSION,
+        "config": asdict(memory.config),
+        "agent_label": memory.agent_label,
+        "static": static.grid.state_dict(),
+        "keyframes": memory.keyframes.state_dict(),
+        "tracks": tracks,
+        "frame_count": memory.frame_count,
+        "time": memory.time,
+        "times": memory.times,
+        "support_plane": static.support_plane,
+        "support_region": static.support_region,
+        "support_color": static.support_color,
+        "background": (memory.background, memory.background_frames),
+        "agent_color": (memory.agent_color, memory.agent_frames),
+        "next_id": memory.next_id,
+        "agent": (memory.agent.position, memory.agent.moved_at),
+    }
+
+
+def restore(memory, state: dict) -> None:
+    """Fill a fresh ``memory`` (built with the saved config and agent label) from :func:`memory_state`.
+
+    Raises:
+        KeyError, TypeError, ValueError, zlib.error: a damaged state.
+    """
+    memory.static_map.grid = VoxelGrid.from_state_dict(state["static"])
+    memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
+    for ts in state["tracks"]:
+        fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
+        histories = {k: expand(*ts["histories"][k]) for k in HISTORIES}
+        memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_, **histories))
+    memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
+    memory.static_map.support_plane, memory.next_id = state["support_plane"], state["next_id"]
+    memory.static_map.support_region, memory.static_map.support_color = state["support_region"], state["support_color"]
+    memory.background, memory.background_frames = state["background"]
+    memory.agent_color, memory.agent_frames = state["agent_color"]
+    memory.agent.position, memory.agent.moved_at = state["agent"]
+
+
+def read_state(path: Path) -> dict:
+    """The saved state at ``path``, checked for this code's format version."""
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as exc:
+        raise SplatworldError(f"{path}: not a saved SceneMemory ({exc})") from exc
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version != MEMORY_FORMAT_VERSION:
+        raise SplatworldError(f"{path}: memory format version {version!r}, this code reads {MEMORY_FORMAT_VERSION}")
+    return state
+
+
+DAMAGED = (KeyError, TypeError, ValueError, zlib.error)  # what a damaged state of the right version raises
+
+
+def write_atomically(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``: a
+    killed run never leaves a truncated file where a complete one was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_memory(memory, path: str | os.PathLike) -> Path:
+    """Write the whole memory to ``path`` atomically."""
+    return write_atomically(path, lambda tmp: torch.save(memory_state(memory), tmp))
+
+
+def export_tracks(tracks: list[ObjectTrack], path: str | os.PathLike) -> Path:
+    """Write :func:`tracks_json` to ``path`` atomically."""
+    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(tracks_json(tracks))))

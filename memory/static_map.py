@@ -1,0 +1,126 @@
+"""The static scene: a voxel scaffold fused inside the workspace, its support plane, and the
+geometric queries planners and dynamics ask of it (occupancy, signed distance, support height)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from splatworld.memory.config import MemoryConfig
+from splatworld.memory.registration import ransac_plane
+from splatworld.memory.voxels import VoxelGrid
+from splatworld.scene.cameras import Camera
+from splatworld.scene.gaussians import Gaussians
+
+
+class StaticMap:
+    """The static scaffold (:attr:`grid`) and its support plane (the table top).
+
+    Attributes:
+        grid: colour and covariance voxels of the static pixels, fused where the workspace box allows.
+        support_plane: ``[4]`` ``a x + b y + c z + d = 0`` with the normal up, or None before one is found.
+        support_region: ``[4]`` x0, y0, x1, y1 of the plane's observed part.
+        support_color: ``[3]`` median colour of the plane.
+    """
+
+    def __init__(self, cfg: MemoryConfig):
+        self.cfg = cfg
+        self.grid = VoxelGrid(cfg.static_voxel, covariance=True)
+        self.support_plane: np.ndarray | None = None
+        self.support_region = np.zeros(4)
+        self.support_color = np.full(3, 0.5)
+        self._gaussians: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
+        self._kdtree: tuple[int, cKDTree] | None = None
+
+    def integrate(self, points: np.ndarray, colors: np.ndarray, static: np.ndarray, depth: np.ndarray,
+                  camera: Camera, time: float) -> None:
+        """Fuse the frame's static pixels (``static [H, W]``) inside the workspace, every
+        ``static_stride``-th in each direction (``points [H, W, 3]`` world, ``colors [H, W, 3]``)."""
+        cfg = self.cfg
+        lo, hi = np.asarray(cfg.workspace[:3]), np.asarray(cfg.workspace[3:])
+        stride = np.zeros_like(static)
+        stride[::cfg.static_stride, ::cfg.static_stride] = True
+        fuse = static & stride & (points >= lo).all(axis=-1) & (points <= hi).all(axis=-1)
+        # each fused pixel stands for a patch a stride of pixels wide at its depth (variance width^2 / 12)
+        footprint = cfg.static_stride * depth[fuse] / math.sqrt(camera.fx * camera.fy)
+        self.grid.integrate(points[fuse], colors[fuse], time, spread=footprint**2 / 12)
+
+    def fit_support_plane(self) -> None:
+        """The highest large horizontal plane of the scaffold (the table top), by RANSAC."""
+        if len(self.grid) < 200:
+            return
+        rng = np.random.default_rng(0)  # same input, same plane
+        points = self.grid.points
+        best = None
+        for _ in range(3):
+            if len(points) < 100:
+                break
+            plane, inliers = ransac_plane(points, 0.01, 200, rng)
+            if plane[2] > 0.95 and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
+                best = plane
+            points = points[~inliers]
+        self.support_plane = best
+        if best is not None:
+            on_plane = np.abs(self.grid.points @ best[:3] + best[3]) < 0.01
+            xy = self.grid.points[on_plane, :2]
+            self.support_region = np.concatenate(np.percentile(xy, [1, 99], axis=0))  # x0, y0, x1, y1
+            self.support_color = np.median(self.grid.colors[on_plane], axis=0)
+
+    def support_fill(self) -> Gaussians:
+        """Gaussians completing the support plane where it was never seen (under objects, say):
+        one per static-voxel cell of the plane's observed x-y region that holds no static voxel."""
+        if self.support_plane is None:
+            return Gaussians.empty()
+        a, b, c, d = self.support_plane
+        x0, y0, x1, y1 = self.support_region
+        step = self.cfg.static_voxel
+        gx, gy = np.meshgrid(np.arange(x0, x1, step) + step / 2, np.arange(y0, y1, step) + step / 2)
+        xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        z = -(a * xy[:, 0] + b * xy[:, 1] + d) / c
+        points = np.concatenate([xy, z[:, None]], axis=1)
+        missing = ~(self.grid.contains(points) | self.grid.contains(points - [0, 0, step / 2]))
+        colors = np.repeat(self.support_color[None], int(missing.sum()), axis=0)
+        return Gaussians.from_points(torch.from_numpy(points[missing]).float(),
+                                     torch.from_numpy(colors).float(), 0.6 * step)
+
+    def gaussians(self) -> Gaussians:
+        """The scaffold as Gaussians, as it is now, with unseen support-plane patches completed."""
+        if self._gaussians is None or self._gaussians[0] != self.grid.version:
+            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=0.6)
+            self._gaussians = (self.grid.version, Gaussians.concat([seen, self.support_fill()]))
+        return self._gaussians[1]
+
+    def occupancy(self, points: np.ndarray) -> np.ndarray:
+        """bool ``[N]``: points inside an occupied static voxel."""
+        return self.grid.contains(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+
+    def signed_distance(self, points: np.ndarray) -> np.ndarray:
+        """Approximate signed distance ``[N]`` (m) to the static surfaces: distance to the nearest
+        static voxel centre minus half a voxel; negative within 6 cm under the highest static
+        surface seen at the point's x-y (table tops and occluder tops are slabs)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if not len(self.grid):
+            return np.full(len(points), np.inf)
+        if self._kdtree is None or self._kdtree[0] != self.grid.version:
+            self._kdtree = (self.grid.version, cKDTree(self.grid.points))
+        dist, _ = self._kdtree[1].query(points)
+        sdf = dist - self.cfg.static_voxel / 2
+        top = self.support_height(points[:, :2])
+        inside = (points[:, 2] < top - self.cfg.static_voxel / 2) & (points[:, 2] > top - 0.06)
+        return np.where(inside, -np.abs(sdf), sdf)
+
+    def support_height(self, xy: np.ndarray, radius: float = 0.03) -> np.ndarray:
+        """Height ``[N]`` of the highest static surface under each ``xy`` point (NaN where none seen)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        pts = self.grid.points
+        if not len(pts):
+            return np.full(len(xy), np.nan)
+        tree = cKDTree(pts[:, :2])
+        out = np.full(len(xy), np.nan)
+        for i, near in enumerate(tree.query_ball_point(xy, radius)):
+            if near:
+                out[i] = pts[near, 2].max()
+        return out

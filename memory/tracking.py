@@ -1,0 +1,194 @@
+"""How a matched view updates its object: whether it may have moved, where ICP registers it,
+whether the view is fused into the model, and how a new object is born.
+
+Objects move only when something moves them. A track whose agent stood still (or far) keeps its
+remembered pose as long as the view lies on or next to its model; a part not seen before is no
+evidence of motion (ICP on partial views slides along elongated objects). The rule for one view
+(:func:`update_track`), from the view and the track:
+
+- ``pushed``: the agent moved within reach in the last ``agent_settle`` seconds, or the track was
+  moving at its last step, or no agent pose is known (:meth:`AgentMotion.may_push`);
+- ``moved_away``: pushed and under half the view on the model's surface; or, not pushed, the
+  track is known to have left (``displaced`` / ``contradicted``), the view lies off the model, or
+  it stretches the model by more than ``max_stretch``;
+- ``jumped``: moved away and known to have left or aside (mostly off its surface and stretching it
+  by more than ICP reaches), farther than the track gate, and not a sliver (unless known to have
+  left or farther than the object's size): the pose jumps to the view's centroid first;
+- registration: none for a sliver; none while the model is too small; ICP from the predicted
+  pose when pushed or moved away (reaching farther after a jump); none otherwise;
+- fusion: only when registered within ``fuse_max_rmse`` and, for a stretching view, when the
+  registered view no longer stretches the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from splatworld.memory.config import MemoryConfig
+from splatworld.memory.registration import estimate_normals, icp_point_to_plane
+from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, to_object_frame
+from splatworld.memory.voxels import VoxelGrid
+
+
+class AgentMotion:
+    """When the agent last moved: an agent at rest beside an object does not move it."""
+
+    def __init__(self) -> None:
+        self.position: np.ndarray | None = None  # at the last frame that gave one
+        self.moved_at = -math.inf  # time the agent was last seen moving
+
+    def note(self, agent_pose, time: float) -> None:
+        if agent_pose is None:
+            return
+        position = np.asarray(agent_pose[:3], dtype=np.float64)
+        # a resting agent's pose repeats exactly; 0.1 mm is well above float noise
+        if self.position is None or np.linalg.norm(position - self.position) > 1e-4:
+            self.moved_at = time
+        self.position = position
+
+    def may_push(self, track: ObjectTrack, agent_pose, time: float, cfg: MemoryConfig) -> bool:
+        """Something may be moving the object: it was moving at its last step, or the agent is
+        within reach and moved within the last ``agent_settle`` seconds (tabletop pushing is
+        quasi-static: an agent standing still beside an object does not move it)."""
+        if agent_pose is None or in_motion(track):
+            return True  # no agent information: any object may have been moved
+        if time - self.moved_at > cfg.agent_settle:
+            return False
+        reach = cfg.agent_reach + float(np.linalg.norm(track.extent)) / 2
+        return float(np.linalg.norm(np.asarray(agent_pose[:3]) - track.centroid)) < reach
+
+
+def in_motion(track: ObjectTrack) -> bool:
+    """The track moved between its last two frames, seen in both (ICP's still steps are exact zeros)."""
+    return track.seen_last_two and not np.array_equal(track.poses[-1], track.poses[-2])
+
+
+def predicted_pose(track: ObjectTrack) -> np.ndarray:
+    """The pose ``[4, 4]`` one frame on at the last observed motion (the track was visible in its
+    last two frames), else the remembered pose: a pushed object keeps moving between frames."""
+    if not track.seen_last_two:
+        return track.pose
+    return track.pose_matrix_at(-1) @ np.linalg.inv(track.pose_matrix_at(-2)) @ track.pose
+
+
+def stretch(track: ObjectTrack, local: np.ndarray) -> float:
+    """How much larger (m) the largest size of the model and of points ``local [P, 3]`` (in its
+    frame) together is than the larger of theirs alone (sizes along the object's axes; the
+    points' from their 2nd to 98th percentile: depth edges fly). About 0 for a new side of the
+    object where remembered (each view spans the object's largest size, if not its depth), the
+    offset for a view of it moved aside."""
+    lo, hi = track.model.points.min(axis=0), track.model.points.max(axis=0)
+    seg_lo, seg_hi = np.percentile(local, [2, 98], axis=0)
+    both = np.maximum(hi, seg_hi) - np.minimum(lo, seg_lo)
+    return float(both.max() - max((hi - lo).max(), (seg_hi - seg_lo).max()))
+
+
+def explained(track: ObjectTrack, seg: Segment, radii: tuple[float, ...]) -> tuple[list[float], float]:
+    """Fraction of the segment's points within each of ``radii`` of the model at the remembered
+    pose (one nearest-neighbour query for all), and the segment's :func:`stretch` of the model."""
+    local = to_object_frame(track.pose, seg.points)
+    dist, _ = cKDTree(track.model.points).query(local, distance_upper_bound=max(radii))
+    return [float((dist <= r).mean()) for r in radii], stretch(track, local)
+
+
+def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: MemoryConfig,
+             rough: bool = False) -> tuple[np.ndarray, float]:
+    """world_from_object ``[4, 4]`` refined by ICP of the segment's points onto the model, from the
+    ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed). ``rough``: the
+    prediction is a centroid jump, off by as much as a partial view's centroid is from the
+    object's, so a last attempt reaches twice as far."""
+    target = track.model.points
+    target_tree = cKDTree(target)
+    normals = estimate_normals(target, 3 * cfg.object_voxel, tree=target_tree)
+    segment_tree = cKDTree(seg.points)
+
+    def attempt(init: np.ndarray, reach: float):
+        # coarse to fine: a wide first pass pulls the pose in, the tight last passes ignore the
+        # segment's rim and any part of it the model has not seen yet
+        transformation, max_distance = init, reach
+        while max_distance >= cfg.icp_max_distance / 4:
+            result = icp_point_to_plane(seg.points, target, normals, target_tree, max_distance, transformation)
+            transformation, max_distance = result.transformation, max_distance / 2
+        world_from_object = np.linalg.inv(transformation)
+        # overlap either way: a new object's model is still a sliver of what comes into view
+        model = target @ world_from_object[:3, :3].T + world_from_object[:3, 3]
+        near, _ = segment_tree.query(model, distance_upper_bound=2 * max_distance)  # the last pass's
+        overlap = max(result.fitness, float(np.isfinite(near).mean()))
+        # a good fit far from where it started slid along a partial view (a few points of a flat face)
+        slid = np.linalg.norm(world_from_object[:3, 3] - np.linalg.inv(init)[:3, 3])
+        return result if overlap >= 0.3 and slid <= reach else None
+
+    # No retry from the segment's centroid: a partial view's centroid is not the object's. A
+    # pushed object moves less than the first pass's reach per frame beyond the predicted motion,
+    # twice that after a frame in which it was not seen; an object found far from its place is
+    # moved there before (see update_track).
+    init = np.linalg.inv(predicted)
+    result = None
+    for reach in (1, 2, 4) if rough else (1, 2):
+        result = result or attempt(init, reach * cfg.icp_max_distance)
+    if result is None:
+        return track.pose, math.inf
+    new = np.linalg.inv(result.transformation)
+    delta = np.linalg.inv(track.pose) @ new
+    angle = math.degrees(math.acos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
+    if np.linalg.norm(delta[:3, 3]) < cfg.still_translation and angle < cfg.still_rotation_deg:
+        return track.pose, result.inlier_rmse
+    return new, result.inlier_rmse
+
+
+def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig) -> None:
+    """Update ``track`` with the view ``seg`` matched to it at ``time`` (the rule in the module
+    docstring); ``pushed``: :meth:`AgentMotion.may_push` for it."""
+    known_moved = track.state in (TrackState.DISPLACED, TrackState.CONTRADICTED)
+    (on_fit, on_model), stretch_m = explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
+    off_model = on_model < 0.5  # not on or next to it where remembered
+    # next to it but stretching it: a view of it moved aside (or of something beside it), which fused
+    # where remembered would smear the model; registered instead, it is fused only if it fits
+    stretched = stretch_m > cfg.max_stretch
+    moved_away = on_fit < 0.5 if pushed else known_moved or off_model or stretched
+    # mostly off its surface and stretching it by more than ICP reaches: the object itself, moved
+    # aside (a model smeared by earlier views reaches far enough to hold such a view "next to" it;
+    # a strip of it moved by less is left to ICP, since a partial view's centroid is not the object's)
+    aside = off_model or (on_fit < 0.5 and stretch_m > 2 * cfg.icp_max_distance)
+    # a mostly hidden object (a sliver beside an occluder): too little of it to register
+    sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
+    away = float(np.linalg.norm(seg.centroid - track.centroid))
+    jumped = moved_away and (known_moved or aside) and away > cfg.track_gate and (
+        not sliver or known_moved or away > np.linalg.norm(track.extent))
+    if jumped:
+        # re-identified away from where it was remembered, or lost while in view (pushed while only
+        # slivers of it showed, now beyond ICP's reach): jump there before refining. The centroids of
+        # a partial view (a sliver, or a strip of a large object at an occluder's edge) and of the object
+        # differ, so a segment lying on the model where remembered is no sign of a move.
+        track.pose = track.pose.copy()
+        track.pose[:3, 3] += seg.centroid - track.centroid
+    if sliver:
+        rmse = math.inf
+    elif len(track.model) < cfg.min_register_points:
+        rmse = 0.0  # a model still too small to register against grows from its first views
+    elif pushed or moved_away:  # otherwise still: keep the pose, only grow the model
+        track.pose, rmse = register(track, seg, predicted_pose(track) if pushed else track.pose, cfg, rough=jumped)
+    else:
+        rmse = 0.0
+    # a poorly registered view would smear the model, and so would one registered short of where
+    # the object moved to (ICP's inliers fit, the rest of the view lies beside the model)
+    local = to_object_frame(track.pose, seg.points)
+    if rmse <= cfg.fuse_max_rmse and (not stretched or stretch(track, local) <= cfg.max_stretch):
+        track.model.integrate(local, seg.colors, time)
+    track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
+    track.observations += 1
+    track.state, track.contradictions, track.last_seen = TrackState.VISIBLE, 0, time
+    track.belief = min(0.999, track.belief + (1 - track.belief) * 0.5)
+
+
+def new_track(track_id: int, seg: Segment, frame: int, time: float, cfg: MemoryConfig) -> ObjectTrack:
+    """A track born from an unmatched segment: its model the segment around its centroid."""
+    pose = np.eye(4)
+    pose[:3, 3] = seg.centroid
+    track = ObjectTrack(track_id, VoxelGrid(cfg.object_voxel), pose, first_frame=frame,
+                        color=seg.color.copy(), last_seen=time, observations=1)
+    track.model.integrate(seg.points - seg.centroid, seg.colors, time)
+    return track

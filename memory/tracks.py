@@ -1,0 +1,131 @@
+"""What the memory remembers of one object: its track (model, pose, state, belief, histories),
+the segments it is matched to, and the run-length code its per-frame histories are saved in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import torch
+
+from splatworld.memory.voxels import VoxelGrid
+from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
+
+
+class TrackState(str, Enum):
+    """What the last frame said of a remembered object.
+
+    ``VISIBLE``: a segment was matched to it. ``OCCLUDED``: in view, something observed in front
+    of it or nothing contradicts it. ``OUT_OF_VIEW``: less than half of its footprint in the image.
+    ``CONTRADICTED``: its place is in view and the depth shows what is behind it (belief drops).
+    ``DISPLACED``: contradicted ``displace_after`` times in a row, left out of drawing and
+    association until it is re-identified. Values are the strings of ``tracks.json``."""
+
+    VISIBLE = "visible"
+    OCCLUDED = "occluded"
+    OUT_OF_VIEW = "out_of_view"
+    CONTRADICTED = "contradicted"
+    DISPLACED = "displaced"
+
+
+STATES = tuple(state.value for state in TrackState)
+HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
+
+
+@dataclass
+class Segment:
+    """One instance label of one frame: its pixels, back-projected points and colours."""
+
+    label: int
+    mask: np.ndarray  # [H, W] bool
+    points: np.ndarray  # [N, 3] world
+    colors: np.ndarray  # [N, 3]
+    centroid: np.ndarray
+    color: np.ndarray  # mean RGB
+    extent: float  # largest axis-aligned size
+
+
+@dataclass
+class ObjectTrack:
+    """One remembered object: a model in its own frame and its pose over time."""
+
+    id: int
+    model: VoxelGrid
+    pose: np.ndarray  # [4, 4] world_from_object, as remembered now
+    state: TrackState = TrackState.VISIBLE
+    belief: float = 0.5
+    last_seen: float = 0.0
+    first_frame: int = 0
+    observations: int = 0
+    contradictions: int = 0
+    color: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    poses: list = field(default_factory=list)  # per frame since birth: [7] list
+    labels: list = field(default_factory=list)  # per frame since birth: label or 0
+    states: list = field(default_factory=list)  # per frame since birth: TrackState value
+    beliefs: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state = TrackState(self.state)
+
+    @property
+    def centroid_local(self) -> np.ndarray:
+        return self.model.points.mean(axis=0) if len(self.model) else np.zeros(3)
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return self.pose[:3, :3] @ self.centroid_local + self.pose[:3, 3]
+
+    @property
+    def extent(self) -> np.ndarray:
+        if not len(self.model):
+            return np.zeros(3)
+        return self.model.points.max(axis=0) - self.model.points.min(axis=0)
+
+    @property
+    def seen_last_two(self) -> bool:
+        """The track was visible (owned a label) in each of its last two recorded frames."""
+        return len(self.labels) >= 2 and bool(self.labels[-1] and self.labels[-2])
+
+    def record(self, label: int) -> None:
+        """Append this frame to the histories: the pose now, ``label`` (0: none), state and belief."""
+        self.poses.append(matrix_to_pose(torch.from_numpy(self.pose)).tolist())
+        self.labels.append(label)
+        self.states.append(self.state.value)
+        self.beliefs.append(round(self.belief, 4))
+
+    def pose_at(self, frame: int) -> np.ndarray | None:
+        """world_from_object ``[7]`` at an observed frame (the last one after it; None before birth)."""
+        k = frame - self.first_frame
+        return np.asarray(self.poses[min(k, len(self.poses) - 1)]) if k >= 0 and self.poses else None
+
+    def pose_matrix_at(self, frame: int) -> np.ndarray:
+        """world_from_object ``[4, 4]`` at recorded history entry ``frame`` (an index into ``poses``)."""
+        return pose_to_matrix(torch.tensor(self.poses[frame], dtype=torch.float64)).numpy()
+
+    def summary(self) -> dict:
+        return {"id": self.id, "pose": matrix_to_pose(torch.from_numpy(self.pose)).tolist(),
+                "extent": self.extent.tolist(), "state": self.state.value, "belief": self.belief,
+                "last_seen": self.last_seen, "observations": self.observations}
+
+
+def to_object_frame(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """World points ``[N, 3]`` in the frame of a world_from_object ``pose [4, 4]``."""
+    return (points - pose[:3, 3]) @ pose[:3, :3]
+
+
+def runs(history: list) -> tuple[int, list[int], list]:
+    """Run-length code of a per-frame history (most entries repeat the previous one: objects at
+    rest keep their pose): its length, the start of each run and each run's value."""
+    starts, values = [], []
+    for i, value in enumerate(history):
+        if not values or value != values[-1]:
+            starts.append(i)
+            values.append(value)
+    return len(history), starts, values
+
+
+def expand(length: int, starts: list[int], values: list) -> list:
+    """Inverse of :func:`runs`."""
+    ends = [*starts[1:], length]
+    return [v for v, a, b in zip(values, starts, ends) for _ in range(b - a)]
