@@ -17,6 +17,7 @@ from scipy.spatial import ConvexHull, QhullError
 from splatworld.dynamics.state import (OUTLINE_DIRECTIONS, Heightmap, WorldState, box_outline, footprint_half,
                                        footprint_outline, support_under)
 from splatworld.errors import SplatworldError
+from splatworld.memory.tracks import TrackState
 from splatworld.scene.transforms import pose_to_matrix, quat_conjugate, quat_multiply, quat_to_rotmat, rotmat_to_quat
 
 
@@ -164,7 +165,7 @@ def state_from_memory(memory, agent_position, dt: float,
     (``geometry``, a :meth:`Heightmap.from_memory` of it made earlier, if given: a caller stepping
     along with the memory refreshes it less often than every frame).
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
-    tracks = [t for t in memory.tracks if t.state != "displaced" and len(t.model)]
+    tracks = [t for t in memory.tracks if t.state != TrackState.DISPLACED and len(t.model)]
     frames, extents, outlines, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], []
     for track in tracks:
         frame, extent, outline = _box_frame(track)

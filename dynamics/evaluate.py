@@ -8,13 +8,7 @@ import torch
 
 from splatworld.dynamics.data import state_at
 from splatworld.dynamics.models import rollout
-from splatworld.scene.transforms import quat_conjugate, quat_multiply
-
-
-def _angle_between(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
-    """Degrees between rotations ``[..., 4]`` wxyz."""
-    dot = (q1 * q2).sum(-1).abs().clamp(max=1.0)
-    return torch.rad2deg(2 * torch.acos(dot))
+from splatworld.scene.transforms import quat_conjugate, quat_multiply, quat_to_rotmat, rotation_angle
 
 
 def horizon_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, int], horizon: int,
@@ -39,7 +33,7 @@ def horizon_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, in
     true_rot = quat_multiply(gt_poses[starts + horizon][:, gts, 3:], quat_conjugate(gt_poses[starts][:, gts, 3:]))
     born = state.valid[:, slots]
     return {"position": torch.linalg.norm(pred_move - true_move, dim=-1)[born].numpy(),
-            "rotation": _angle_between(pred_rot, true_rot)[born].numpy(),
+            "rotation": rotation_angle(quat_to_rotmat(pred_rot).transpose(-1, -2) @ quat_to_rotmat(true_rot))[born].numpy(),
             "true_motion": torch.linalg.norm(true_move, dim=-1)[born].numpy()}
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from splatworld.dynamics.state import (FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, box_half, obstacle_height,
                                        outline_angles, outline_support, support_under)
-from splatworld.errors import ConfigError, ShapeError
+from splatworld.errors import ShapeError, lookup
 from splatworld.scene.transforms import quat_multiply
 
 GRAVITY = 9.81
@@ -377,9 +377,7 @@ MODELS = {m.name: m for m in (StaticModel, ConstantVelocityModel, InteractionMod
 
 
 def make_model(name: str, config: DynamicsConfig | None = None) -> DynamicsModel:
-    if name not in MODELS:
-        raise ConfigError(f"unknown dynamics model {name!r}; valid: {list(MODELS)}")
-    return MODELS[name](config)
+    return lookup(MODELS, name, "dynamics model")(config)
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from splatworld.atomic import atomic_write
 from splatworld.dynamics.data import Sequence, window_batch
 from splatworld.dynamics.models import DynamicsConfig, DynamicsModel, InteractionModel, make_model
 from splatworld.dynamics.state import WorldState
@@ -92,12 +93,9 @@ def evaluate_loss(model: DynamicsModel, sequences: list[Sequence], horizon: int,
 
 
 def save_checkpoint(model: InteractionModel, path: Path, extra: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": CHECKPOINT_VERSION, "config": dataclasses.asdict(model.config),
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **extra}, tmp)
-    os.replace(tmp, path)
-    return path
+    state = {"format_version": CHECKPOINT_VERSION, "config": dataclasses.asdict(model.config),
+             "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, **extra}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_dynamics(model: str, checkpoint: str | os.PathLike | None = None) -> DynamicsModel:

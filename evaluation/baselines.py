@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from splatworld.errors import ConfigError
+from splatworld.errors import ConfigError, lookup
 from splatworld.imagination import PROTOCOLS
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
@@ -35,8 +35,7 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
     k = int(observe_until)
     if not 0 < k < len(episode):
         raise ConfigError(f"observe_until={k} must lie in [1, {len(episode)}) for {episode_path}")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    lookup(PROTOCOLS, protocol, "protocol")
     n = len(episode) - k
     if protocol == "imagination":
         last = episode[k - 1]
@@ -64,11 +63,11 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
         instances = None
         has_instances = frame.instances is not None  # the episode has instances in every frame or none
         if has_instances:
-            lookup = np.zeros(int(frame.instances.max()) + 1, dtype=np.uint16)
+            table = np.zeros(int(frame.instances.max()) + 1, dtype=np.uint16)
             for label, target in relabel.items():
-                if label < len(lookup):
-                    lookup[label] = target
-            instances = lookup[frame.instances]
+                if label < len(table):
+                    table[label] = target
+            instances = table[frame.instances]
             present = set(np.unique(instances).tolist())
             for label in labels:
                 drawn[label].append(label if label in present else 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from splatworld.scene.cameras import in_image
 from splatworld.scene.transforms import pose_to_matrix
 
 UNTOUCHED = 0.01  # m: an object that moved less than this while hidden was not touched
@@ -21,7 +22,7 @@ _CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z i
 _NERFSTUDIO_TO_OPENCV = np.diag([1.0, -1.0, -1.0])  # flip y and z: camera looks along +z, y down
 
 
-class CameraPath:
+class EpisodeCameras:
     """The cameras of an episode as arrays, for projecting many points at once.
 
     Args:
@@ -47,10 +48,10 @@ class CameraPath:
     def inside(self, frame: int, points: np.ndarray) -> np.ndarray:
         """bool ``[N]``: the points project in front of the camera and inside the image."""
         uv, z = self.project(frame, points)
-        return (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < self.width) & (uv[:, 1] >= 0) & (uv[:, 1] < self.height)
+        return in_image(uv, z, self.width, self.height)
 
 
-def substantially_visible(obj: dict, frame: int, cameras: CameraPath) -> bool:
+def substantially_visible(obj: dict, frame: int, cameras: EpisodeCameras) -> bool:
     """Whether ground-truth object ``obj`` is well in sight at ``frame``: it has visible pixels, at
     least half of its in-image silhouette is unoccluded (``visible_fraction``, when recorded) and
     its whole box (``extent`` about its pose, when recorded) projects inside the image."""
@@ -65,7 +66,7 @@ def substantially_visible(obj: dict, frame: int, cameras: CameraPath) -> bool:
     return True
 
 
-def hide_events(objects: list[dict], cameras: CameraPath, fps: float, start: int = 0, end: int | None = None,
+def hide_events(objects: list[dict], cameras: EpisodeCameras, fps: float, start: int = 0, end: int | None = None,
                 min_hidden_seconds: float = 0.0) -> list[dict]:
     """Every hide-and-reappear event of ``objects`` (``ground_truth.json`` entries) whose
     reappearance frame ``b`` lies in ``[start, end)`` and whose hidden time is at least

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from splatworld.errors import check_shape
-from splatworld.scene.transforms import pose_to_matrix
+from splatworld.scene.transforms import pose_to_matrix, rotation_angle
 
 
 def fit_alignment(gt_poses, track_poses) -> np.ndarray:
@@ -51,5 +51,4 @@ def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
     predicted = t @ x
     position_error = np.linalg.norm(predicted[:, :3, 3] - g[:, :3, 3], axis=1)
     residual = np.einsum("kji,kjl->kil", predicted[:, :3, :3], g[:, :3, :3])
-    cos = np.clip((np.trace(residual, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
-    return position_error, np.degrees(np.arccos(cos))
+    return position_error, rotation_angle(torch.from_numpy(residual)).numpy()

@@ -9,7 +9,6 @@ side) and two plots: ``permanence.png`` (OPR and mean IoU against hidden duratio
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from splatworld.atomic import atomic_write_text
 from splatworld.errors import ConfigError  # noqa: E402
 from splatworld.evaluation.evaluate import EvaluationConfig, evaluate_prediction  # noqa: E402
 from splatworld.evaluation.permanence import TAU_BINS  # noqa: E402
@@ -153,12 +153,6 @@ def _jsonable(value):
     return value
 
 
-def _atomic_write(file: Path, text: str) -> None:
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, file)
-
-
 def evaluate(gt: str, preds: list[str], out: str, names: list[str] | None = None,
              config: EvaluationConfig = EvaluationConfig()) -> dict:
     """Evaluate every prediction against ``gt`` and write the report into ``out``; returns it."""
@@ -171,8 +165,8 @@ def evaluate(gt: str, preds: list[str], out: str, names: list[str] | None = None
         print(f"evaluating {name} ({pred})")
         reports[name] = evaluate_prediction(gt, pred, config)
     report = {"ground_truth": str(gt), "opr_all": next(iter(reports.values()))["opr_all"], "predictions": reports}
-    _atomic_write(out_dir / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
-    _atomic_write(out_dir / "report.md", markdown(reports))
+    atomic_write_text(out_dir / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
+    atomic_write_text(out_dir / "report.md", markdown(reports))
     plot_permanence(reports, out_dir / "permanence.png")
     plot_drift(reports, out_dir / "drift.png")
     return report

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from splatworld.errors import ConfigError
+from splatworld.errors import lookup
 from splatworld.jobs.config import load_config
 from splatworld.evaluation.baselines import BASELINES, last_frame
 from splatworld.evaluation.evaluate import EvaluationConfig
@@ -53,9 +53,8 @@ def run_benchmark(cfg: DictConfig) -> dict:
     """Run the benchmark as configured; returns ``{(preset, protocol): report}``."""
     out = Path(cfg.out)
     config = EvaluationConfig(workers=cfg.workers, progress=cfg.progress)
-    unknown = [p for p in cfg.protocols if p not in PROTOCOLS]
-    if unknown:
-        raise ConfigError(f"protocols: unknown {unknown[0]!r}; valid: {', '.join(PROTOCOLS)}")
+    for protocol in cfg.protocols:  # every name checked before any work
+        lookup(PROTOCOLS, protocol, "protocol")
     reports = {}
     for preset in cfg.presets:
         episode = generated_episode(out / "episodes", preset, cfg.seed, cfg.seconds, cfg.progress)
@@ -93,9 +92,8 @@ def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=
                        progress: bool = True, protocol: str = "imagination") -> Path:
     """Write the predicted episode of ``name`` (a key of :data:`IMAGINED`) at ``out`` under
     ``protocol``: from a saved ``memory`` of the same observed frames if given, else observing them afresh."""
-    if name not in IMAGINED:
-        raise ConfigError(f"unknown imagined prediction {name!r}; valid: {', '.join(IMAGINED)}")
+    overrides = lookup(IMAGINED, name, "imagined prediction")
     return imagine_episode(load_config("imagine", [
         f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
-        f"progress={str(progress).lower()}", f"protocol={protocol}", *IMAGINED[name]]
+        f"progress={str(progress).lower()}", f"protocol={protocol}", *overrides]
         + ([f"memory={memory}"] if memory else [])))

@@ -13,13 +13,13 @@ and true rotations over the same span. Windows where an object truly moved more 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from splatworld.atomic import atomic_write_text
 from splatworld.dynamics.evaluate import horizon_errors
 from splatworld.dynamics.models import make_model
 from splatworld.dynamics.train import load_checkpoint
@@ -59,9 +59,7 @@ def evaluate_dynamics(cfg: DictConfig) -> dict:
                 "n_pushed": int(pushed.sum()), "n_rest": int(rest.sum()), "n": int(len(pushed))}
     report = {"seeds": list(cfg.seeds), "scenario": cfg.scenario, "checkpoint": str(cfg.checkpoint or "default"),
               "results": table}
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "report.json")
+    atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     (out / "report.md").write_text(_markdown(table, cfg))
     _plot(table, cfg, out / "errors.png")
     return report

@@ -17,7 +17,6 @@ memory after the last frame. Checkpoints fall on frames where the memory refresh
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -28,9 +27,10 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
-from splatworld.errors import ConfigError
+from splatworld.errors import ConfigError, lookup
 from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
 from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
 from splatworld.memory import MemoryConfig, SceneMemory
@@ -76,8 +76,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
     until = len(episode) if cfg.until is None else int(cfg.until)
     if not 0 < k < until <= len(episode):
         raise ConfigError(f"need 0 < observe_until ({k}) < until ({until}) <= {len(episode)} frames of {cfg.episode}")
-    if cfg.protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol={cfg.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    lookup(PROTOCOLS, cfg.protocol, "protocol")
     next_frame = cfg.protocol == "next_frame"
     width, height = int(cfg.width or episode.width), int(cfg.height or episode.height)
     out = Path(cfg.out)
@@ -122,10 +121,9 @@ def imagine_episode(cfg: DictConfig) -> Path:
         writer.flush()  # every frame listed is on disk
         if next_frame:  # the memory goes on changing: it is part of the checkpoint
             world.memory.save(partial / "memory.pt")
-        tmp = partial / (RESUME_FILE + ".tmp")
-        torch.save({"settings": settings, "next": next_index, "frames": writer.frames, "tracks": tracks,
-                    "world": world.state_dict()}, tmp)
-        os.replace(tmp, partial / RESUME_FILE)
+        state = {"settings": settings, "next": next_index, "frames": writer.frames, "tracks": tracks,
+                 "world": world.state_dict()}
+        atomic_write(partial / RESUME_FILE, lambda tmp: torch.save(state, tmp))
 
     resident = {}  # MB, at the first minute of imagination and at the end: a stream holds flat memory
     minute = k + round(60 * episode.fps)
@@ -174,8 +172,6 @@ def imagine_episode(cfg: DictConfig) -> Path:
         summary.update(compare_with_ground_truth(episode, imagined, world.memory, k,
                                                  out / "side_by_side.mp4" if cfg.video else None,
                                                  progress=cfg.progress))
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print_summary(summary, out)
     return out

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +33,9 @@ from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from splatworld.atomic import atomic_write_text
 from splatworld.dynamics.train import load_dynamics
-from splatworld.errors import ConfigError
+from splatworld.errors import ConfigError, lookup
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.planning.costs import Collision, CostSum, GoalDistance, PushApproach, Smoothness, StayOnTable
 from splatworld.planning.planners import PlannerConfig, make_planner
@@ -93,9 +93,7 @@ def _in_view(camera: Camera, xy: np.ndarray, radius: float) -> bool:
     """Whether any of a disc's centre and 8 rim points on the table top projects into the image."""
     angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
     pts = np.concatenate([[xy], xy + radius * np.stack([np.cos(angles), np.sin(angles)], -1)])
-    uv, z = camera.project(torch.tensor(np.c_[pts, np.full(len(pts), TABLE_TOP_Z + 0.03)]))
-    inside = (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < camera.width) & (uv[:, 1] >= 0) & (uv[:, 1] < camera.height)
-    return bool(inside.any())
+    return bool(camera.in_image(torch.tensor(np.c_[pts, np.full(len(pts), TABLE_TOP_Z + 0.03)])).any())
 
 
 def sample_layout(cfg: DictConfig, seed: int, tries: int = 500) -> PushLayout:
@@ -190,10 +188,8 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
     """Run the closed loop as configured; write ``result.json`` and ``run.mp4`` into ``cfg.out``.
     ``on_plan(state, cost, plan)``, if given, sees every replan (the float32 world state
     planned on, the :class:`CostSum`, the :class:`Plan`)."""
-    if cfg.task not in TASKS:
-        raise ConfigError(f"plan: unknown task {cfg.task!r}; valid: {list(TASKS)}")
-    if cfg.memory not in MEMORY_MODES:
-        raise ConfigError(f"plan: memory must be one of {list(MEMORY_MODES)}, got {cfg.memory!r}")
+    lookup(TASKS, cfg.task, "task")
+    lookup(MEMORY_MODES, cfg.memory, "memory mode")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dynamics = load_dynamics(cfg.model, cfg.checkpoint)
@@ -293,9 +289,7 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
         "target": layout.objects[0][0], "goal": list(layout.goal), "layout": [list(o) for o in layout.objects],
         "distance_m": distances,
     }
-    tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out / "result.json")
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
 
 

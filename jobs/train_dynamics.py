@@ -21,6 +21,7 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from splatworld.atomic import atomic_write
 from splatworld.dynamics.data import Sequence, sequence_from_memory
 from splatworld.dynamics.models import DynamicsConfig, InteractionModel
 from splatworld.dynamics.state import Heightmap
@@ -68,9 +69,8 @@ def build_dataset(cfg: DictConfig, progress: bool) -> dict[str, list[Sequence]]:
             return {split: [_sequence_from_state(s) for s in saved[split]] for split in ("train", "val")}
     data = {split: [observed_sequence(cfg.scenario, cfg.seconds, s, out / "episodes", progress)[0]
                     for s in cfg[f"{split}_seeds"]] for split in ("train", "val")}
-    tmp = cache.with_name("dataset.pt.tmp")
-    torch.save({"key": key, **{k: [_sequence_state(s) for s in v] for k, v in data.items()}}, tmp)
-    os.replace(tmp, cache)
+    saved = {"key": key, **{k: [_sequence_state(s) for s in v] for k, v in data.items()}}
+    atomic_write(cache, lambda tmp: torch.save(saved, tmp))
     return data
 
 

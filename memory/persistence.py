@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.errors import SplatworldError
 from splatworld.memory.keyframes import KeyframeStore
 from splatworld.memory.tracks import HISTORIES, ObjectTrack, expand, runs
@@ -98,22 +99,11 @@ def read_state(path: Path) -> dict:
 DAMAGED = (KeyError, TypeError, ValueError, zlib.error)  # what a damaged state of the right version raises
 
 
-def write_atomically(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``: a
-    killed run never leaves a truncated file where a complete one was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def save_memory(memory, path: str | os.PathLike) -> Path:
     """Write the whole memory to ``path`` atomically."""
-    return write_atomically(path, lambda tmp: torch.save(memory_state(memory), tmp))
+    return atomic_write(path, lambda tmp: torch.save(memory_state(memory), tmp))
 
 
 def export_tracks(tracks: list[ObjectTrack], path: str | os.PathLike) -> Path:
     """Write :func:`tracks_json` to ``path`` atomically."""
-    return write_atomically(path, lambda tmp: tmp.write_text(json.dumps(tracks_json(tracks))))
+    return atomic_write_text(path, json.dumps(tracks_json(tracks)))

@@ -255,15 +255,8 @@ class SceneMemory:
 
     def objects_in_view(self, camera: Camera) -> list[int]:
         """Ids of objects (not displaced) whose centroid projects inside ``camera``'s image, in front of it."""
-        out = []
-        for t in self.tracks:
-            if t.state == TrackState.DISPLACED:
-                continue
-            uv, z = camera.project(torch.from_numpy(t.centroid)[None])
-            u, v = uv[0].tolist()
-            if z.item() > 0 and 0 <= u < camera.width and 0 <= v < camera.height:
-                out.append(t.id)
-        return out
+        return [t.id for t in self.tracks
+                if t.state != TrackState.DISPLACED and bool(camera.in_image(torch.from_numpy(t.centroid)))]
 
     def occupancy(self, points: np.ndarray) -> np.ndarray:
         """bool ``[N]``: points inside an occupied static voxel."""

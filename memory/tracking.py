@@ -25,12 +25,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.registration import estimate_normals, icp_point_to_plane
 from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, to_object_frame
 from splatworld.memory.voxels import VoxelGrid
+from splatworld.scene.transforms import rotation_angle
 
 
 class AgentMotion:
@@ -133,7 +135,7 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
         return track.pose, math.inf
     new = np.linalg.inv(result.transformation)
     delta = np.linalg.inv(track.pose) @ new
-    angle = math.degrees(math.acos(np.clip((np.trace(delta[:3, :3]) - 1) / 2, -1, 1)))
+    angle = float(rotation_angle(torch.from_numpy(delta[:3, :3])))
     if np.linalg.norm(delta[:3, 3]) < cfg.still_translation and angle < cfg.still_rotation_deg:
         return track.pose, result.inlier_rmse
     return new, result.inlier_rmse

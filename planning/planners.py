@@ -25,7 +25,7 @@ import torch
 
 from splatworld.dynamics.models import DynamicsModel, rollout
 from splatworld.dynamics.state import Trajectory, WorldState
-from splatworld.errors import ConfigError
+from splatworld.errors import ConfigError, lookup
 from splatworld.planning.costs import CostTerm
 
 
@@ -180,9 +180,7 @@ PLANNERS = {p.name: p for p in (CEM, MPPI)}
 
 
 def make_planner(name: str, model: DynamicsModel, config: PlannerConfig | None = None) -> SamplingPlanner:
-    if name not in PLANNERS:
-        raise ConfigError(f"unknown planner {name!r}; valid: {list(PLANNERS)}")
-    return PLANNERS[name](model, config)
+    return lookup(PLANNERS, name, "planner")(model, config)
 
 
 __all__ = ["CEM", "MPPI", "PLANNERS", "Plan", "PlannerConfig", "SamplingPlanner", "clip_speed", "correlated_noise", "make_planner"]

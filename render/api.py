@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from splatworld.errors import BackendUnavailableError, ConfigError
+from splatworld.errors import BackendUnavailableError, ConfigError, lookup
 from splatworld.render.projection import Projected, RasterSettings, project_gaussians, sh_colors
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
@@ -176,9 +176,8 @@ def resolve_backend(name: str) -> str:
     """
     if name == "auto":
         return default_backend()
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown renderer backend {name!r}; valid: {['auto', *BACKENDS]}")
-    why_not = BACKENDS[name][1]()
+    _, why_not = lookup({"auto": None, **BACKENDS}, name, "renderer backend")
+    why_not = why_not()
     if why_not is not None:
         raise BackendUnavailableError(f"renderer backend {name!r} cannot run here: {why_not}")
     return name

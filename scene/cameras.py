@@ -34,6 +34,12 @@ def opencv_to_nerfstudio(viewmat: torch.Tensor) -> torch.Tensor:
     return c2w_cv @ _GL_CV_FLIP.to(viewmat)
 
 
+def in_image(uv, z, width: int, height: int):
+    """bool ``[...]``: pixel coordinates ``uv [..., 2]`` with depth ``z [...]`` in front of the camera
+    and inside a ``width`` x ``height`` image (pixel centres at half-integers; torch or numpy)."""
+    return (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
+
+
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera: intrinsics in pixels and an OpenCV world-to-camera matrix.
@@ -105,6 +111,11 @@ class Camera:
         z = pc[..., 2]
         uv = torch.stack([self.fx * pc[..., 0] / z + self.cx, self.fy * pc[..., 1] / z + self.cy], dim=-1)
         return uv, z
+
+    def in_image(self, points: torch.Tensor) -> torch.Tensor:
+        """bool ``[...]``: world points ``[..., 3]`` in front of the camera that project inside the image."""
+        uv, z = self.project(points)
+        return in_image(uv, z, self.width, self.height)
 
     def backproject(self, depth: torch.Tensor) -> torch.Tensor:
         """World points ``[H, W, 3]`` of a z-depth image ``[H, W]`` (pixel centres)."""

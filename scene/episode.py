@@ -25,6 +25,7 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from splatworld.atomic import atomic_write
 from splatworld.errors import EpisodeFormatError
 from splatworld.scene.cameras import Camera
 
@@ -305,9 +306,7 @@ class ProtocolView:
 
 
 def _png_writer(file: Path, image: np.ndarray) -> None:
-    tmp = file.with_suffix(".tmp.png")  # a killed run never leaves a truncated image under the real name
-    imageio.imwrite(tmp, image, compress_level=1)
-    os.replace(tmp, file)
+    atomic_write(file, lambda tmp: imageio.imwrite(tmp, image, compress_level=1))
 
 
 class EpisodeWriter:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from plyfile import PlyData, PlyElement
 
+from splatworld.atomic import atomic_write
 from splatworld.errors import PlyFormatError
 from splatworld.scene.gaussians import Gaussians
 
@@ -41,11 +42,7 @@ def write_ply(path: str | os.PathLike, gaussians: Gaussians) -> Path:
     for i, name in enumerate(names):
         data[name] = floats[:, i]
     data["object_id"] = g.object_ids.cpu().numpy().astype(np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    PlyData([PlyElement.describe(data, "vertex")], byte_order="<").write(str(tmp))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: PlyData([PlyElement.describe(data, "vertex")], byte_order="<").write(str(tmp)))
 
 
 def read_ply(path: str | os.PathLike) -> Gaussians:

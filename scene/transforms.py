@@ -51,6 +51,18 @@ def quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+def rotation_angle(rotmats: torch.Tensor) -> torch.Tensor:
+    """Angles ``[...]`` (degrees) of rotations ``[..., 3, 3]``: ``acos((trace - 1) / 2)``, clipped
+    to [-1, 1] (the angle between two rotations is that of ``R1^T R2``).
+
+    Example:
+        >>> round(float(rotation_angle(quat_to_rotmat(torch.tensor([0.0, 0.0, 0.0, 1.0])))), 6)
+        180.0
+    """
+    trace = rotmats.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+
+
 def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
     """4x4 homogeneous matrices ``[..., 4, 4]`` from poses ``[..., 7]`` (xyz + wxyz)."""
     check_shape("pose", pose, (..., 7))

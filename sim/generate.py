@@ -22,7 +22,7 @@ import trimesh
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from splatworld.errors import ConfigError
+from splatworld.errors import ConfigError, lookup
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
 from splatworld.sim.pybullet_scene import (
@@ -315,9 +315,7 @@ POLICIES = {"idle": IdlePolicy, "random": RandomPolicy, "scripted": ScriptedPush
 
 
 def make_policy(cfg: DictConfig, rng) -> Policy:
-    if cfg.type not in POLICIES:
-        raise ConfigError(f"unknown policy {cfg.type!r}; valid: {list(POLICIES)}")
-    return POLICIES[cfg.type](cfg, rng)
+    return lookup(POLICIES, cfg.type, "policy")(cfg, rng)
 
 
 # ------------------------------------------------------------------------ camera path

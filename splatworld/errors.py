@@ -66,3 +66,20 @@ class EpisodeFormatError(SplatworldError, ValueError):
             where.append(f"key '{key}'")
         super().__init__(f"{': '.join(where)}: {message}")
         self.file, self.frame, self.key = file, frame, key
+
+
+def lookup(registry, name: str, what: str):
+    """``registry[name]`` for a mapping (``name`` itself for a sequence of names): the one way a
+    name is looked up in a registry (backends, models, planners, policies, protocols, ...).
+
+    Raises:
+        ConfigError: ``unknown {what} 'name'; valid: 'a', 'b', ...``.
+
+    Example:
+        >>> lookup({"cem": 1, "mppi": 2}, "mppi", "planner")
+        2
+    """
+    if name not in registry:
+        raise ConfigError(f"unknown {what} {name!r}; valid: {', '.join(repr(k) for k in registry)}")
+    return registry[name] if hasattr(registry, "keys") else name
+

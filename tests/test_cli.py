@@ -79,5 +79,5 @@ def test_main_demo_end_to_end(tmp_path, capsys):
 def test_benchmark_names_an_unknown_protocol_before_any_work(tmp_path, capsys):
     assert load_config("benchmark", []).protocols == ["imagination"]  # the episode format's protocol
     assert main(["benchmark", f"out={tmp_path}", "protocols=[open_loop]"]) == 2
-    assert "protocols: unknown 'open_loop'; valid: imagination, next_frame" in capsys.readouterr().err
+    assert "unknown protocol 'open_loop'; valid: 'imagination', 'next_frame'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
