@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.errors import ConfigError, lookup
 from splatworld.imagination import PROTOCOLS
@@ -57,7 +57,7 @@ def last_frame(episode_path, observe_until: int, out, progress: bool = True, pro
     writer = EpisodeWriter(out, episode.camera(0), episode.fps, extra=meta)
     drawn = {label: [] for label in labels}
     has_instances = False
-    for i, (frame, relabel) in zip(tqdm(range(k, len(episode)), desc="last_frame", unit="frame",
+    for i, (frame, relabel) in zip(progress_bar(range(k, len(episode)), desc="last_frame", unit="frame",
                                         disable=not progress), copies):
         info = episode.info(i)
         instances = None

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.errors import EpisodeFormatError
 from splatworld.evaluation.events import EpisodeCameras, hide_events, substantially_visible
@@ -133,11 +133,11 @@ def _run(tasks: list[tuple], gt: Episode, pred: Episode, config: EvaluationConfi
     bar = dict(total=len(tasks), desc=desc, unit="frame", disable=not config.progress)
     if config.workers <= 1 or len(tasks) < 64:
         _open(str(gt.path), str(pred.path))
-        return [_frame_task(t) for t in tqdm(tasks, **bar)]
+        return [_frame_task(t) for t in progress_bar(tasks, **bar)]
     context = multiprocessing.get_context("spawn")  # no forked torch thread pools
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_open,
                              initargs=(str(gt.path), str(pred.path))) as pool:
-        return list(tqdm(pool.map(_frame_task, tasks, chunksize=16), **bar))
+        return list(progress_bar(pool.map(_frame_task, tasks, chunksize=16), **bar))
 
 
 # ------------------------------------------------------------------ assembling the metrics

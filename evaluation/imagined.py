@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
 from splatworld.evaluation.events import UNTOUCHED, EpisodeCameras, hide_events
@@ -79,7 +79,7 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
 
     static_psnr = np.full(n, np.nan)
     with ThreadPoolExecutor(2) as pool, (nullcontext() if video is None else FrameWriter(video, fps=episode.fps)) as writer:
-        for j, (truth, pred) in enumerate(tqdm(_prefetched(pool, episode, imagined, observed), total=n,
+        for j, (truth, pred) in enumerate(progress_bar(_prefetched(pool, episode, imagined, observed), total=n,
                                                desc="compare", unit="frame", disable=not progress)):
             static = truth.instances == 0
             static_psnr[j] = psnr(pred.rgb, truth.rgb, static)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.dynamics.data import MemorySlots, state_from_memory
 from splatworld.dynamics.models import DynamicsModel
@@ -93,13 +93,14 @@ class WorldModel:
         self.slots: MemorySlots | None = None
         self.action = np.zeros(2)  # the agent command in force since the last frame
         self.last_observed: FrameInfo | None = None  # the memory's last frame, where predictions start
+        self.predicted: tuple[int, dict[int, np.ndarray]] | None = None  # (frame, object poses) not yet committed
         self._geometry: tuple[int, Heightmap] | None = None  # (static refresh it was made at, heightmap)
 
     # ----------------------------------------------------------------- observe
     def observe(self, episode: Episode, until: int, progress: bool = False) -> None:
         """Observe frames ``[0, until)`` of ``episode`` in full (the protocol's observed part)."""
         view = episode.protocol_view(until)
-        for i in tqdm(range(until), desc="observe", unit="frame", disable=not progress):
+        for i in progress_bar(range(until), desc="observe", unit="frame", disable=not progress):
             self.memory.observe(view.observed(i))
         self.begin(episode.info(until - 1))
 
@@ -190,23 +191,30 @@ class WorldModel:
     # ----------------------------------------------------------------- next-frame protocol
     def predict(self, info: FrameInfo, camera: Camera) -> ImaginedFrame:
         """Frame ``info`` as expected from every frame observed before it: the memory's objects
-        advanced by the dynamics from its last frame, the ones that frame did not show moved there
-        in the memory too (:meth:`SceneMemory.move_unseen`), drawn from ``camera``. Reads only
-        the camera, time, agent pose and action of ``info``; observe the frame next."""
+        advanced by the dynamics from its last frame, drawn from ``camera``. Reads only the
+        camera, time, agent pose and action of ``info``, and leaves the memory as it is: the
+        prediction is committed to it by :meth:`observe_next`."""
         if self.last_observed is None:
             raise SplatworldError("predict before observe: the world model has observed nothing yet")
         if info.index != self.last_observed.index + 1:
             raise SplatworldError(f"frame {info.index}: the next frame to predict is {self.last_observed.index + 1}")
         self.begin(self.last_observed)
         self.advance(info)
-        self.memory.move_unseen(self.object_poses())
+        self.predicted = (info.index, self.object_poses())
         return self.draw(camera, info.index, info.time)
 
     def observe_next(self, frame: Frame) -> None:
-        """Observe the frame just predicted, in full; a model that forgets (``forget_after``) drops
-        from its memory what it has not seen for that long."""
+        """Commit the prediction of this frame, then observe it in full: the objects the last frame
+        did not show move where the dynamics took them (:meth:`SceneMemory.move_unseen`; an object
+        pushed while hidden is remembered where it was pushed to), the ones it showed are left to
+        the observation. A model that forgets (``forget_after``) then drops what it has not seen
+        for that long."""
         if self.last_observed is None or frame.info.index != self.last_observed.index + 1:
             raise SplatworldError(f"frame {frame.info.index}: observe frames in order, after predicting each")
+        if self.predicted is None or self.predicted[0] != frame.info.index:
+            raise SplatworldError(f"frame {frame.info.index}: predict it before observing it")
+        self.memory.move_unseen(self.predicted[1])
+        self.predicted = None
         self.memory.observe(frame)
         if self.forget_after is not None:
             self.memory.forget_unseen(self.forget_after)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.dynamics.state import WorldState
@@ -130,7 +130,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
     future = ((episode.info(i), episode.camera(i).resized(width, height)) for i in range(first, until))
     started = time.perf_counter()
     stream = _next_frames(world, episode, future) if next_frame else world.imagine(future)
-    bar = tqdm(stream, total=until - first, initial=0, desc="predict" if next_frame else "imagine", unit="frame",
+    bar = progress_bar(stream, total=until - first, initial=0, desc="predict" if next_frame else "imagine", unit="frame",
                disable=not cfg.progress)
     last_checkpoint = first
     for frame in bar:
@@ -162,7 +162,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
     imagined = Episode(out)
     if cfg.video:
         with FrameWriter(out / "imagined.mp4", fps=episode.fps) as video:
-            for i in tqdm(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
+            for i in progress_bar(range(len(imagined)), desc="imagined.mp4", unit="frame", disable=not cfg.progress):
                 video.write(imagined[i].rgb)
     if "after_1_min" in resident:
         print(f"resident memory: {resident['after_1_min']:.0f} MB after the first imagined minute, "

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.errors import ConfigError
 from splatworld.memory import MemoryConfig, SceneMemory
@@ -24,7 +24,7 @@ def observe_episode(cfg: DictConfig) -> SceneMemory:
         raise ConfigError(f"until={until} outside [1, {len(episode)}] for {cfg.episode}")
     memory = SceneMemory(MemoryConfig(backend=cfg.backend), agent_label=episode.agent_label)
     start = time.perf_counter()
-    for i in tqdm(range(until), desc="observe", unit="frame", disable=not cfg.progress):
+    for i in progress_bar(range(until), desc="observe", unit="frame", disable=not cfg.progress):
         memory.observe(episode[i])
     seconds = time.perf_counter() - start
     out = Path(cfg.out)

@@ -31,7 +31,7 @@ import pybullet as pb
 import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write_text
 from splatworld.dynamics.train import load_dynamics
@@ -43,8 +43,9 @@ from splatworld.planning.state import as_float32, planning_state
 from splatworld.render.video import FrameWriter
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame, FrameInfo
-from splatworld.sim.generate import (OBJECT_LIBRARY, PHYSICS_HZ, PUSHER_REACH, Tabletop, add_object, add_pusher,
-                                     drive_pusher, object_pose, table_client, visual_mesh)
+from splatworld.sim.generate import (OBJECT_LIBRARY, PHYSICS_HZ, Tabletop, add_object, add_pusher, drive_pusher,
+                                     object_pose, table_client, visual_mesh)
+from splatworld.sim.policies import PUSHER_REACH
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z, World, render_tinyrenderer
 
 TASKS = ("push_to_goal",)
@@ -229,7 +230,7 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
     success, t = False, 0.0
     video = FrameWriter(out / "run.mp4", fps=round(1 / dt)) if cfg.video else None
     try:
-        for k in tqdm(range(steps + 1), desc=f"plan seed {cfg.seed} ({cfg.planner}, {cfg.memory})", unit="step",
+        for k in progress_bar(range(steps + 1), desc=f"plan seed {cfg.seed} ({cfg.planner}, {cfg.memory})", unit="step",
                       disable=not cfg.progress):
             t = clock["t"] = k * dt
             pose = object_pose(client, target_body, centres[target_body])[0]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write
 from splatworld.dynamics.data import Sequence, sequence_from_memory
@@ -41,7 +41,7 @@ def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, pr
 
     episode = Episode(generated_episode(folder, scenario, seed, seconds, progress))
     memory = SceneMemory(agent_label=episode.agent_label)
-    for i in tqdm(range(len(episode)), desc=f"observe {episode.path.name}", unit="frame", disable=not progress):
+    for i in progress_bar(range(len(episode)), desc=f"observe {episode.path.name}", unit="frame", disable=not progress):
         memory.observe(episode[i])
     return sequence_from_memory(memory, episode), memory.tracks_json(), episode
 
@@ -112,7 +112,7 @@ def train(cfg: DictConfig) -> Path:
     if not sizes.sum():
         raise SplatworldError("train-dynamics: the training episodes hold no pushed object to fit")
     log, start = [], time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
+    bar = progress_bar(range(cfg.steps), desc=f"train dynamics x{world}", disable=not progress)
     for step in bar:
         which = rng.choice(len(sizes), p=sizes / sizes.sum())
         frames = starts[which][torch.from_numpy(rng.integers(0, len(starts[which]), cfg.batch))]

@@ -10,7 +10,7 @@ from typing import Iterable
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
 from splatworld.errors import ShapeError
 
@@ -106,6 +106,6 @@ def write_video(frames: Iterable, path: str | os.PathLike, fps: float = 10.0, to
     held in memory at once.
     """
     with FrameWriter(path, fps=fps) as writer:
-        for frame in tqdm(frames, total=total, desc=desc, unit="frame", disable=not progress):
+        for frame in progress_bar(frames, total=total, desc=desc, unit="frame", disable=not progress):
             writer.write(frame)
     return Path(path)

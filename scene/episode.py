@@ -306,7 +306,7 @@ class ProtocolView:
 
 
 def _png_writer(file: Path, image: np.ndarray) -> None:
-    atomic_write(file, lambda tmp: imageio.imwrite(tmp, image, compress_level=1))
+    atomic_write(file, lambda tmp: imageio.imwrite(tmp, image, compress_level=1), keep_extension=True)
 
 
 class EpisodeWriter:

@@ -6,7 +6,8 @@ commands, and a camera path made of segments (orbits, pans away from the table, 
 to earlier viewpoints, optional hand-held jitter). Every frame is drawn by TinyRenderer
 (RGB, depth, segmentation) and written with per-frame reshuffled instance labels unless
 asked otherwise; the true poses, labels and visible fractions go to ``ground_truth.json``.
-The same config and seed give the same files, bit for bit.
+The same config and seed give the same files, bit for bit. The pusher's policies are in
+:mod:`splatworld.sim.policies`, the camera path in :mod:`splatworld.sim.camera_path`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import pybullet as pb
 import pybullet_data
 import trimesh
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
+from splatworld.progress import progress_bar
 
-from splatworld.errors import ConfigError, lookup
-from splatworld.scene.cameras import Camera, look_at
+from splatworld.errors import ConfigError
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
+from splatworld.sim.camera_path import CameraPath
+from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
 from splatworld.sim.pybullet_scene import (
+    TABLE_HALF,
     TABLE_TOP_Z,
     World,
     body_meshes,
@@ -47,7 +50,6 @@ OBJECT_LIBRARY = {
     "random_002": ("random_urdfs/002/002.urdf", 1.0),
     "random_003": ("random_urdfs/003/003.urdf", 1.0),
 }
-TABLE_HALF = (0.75, 0.5)  # table.urdf top: 1.5 m x 1.0 m
 AGENT_RADIUS, AGENT_HEIGHT = 0.025, 0.1
 AGENT_Z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002  # the pusher glides 2 mm above the table top
 PHYSICS_HZ = 120
@@ -103,9 +105,6 @@ def add_pusher(client: int, static: list[int], park_xy) -> tuple[int, int]:
     for _ in range(PHYSICS_HZ):  # settle
         pb.stepSimulation(physicsClientId=client)
     return agent, constraint
-
-
-PUSHER_REACH = np.array(TABLE_HALF) - 0.03  # the pusher's target stays over the table
 
 
 def drive_pusher(scene: Tabletop, target: np.ndarray, action: np.ndarray, substeps: int,
@@ -193,195 +192,9 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
 
 
 # --------------------------------------------------------------------------- policies
-class Policy:
-    """Planar velocity commands (m/s) for the pusher, one per frame."""
-
-    def __init__(self, cfg: DictConfig, rng: np.random.Generator):
-        self.cfg, self.rng = cfg, rng
-
-    def act(self, t: float, agent_xy: np.ndarray, objects: dict[int, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
-
-
-class IdlePolicy(Policy):
-    def act(self, t, agent_xy, objects):
-        return np.zeros(2)
-
-
-class RandomPolicy(Policy):
-    """Smooth random wandering (an Ornstein-Uhlenbeck velocity), kept on the table."""
-
-    def __init__(self, cfg, rng):
-        super().__init__(cfg, rng)
-        self.v = np.zeros(2)
-
-    def act(self, t, agent_xy, objects):
-        speed = self.cfg.speed
-        self.v = 0.9 * self.v + 0.1 * self.rng.normal(0, speed, 2)
-        inward = -np.sign(agent_xy) * (np.abs(agent_xy) > np.array(TABLE_HALF) - 0.15)
-        return np.clip(self.v + inward * speed, -speed, speed)
-
-
-class ScriptedPushPolicy(Policy):
-    """Approach an object from behind, push it a set distance, back off, rest; repeat.
-
-    The pusher walks around its target, on a circle of radius ``clearance`` about it, until it is
-    behind it: heading straight for the point behind would shove the object ahead of it, off the
-    table at worst. A target that leaves the table top, whose point behind is out of the pusher's
-    reach, or that is not reached within ``approach_seconds``, is given up for another.
-    """
-
-    BEHIND_COSINE = 0.8  # the pusher is behind its target within ~37 degrees of the push axis
-
-    def __init__(self, cfg, rng):
-        super().__init__(cfg, rng)
-        self.phase, self.until, self.since, self.target, self.direction, self.goal = "rest", 0.0, 0.0, None, None, None
-        self.side = None  # which way round the target the pusher circles (+1 counter-clockwise)
-
-    def _steer(self, agent_xy, goal, speed):
-        delta = goal - agent_xy
-        dist = np.linalg.norm(delta)
-        return np.zeros(2) if dist < 1e-4 else delta / dist * min(speed, dist * self.cfg.gain)
-
-    def _steer_around(self, agent_xy, centre, goal, speed):
-        """Towards ``goal`` behind the object at ``centre``: until the pusher is behind it, around
-        its clearance circle (towards the circle's tangent point from outside, along it inside)."""
-        rel = agent_xy - centre
-        dist = np.linalg.norm(rel)
-        if dist < 1e-6 or rel @ self.direction < -self.BEHIND_COSINE * dist:
-            return self._steer(agent_xy, goal, speed)
-        radial = rel / dist
-        if self.side is None:  # the shorter way round, kept: from straight ahead the two ways tie
-            self.side = 1.0 if np.array([-radial[1], radial[0]]) @ (goal - agent_xy) >= 0 else -1.0
-        clearance = self.cfg.clearance
-        if dist > clearance:  # turn off the line to the centre so that the circle is passed, on our left going counter-clockwise
-            alpha = -self.side * math.asin(clearance / dist)
-            c, s = math.cos(alpha), math.sin(alpha)
-            heading = np.array([[c, -s], [s, c]]) @ -radial
-        else:
-            heading = self.side * np.array([-radial[1], radial[0]]) + radial * (clearance - dist) / 0.02  # back out to it
-        return heading / np.linalg.norm(heading) * speed
-
-    def _rest(self, t):
-        """Rest a while, then pick a target again (after a push, or giving one up)."""
-        self.phase, self.until = "rest", t + self.rng.uniform(*self.cfg.rest_seconds)
-        return np.zeros(2)
-
-    def act(self, t, agent_xy, objects):
-        cfg = self.cfg
-        on_table = {b: p for b, p in objects.items() if p[2] > TABLE_TOP_Z - 0.05 and
-                    abs(p[0]) < TABLE_HALF[0] - 0.12 and abs(p[1]) < TABLE_HALF[1] - 0.12}
-        if self.phase == "rest":
-            if t < self.until or not on_table:
-                return np.zeros(2)
-            bodies = sorted(on_table)
-            self.target = bodies[int(self.rng.integers(len(bodies)))]
-            pos = on_table[self.target][:2]
-            toward_centre = -pos / (np.linalg.norm(pos) + 1e-9)
-            angle = math.atan2(toward_centre[1], toward_centre[0]) + self.rng.uniform(-1.0, 1.0)
-            self.direction = np.array([math.cos(angle), math.sin(angle)])
-            self.phase, self.since, self.side = "approach", t, None
-        if self.phase == "approach":
-            if self.target not in on_table:
-                return self._rest(t)
-            pos = on_table[self.target][:2]
-            pre = pos - self.direction * cfg.standoff
-            if (np.abs(pre) > PUSHER_REACH - 0.01).any() or t > self.since + cfg.approach_seconds:
-                return self._rest(t)
-            if np.linalg.norm(pre - agent_xy) < 0.01:
-                self.phase, self.goal = "push", pos + self.direction * cfg.push_distance
-            return self._steer_around(agent_xy, pos, pre, cfg.speed)
-        if self.phase == "push":
-            if (self.target not in on_table or np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff
-                    or t > self.until + 30):
-                self.phase, self.goal = "retreat", agent_xy - self.direction * 0.06
-            return self._steer(agent_xy, self.goal, cfg.push_speed)
-        if self.phase == "retreat":
-            if np.linalg.norm(self.goal - agent_xy) < 0.01:
-                return self._rest(t)
-            return self._steer(agent_xy, self.goal, cfg.speed)
-        return np.zeros(2)
-
-
-def executed_action(target: np.ndarray, action: np.ndarray, seconds: float) -> np.ndarray:
-    """The planar velocity ``action [2]`` (m/s) the pusher's target at ``target [2]`` can execute for
-    ``seconds``: shortened so that the target stays within ``PUSHER_REACH``. Episodes record this
-    one, so that an agent pose plus its recorded action gives the next agent pose."""
-    end = np.clip(target + np.asarray(action, dtype=np.float64) * seconds, -PUSHER_REACH, PUSHER_REACH)
-    return (end - target) / seconds
-
-
-POLICIES = {"idle": IdlePolicy, "random": RandomPolicy, "scripted": ScriptedPushPolicy}
-
-
-def make_policy(cfg: DictConfig, rng) -> Policy:
-    return lookup(POLICIES, cfg.type, "policy")(cfg, rng)
 
 
 # ------------------------------------------------------------------------ camera path
-def _smoothstep(x: float) -> float:
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3 - 2 * x)
-
-
-class CameraPath:
-    """Eye and target over time from a cycle of segments around the table.
-
-    Segment kinds: ``orbit`` (azimuth advances at ``speed_deg_s``), ``away`` (pans to look
-    outward, away from the table, and back at the end), ``revisit`` (returns to the
-    azimuth the path had at an earlier ``revisit`` or at the start, then dwells).
-    """
-
-    def __init__(self, cfg: DictConfig, seed: int):
-        self.cfg = cfg
-        self.segments = [dict(s) for s in cfg.segments]
-        for s in self.segments:
-            if s["kind"] not in ("orbit", "away", "revisit"):
-                raise ConfigError(f"unknown camera segment {s['kind']!r}; valid: ['orbit', 'away', 'revisit']")
-        self.cycle = sum(s["seconds"] for s in self.segments)
-        rng = np.random.default_rng(seed + 7)
-        self.jitter_freq = rng.uniform(0.2, 1.2, (2, 3))
-        self.jitter_phase = rng.uniform(0, 2 * np.pi, (2, 3))
-        self.start_azimuth = float(rng.uniform(0, 360))
-
-    def _azimuth_and_away(self, t: float) -> tuple[float, float]:
-        azimuth, elapsed, home = self.start_azimuth, 0.0, self.start_azimuth
-        pan = self.cfg.pan_seconds
-        while True:
-            for s in self.segments:
-                d = s["seconds"]
-                local = t - elapsed
-                if s["kind"] == "orbit":
-                    if local < d:
-                        return azimuth + s.get("speed_deg_s", 5.0) * local, 0.0
-                    azimuth += s.get("speed_deg_s", 5.0) * d
-                elif s["kind"] == "away":
-                    if local < d:
-                        return azimuth, _smoothstep(local / pan) * _smoothstep((d - local) / pan)
-                elif s["kind"] == "revisit":
-                    delta = (home - azimuth + 180.0) % 360.0 - 180.0
-                    if local < d:
-                        return azimuth + delta * _smoothstep(local / pan), 0.0
-                    azimuth += delta
-                elapsed += d
-
-    def camera(self, t: float, width: int, height: int, fov_y_deg: float) -> Camera:
-        azimuth, away = self._azimuth_and_away(t)
-        a = math.radians(azimuth)
-        centre = np.array([0.0, 0.0, TABLE_TOP_Z])
-        eye = centre + [self.cfg.radius * math.cos(a), self.cfg.radius * math.sin(a), self.cfg.height]
-        # Looking away: the view direction swings through the side until it points outward,
-        # levelling off as it goes (the table is then behind the camera).
-        swing = math.pi * away
-        to_table = (centre - eye) / np.linalg.norm(centre - eye)
-        side = np.array([-math.sin(a), math.cos(a), 0.0])
-        look_dir = to_table * math.cos(swing) + side * math.sin(swing)
-        look_dir[2] = to_table[2] * (1.0 - away)
-        target = eye + look_dir
-        if self.cfg.jitter > 0:
-            wobble = self.cfg.jitter * np.sin(2 * np.pi * self.jitter_freq * t + self.jitter_phase)
-            eye, target = eye + wobble[0], target + wobble[1] * 0.5
-        return Camera.from_fov(fov_y_deg, width, height, look_at(eye, target))
 
 
 # -------------------------------------------------------------------------- generation
@@ -440,7 +253,7 @@ def generate_episode(cfg: DictConfig) -> Path:
               "visible_fraction": []} for i, b in enumerate(objects)}
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
     try:
-        for i in tqdm(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
+        for i in progress_bar(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
             cam = path.camera(t, cfg.width, cfg.height, cfg.fov_y_deg)
             viewmat = cam.viewmat.numpy()
@@ -478,4 +291,4 @@ def generate_episode(cfg: DictConfig) -> Path:
     return writer.close(ground_truth={"objects": list(gt.values())})
 
 
-__all__ = ["CameraPath", "OBJECT_LIBRARY", "build_tabletop", "generate_episode"]
+__all__ = ["OBJECT_LIBRARY", "build_tabletop", "generate_episode"]

@@ -33,6 +33,7 @@ TABLETOP_OBJECTS = [
     ("sphere_small.urdf", 1.2),
 ]
 TABLE_TOP_Z = 0.625  # table.urdf: a 5 cm top centred at z = 0.6
+TABLE_HALF = (0.75, 0.5)  # table.urdf top: 1.5 m x 1.0 m
 GROUND_HALF_EXTENT = 2.5  # metres of ground plane kept around the origin
 
 

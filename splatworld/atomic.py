@@ -8,12 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling of ``path`` (same extension, so writers that go by
-    it pick the same format), then rename it over ``path``. Creates the parent directory."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], keep_extension: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``. Creates
+    the parent directory. The sibling is ``NAME.tmp``, or with ``keep_extension`` ``STEM.tmp.EXT``
+    for writers that pick the format by extension (``torch.save`` names its archive's records after
+    the file, so a ``.pt`` keeps the plain name to be written the same bytes as directly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f"{path.stem}.tmp{path.suffix}" if keep_extension else f"{path.name}.tmp")
     write(tmp)
     os.replace(tmp, path)
     return path

@@ -81,3 +81,13 @@ def test_benchmark_names_an_unknown_protocol_before_any_work(tmp_path, capsys):
     assert main(["benchmark", f"out={tmp_path}", "protocols=[open_loop]"]) == 2
     assert "unknown protocol 'open_loop'; valid: 'imagination', 'next_frame'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_progress_bars_do_not_flood_logs(capsys):
+    from splatworld.progress import progress_bar
+
+    bar = progress_bar(range(1000), desc="work")  # stderr is captured here: not a terminal
+    assert bar.mininterval == 30.0
+    assert sum(bar) == 499500
+    bar.close()
+    assert capsys.readouterr().err.count("work") <= 2  # the first and the closing line, no redraws

@@ -13,8 +13,8 @@ from splatworld.errors import ConfigError, EpisodeFormatError
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode, EpisodeWriter
 from splatworld.scene.transforms import pose_to_matrix
-from splatworld.sim.generate import (PUSHER_REACH, ScriptedPushPolicy, build_tabletop, executed_action,
-                                     generate_episode)
+from splatworld.sim.generate import build_tabletop, generate_episode
+from splatworld.sim.policies import PUSHER_REACH, ScriptedPushPolicy, executed_action
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z, body_pose
 
 
@@ -306,7 +306,7 @@ def test_protocol_view_hides_future_images(tmp_path):
 
 # ------------------------------------------------------------------------- presets
 from splatworld.jobs.generate import scenario_names  # noqa: E402
-from splatworld.sim.generate import CameraPath  # noqa: E402
+from splatworld.sim.camera_path import CameraPath  # noqa: E402
 
 
 def test_presets_exist():

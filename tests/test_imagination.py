@@ -199,14 +199,18 @@ def test_next_frame_dynamics_move_only_what_the_last_frame_did_not_show(episode)
     before = {t.id: t.pose.copy() for t in world.memory.tracks}
     unseen = {t.id for t in world.memory.tracks if t.labels[-1] == 0}
     world.predict(episode.info(OBSERVED), episode.camera(OBSERVED))
-    moved = {t.id for t in world.memory.tracks if not np.array_equal(t.pose, before[t.id])}
-    assert moved == unseen  # the ones in view are left to the observation
-    # a frame that shows nothing: next, every object is where the dynamics take it (1 mm per step
-    # along +x, unless that would push it into its neighbour or an occluder)
+    assert all(np.array_equal(t.pose, before[t.id]) for t in world.memory.tracks)  # predicting changes nothing
+    # observing a frame that shows nothing commits the prediction: the objects the last frame did not
+    # show move where the dynamics took them, the ones in view are left to the observation
     world.observe_next(_blank(episode[OBSERVED]))
+    moved = {t.id for t in world.memory.tracks if not np.array_equal(t.pose, before[t.id])}
+    assert moved == unseen
+    # next, every object is where the dynamics take it (1 mm per step along +x, unless that would
+    # push it into its neighbour or an occluder)
     assert {t.state for t in world.memory.tracks} == {"out_of_view"}
     before = {t.id: t.pose.copy() for t in world.memory.tracks}
     frame = world.predict(episode.info(OBSERVED + 1), episode.camera(OBSERVED + 1))
+    world.observe_next(_blank(episode[OBSERVED + 1]))
     steps = round((episode.info(OBSERVED + 1).time - episode.info(OBSERVED).time) / world.dynamics.config.dt)
     free = 0
     for track in world.memory.tracks:

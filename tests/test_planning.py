@@ -16,7 +16,7 @@ from splatworld.planning import (CEM, MPPI, Collision, CostSum, GoalDistance, Pl
                                  StayOnTable, make_planner)
 from splatworld.planning.planners import clip_speed, correlated_noise
 from splatworld.jobs.plan import _in_view, run_push_to_goal, sample_layout, task_camera
-from splatworld.sim.generate import PUSHER_REACH
+from splatworld.sim.policies import PUSHER_REACH
 
 R = 0.025  # agent radius
 

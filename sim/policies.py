@@ -1,0 +1,141 @@
+"""The pusher's policies: planar velocity commands from what the simulator knows (time, the
+pusher's position, the objects' positions). ``scripted`` walks round its target to push it from
+behind, backs off and rests; ``random`` wanders; ``idle`` stays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from omegaconf import DictConfig
+
+from splatworld.errors import lookup
+from splatworld.sim.pybullet_scene import TABLE_HALF, TABLE_TOP_Z
+
+
+PUSHER_REACH = np.array(TABLE_HALF) - 0.03  # the pusher's target stays over the table
+
+
+class Policy:
+    """Planar velocity commands (m/s) for the pusher, one per frame."""
+
+    def __init__(self, cfg: DictConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+
+    def act(self, t: float, agent_xy: np.ndarray, objects: dict[int, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class IdlePolicy(Policy):
+    def act(self, t, agent_xy, objects):
+        return np.zeros(2)
+
+
+class RandomPolicy(Policy):
+    """Smooth random wandering (an Ornstein-Uhlenbeck velocity), kept on the table."""
+
+    def __init__(self, cfg, rng):
+        super().__init__(cfg, rng)
+        self.v = np.zeros(2)
+
+    def act(self, t, agent_xy, objects):
+        speed = self.cfg.speed
+        self.v = 0.9 * self.v + 0.1 * self.rng.normal(0, speed, 2)
+        inward = -np.sign(agent_xy) * (np.abs(agent_xy) > np.array(TABLE_HALF) - 0.15)
+        return np.clip(self.v + inward * speed, -speed, speed)
+
+
+class ScriptedPushPolicy(Policy):
+    """Approach an object from behind, push it a set distance, back off, rest; repeat.
+
+    The pusher walks around its target, on a circle of radius ``clearance`` about it, until it is
+    behind it: heading straight for the point behind would shove the object ahead of it, off the
+    table at worst. A target that leaves the table top, whose point behind is out of the pusher's
+    reach, or that is not reached within ``approach_seconds``, is given up for another.
+    """
+
+    BEHIND_COSINE = 0.8  # the pusher is behind its target within ~37 degrees of the push axis
+
+    def __init__(self, cfg, rng):
+        super().__init__(cfg, rng)
+        self.phase, self.until, self.since, self.target, self.direction, self.goal = "rest", 0.0, 0.0, None, None, None
+        self.side = None  # which way round the target the pusher circles (+1 counter-clockwise)
+
+    def _steer(self, agent_xy, goal, speed):
+        delta = goal - agent_xy
+        dist = np.linalg.norm(delta)
+        return np.zeros(2) if dist < 1e-4 else delta / dist * min(speed, dist * self.cfg.gain)
+
+    def _steer_around(self, agent_xy, centre, goal, speed):
+        """Towards ``goal`` behind the object at ``centre``: until the pusher is behind it, around
+        its clearance circle (towards the circle's tangent point from outside, along it inside)."""
+        rel = agent_xy - centre
+        dist = np.linalg.norm(rel)
+        if dist < 1e-6 or rel @ self.direction < -self.BEHIND_COSINE * dist:
+            return self._steer(agent_xy, goal, speed)
+        radial = rel / dist
+        if self.side is None:  # the shorter way round, kept: from straight ahead the two ways tie
+            self.side = 1.0 if np.array([-radial[1], radial[0]]) @ (goal - agent_xy) >= 0 else -1.0
+        clearance = self.cfg.clearance
+        if dist > clearance:  # turn off the line to the centre so that the circle is passed, on our left going counter-clockwise
+            alpha = -self.side * math.asin(clearance / dist)
+            c, s = math.cos(alpha), math.sin(alpha)
+            heading = np.array([[c, -s], [s, c]]) @ -radial
+        else:
+            heading = self.side * np.array([-radial[1], radial[0]]) + radial * (clearance - dist) / 0.02  # back out to it
+        return heading / np.linalg.norm(heading) * speed
+
+    def _rest(self, t):
+        """Rest a while, then pick a target again (after a push, or giving one up)."""
+        self.phase, self.until = "rest", t + self.rng.uniform(*self.cfg.rest_seconds)
+        return np.zeros(2)
+
+    def act(self, t, agent_xy, objects):
+        cfg = self.cfg
+        on_table = {b: p for b, p in objects.items() if p[2] > TABLE_TOP_Z - 0.05 and
+                    abs(p[0]) < TABLE_HALF[0] - 0.12 and abs(p[1]) < TABLE_HALF[1] - 0.12}
+        if self.phase == "rest":
+            if t < self.until or not on_table:
+                return np.zeros(2)
+            bodies = sorted(on_table)
+            self.target = bodies[int(self.rng.integers(len(bodies)))]
+            pos = on_table[self.target][:2]
+            toward_centre = -pos / (np.linalg.norm(pos) + 1e-9)
+            angle = math.atan2(toward_centre[1], toward_centre[0]) + self.rng.uniform(-1.0, 1.0)
+            self.direction = np.array([math.cos(angle), math.sin(angle)])
+            self.phase, self.since, self.side = "approach", t, None
+        if self.phase == "approach":
+            if self.target not in on_table:
+                return self._rest(t)
+            pos = on_table[self.target][:2]
+            pre = pos - self.direction * cfg.standoff
+            if (np.abs(pre) > PUSHER_REACH - 0.01).any() or t > self.since + cfg.approach_seconds:
+                return self._rest(t)
+            if np.linalg.norm(pre - agent_xy) < 0.01:
+                self.phase, self.goal = "push", pos + self.direction * cfg.push_distance
+            return self._steer_around(agent_xy, pos, pre, cfg.speed)
+        if self.phase == "push":
+            if (self.target not in on_table or np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff
+                    or t > self.until + 30):
+                self.phase, self.goal = "retreat", agent_xy - self.direction * 0.06
+            return self._steer(agent_xy, self.goal, cfg.push_speed)
+        if self.phase == "retreat":
+            if np.linalg.norm(self.goal - agent_xy) < 0.01:
+                return self._rest(t)
+            return self._steer(agent_xy, self.goal, cfg.speed)
+        return np.zeros(2)
+
+
+def executed_action(target: np.ndarray, action: np.ndarray, seconds: float) -> np.ndarray:
+    """The planar velocity ``action [2]`` (m/s) the pusher's target at ``target [2]`` can execute for
+    ``seconds``: shortened so that the target stays within ``PUSHER_REACH``. Episodes record this
+    one, so that an agent pose plus its recorded action gives the next agent pose."""
+    end = np.clip(target + np.asarray(action, dtype=np.float64) * seconds, -PUSHER_REACH, PUSHER_REACH)
+    return (end - target) / seconds
+
+
+POLICIES = {"idle": IdlePolicy, "random": RandomPolicy, "scripted": ScriptedPushPolicy}
+
+
+def make_policy(cfg: DictConfig, rng) -> Policy:
+    return lookup(POLICIES, cfg.type, "policy")(cfg, rng)
