@@ -17,7 +17,7 @@ from scipy.spatial import ConvexHull, QhullError
 from splatworld.dynamics.state import (OUTLINE_DIRECTIONS, Heightmap, WorldState, box_outline, footprint_half,
                                        footprint_outline, support_under)
 from splatworld.errors import SplatworldError
-from splatworld.memory.tracks import TrackState
+from splatworld.memory.view import MemoryView
 from splatworld.scene.transforms import pose_to_matrix, quat_conjugate, quat_multiply, quat_to_rotmat, rotmat_to_quat
 
 
@@ -128,11 +128,10 @@ def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.nd
     return yaw, rotation @ ((lo + hi) / 2), hi - lo
 
 
-def _box_frame(track) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def box_frame(points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """object_from_box ``[4, 4]``, size ``[3]`` and footprint outline ``[K]`` of the least-footprint
-    yaw-turned bounding box of a track's model, in its own frame. (An object's frame is
-    world-aligned at birth, so a box along that frame would be too big for an object standing turned.)"""
-    points = track.model.points
+    yaw-turned bounding box of a model's ``points [P, 3]``, in its own frame. (A memory object's frame
+    is world-aligned at birth, so a box along that frame would be too big for an object standing turned.)"""
     yaw, centre, size = yaw_box(points)
     rotation = _yaw_matrix(yaw)
     frame = torch.eye(4, dtype=torch.float64)
@@ -157,21 +156,20 @@ class MemorySlots:
         return dict(zip(self.ids, (world_from_box @ torch.linalg.inv(self.object_from_box)).numpy()))
 
 
-def state_from_memory(memory, agent_position, dt: float,
+def state_from_memory(view: MemoryView, agent_position, dt: float,
                       geometry: Heightmap | None = None) -> tuple[WorldState, MemorySlots]:
-    """The batch-1 :class:`WorldState` of what ``memory`` remembers now: every object not displaced
+    """The batch-1 :class:`WorldState` of what a memory's ``view`` holds: every object not displaced
     (box centre and orientation at its remembered pose, velocity from its last two frames, zero when
     it was not moving or not seen), the agent at ``agent_position [3]``, the scaffold as a heightmap
     (``geometry``, a :meth:`Heightmap.from_memory` of it made earlier, if given: a caller stepping
     along with the memory refreshes it less often than every frame).
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
-    tracks = [t for t in memory.tracks if t.state != TrackState.DISPLACED and len(t.model)]
+    tracks = view.remembered()
     frames, extents, outlines, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], []
     for track in tracks:
-        frame, extent, outline = _box_frame(track)
+        frame, extent, outline = box_frame(track.model_points)
         outlines.append(outline)
-        recent = track.poses[-2:] if len(track.poses) >= 2 else [track.poses[-1]] * 2
-        mats = pose_to_matrix(torch.tensor(recent, dtype=torch.float64)) @ frame  # [2, 4, 4] world_from_box
+        mats = pose_to_matrix(torch.from_numpy(track.recent_poses)) @ frame  # [2, 4, 4] world_from_box
         boxes = mats[:, :3, 3]
         q = rotmat_to_quat(mats[:, :3, :3])
         frames.append(frame)
@@ -180,7 +178,7 @@ def state_from_memory(memory, agent_position, dt: float,
         quats.append(q[1])
         velocities.append((boxes[1] - boxes[0]) / dt)
         yaw_rates.append(rotation_increment(q[0], q[1])[0] / dt)
-    geometry = Heightmap.from_memory(memory) if geometry is None else geometry
+    geometry = Heightmap.from_memory(view) if geometry is None else geometry
     n = len(tracks)
     stack = (lambda xs, size: torch.stack(xs)[None] if xs else torch.zeros(1, 0, size, dtype=torch.float64))
     position, quat, extent = stack(positions, 3), stack(quats, 4), stack(extents, 3)
@@ -190,39 +188,9 @@ def state_from_memory(memory, agent_position, dt: float,
                        torch.stack(yaw_rates)[None] if n else torch.zeros(1, 0, dtype=torch.float64),
                        extent, outline, rest, torch.ones(1, n, dtype=torch.bool),
                        torch.as_tensor(np.asarray(agent_position, dtype=np.float64)[:3]).reshape(1, 3),
-                       torch.tensor([float(memory.time)], dtype=torch.float64), geometry)
+                       torch.tensor([float(view.time)], dtype=torch.float64), geometry)
     return state, MemorySlots(tuple(t.id for t in tracks),
                               torch.stack(frames) if n else torch.zeros(0, 4, 4, dtype=torch.float64))
-
-
-def sequence_from_memory(memory, episode) -> Sequence:
-    """The tracks a :class:`~splatworld.memory.SceneMemory` estimated over ``episode``.
-
-    A track's box is the least-footprint yaw-turned bounding box of its final model (:func:`yaw_box`),
-    in its own frame; its pose each frame is that box's in the world. Frames where the episode has no agent pose or action
-    raise, since the dynamics are conditioned on them."""
-    n_frames = memory.frame_count
-    infos = [episode.info(i) for i in range(n_frames)]
-    missing = [i.index for i in infos if i.agent_pose is None or i.action is None]
-    if missing:
-        raise SplatworldError(f"{episode.path}: frame {missing[0]} has no agent_pose or action")
-    tracks = memory.tracks  # every track is born with model points
-    poses = np.full((n_frames, len(tracks), 7), np.nan)
-    seen = np.zeros((n_frames, len(tracks)), bool)
-    extent = np.zeros((len(tracks), 3))
-    outline = np.zeros((len(tracks), OUTLINE_DIRECTIONS))
-    for j, track in enumerate(tracks):
-        frame, extent[j], outline[j] = _box_frame(track)
-        mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64)) @ frame  # [T_j, 4, 4] world_from_box
-        centres = mats[:, :3, 3]
-        quats = rotmat_to_quat(mats[:, :3, :3])
-        k = track.first_frame
-        poses[k:k + len(mats), j] = torch.cat([centres, quats], -1).numpy()
-        seen[k:k + len(mats), j] = np.asarray(track.labels) != 0
-    agent = np.array([i.agent_pose[:3] for i in infos])
-    action = np.array([i.action for i in infos])
-    return sequence_from_poses(poses, extent, seen, agent, action, 1.0 / episode.fps, Heightmap.from_memory(memory),
-                               outline)
 
 
 def state_at(seq: Sequence, frames) -> WorldState:

@@ -77,13 +77,13 @@ class Heightmap:
         return cls(torch.tensor(lo), float(cell), torch.tensor(heights), floor)
 
     @classmethod
-    def from_memory(cls, memory, cell: float = 0.02) -> Heightmap:
-        """The static scaffold of a :class:`~splatworld.memory.SceneMemory`, its support plane
-        completing table patches it never saw."""
-        if not len(memory.static):
+    def from_memory(cls, view, cell: float = 0.02) -> Heightmap:
+        """The static scaffold of a memory's :class:`~splatworld.memory.MemoryView`, its support
+        plane completing table patches it never saw."""
+        if not len(view.static_points):
             raise ShapeError("Heightmap.from_memory: the memory has no static scaffold yet")
-        fill = None if memory.support_plane is None else (memory.support_plane, memory.support_region)
-        return cls.from_points(memory.static.points, cell, fill=fill)
+        fill = None if view.support_plane is None else (view.support_plane, view.support_region)
+        return cls.from_points(view.static_points, cell, fill=fill)
 
 
 OUTLINE_DIRECTIONS = 16  # K: evenly spaced directions an object's footprint outline is sampled along

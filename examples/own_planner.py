@@ -47,7 +47,7 @@ def main() -> None:
     for frame in episode:
         memory.observe(frame)
     last = episode.info(len(episode) - 1)
-    state = planning_state(memory, last.agent_pose[:3])
+    state = planning_state(memory.view(), last.agent_pose[:3])
     print("remembered objects:", [(o["id"], o["state"], [round(v, 3) for v in o["position"]]) for o in state.objects()])
 
     slot = 0

@@ -113,12 +113,12 @@ class WorldModel:
             raise SplatworldError(f"frame {last.index} (t={last.time}) is not the memory's last observed frame "
                                   f"(t={self.memory.time})")
         # the scaffold's heightmap changes as slowly as the memory's static map is refreshed
-        refresh = (self.memory.frame_count - 1) // self.memory.config.static_refresh_frames
-        if self._geometry is None or self._geometry[0] != refresh:
-            self._geometry = (refresh, Heightmap.from_memory(self.memory))
-        self.state, self.slots = state_from_memory(self.memory, last.agent_pose[:3], self.dynamics.config.dt,
+        view = self.memory.view()
+        if self._geometry is None or self._geometry[0] != view.static_refresh:
+            self._geometry = (view.static_refresh, Heightmap.from_memory(view))
+        self.state, self.slots = state_from_memory(view, last.agent_pose[:3], self.dynamics.config.dt,
                                                    self._geometry[1])
-        self.last_seen = {t.id: float(t.last_seen) for t in self.memory.tracks}
+        self.last_seen = {o.id: o.last_seen for o in view.objects}
         self.action = np.zeros(2) if last.action is None else np.asarray(last.action, dtype=np.float64)
         self.agent_pose = np.asarray(last.agent_pose, dtype=np.float64)
         self.last_observed = last
@@ -232,7 +232,7 @@ class WorldModel:
 
     def load_state_dict(self, saved: dict) -> None:
         """Continue from :meth:`state_dict`; the memory must be the one it was imagined from."""
-        self.state = WorldState(**saved["tensors"], geometry=Heightmap.from_memory(self.memory))
+        self.state = WorldState(**saved["tensors"], geometry=Heightmap.from_memory(self.memory.view()))
         self.slots = MemorySlots(tuple(saved["slots"]["ids"]), saved["slots"]["object_from_box"])
         self.action = np.asarray(saved["action"], dtype=np.float64)
         self.last_seen = dict(saved["last_seen"])

@@ -257,7 +257,7 @@ def run_push_to_goal(cfg: DictConfig, on_plan=None) -> dict:
                     target_track = track.id
             plan = None
             if t >= start_planning - 1e-9 and target_track is not None:
-                state = planning_state(memory, agent_pos, dt, forget_after=forget)
+                state = planning_state(memory.view(), agent_pos, dt, forget_after=forget)
                 if target_track in state.ids:
                     slot = state.slot(target_track)
                     costs = push_costs(cfg, slot, layout.goal, action, dynamics.config.agent_radius)

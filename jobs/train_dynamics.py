@@ -22,14 +22,45 @@ from omegaconf import DictConfig, OmegaConf
 from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write
-from splatworld.dynamics.data import Sequence, sequence_from_memory
+from splatworld.dynamics.data import Sequence, box_frame, sequence_from_poses
 from splatworld.dynamics.models import DynamicsConfig, InteractionModel
-from splatworld.dynamics.state import Heightmap
+from splatworld.dynamics.state import OUTLINE_DIRECTIONS, Heightmap
 from splatworld.dynamics.train import Unrolled, evaluate_loss, pushed_starts, rollout_loss, save_checkpoint
 from splatworld.errors import ConfigError, SplatworldError
+from splatworld.scene.transforms import pose_to_matrix, rotmat_to_quat
 from splatworld.jobs.config import load_config
 
 DATASET_VERSION = 3  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt; 3: outline)
+
+
+def sequence_from_memory(memory, episode) -> Sequence:
+    """The tracks a :class:`~splatworld.memory.SceneMemory` estimated over ``episode``.
+
+    A track's box is the least-footprint yaw-turned bounding box of its final model (:func:`yaw_box`),
+    in its own frame; its pose each frame is that box's in the world. Frames where the episode has no agent pose or action
+    raise, since the dynamics are conditioned on them."""
+    n_frames = memory.frame_count
+    infos = [episode.info(i) for i in range(n_frames)]
+    missing = [i.index for i in infos if i.agent_pose is None or i.action is None]
+    if missing:
+        raise SplatworldError(f"{episode.path}: frame {missing[0]} has no agent_pose or action")
+    tracks = memory.tracks  # every track is born with model points
+    poses = np.full((n_frames, len(tracks), 7), np.nan)
+    seen = np.zeros((n_frames, len(tracks)), bool)
+    extent = np.zeros((len(tracks), 3))
+    outline = np.zeros((len(tracks), OUTLINE_DIRECTIONS))
+    for j, track in enumerate(tracks):
+        frame, extent[j], outline[j] = box_frame(track.model.points)
+        mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64)) @ frame  # [T_j, 4, 4] world_from_box
+        centres = mats[:, :3, 3]
+        quats = rotmat_to_quat(mats[:, :3, :3])
+        k = track.first_frame
+        poses[k:k + len(mats), j] = torch.cat([centres, quats], -1).numpy()
+        seen[k:k + len(mats), j] = np.asarray(track.labels) != 0
+    agent = np.array([i.agent_pose[:3] for i in infos])
+    action = np.array([i.action for i in infos])
+    return sequence_from_poses(poses, extent, seen, agent, action, 1.0 / episode.fps, Heightmap.from_memory(memory.view()),
+                               outline)
 
 
 def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, progress: bool = True):

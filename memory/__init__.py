@@ -9,6 +9,8 @@ from splatworld.memory.config import MemoryConfig
 from splatworld.memory.scene_memory import SceneMemory
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracks import STATES, ObjectTrack, Segment, TrackState
+from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.voxels import VoxelGrid
 
-__all__ = ["MemoryConfig", "ObjectTrack", "STATES", "SceneMemory", "Segment", "StaticMap", "TrackState", "VoxelGrid"]
+__all__ = ["MemoryConfig", "MemoryView", "ObjectTrack", "ObjectView", "STATES", "SceneMemory", "Segment", "StaticMap",
+           "TrackState", "VoxelGrid"]

@@ -38,6 +38,7 @@ from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state,
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState
+from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.visibility import reason_visibility
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.render.api import RenderOutput, render
@@ -232,6 +233,18 @@ class SceneMemory:
         return self.frame_count > 0 and (self.frame_count - 1) % self.config.static_refresh_frames == 0
 
     # =================================================================== queries
+    def view(self) -> MemoryView:
+        """A read-only snapshot of what the memory holds now (copies: it stays as taken)."""
+        objects = tuple(ObjectView(t.id, t.pose.copy(), t.model.points.copy(),
+                                   np.asarray(t.poses[-2:] if len(t.poses) >= 2 else [t.poses[-1]] * 2, dtype=np.float64),
+                                   t.state, float(t.belief), float(t.last_seen))
+                        for t in self.tracks if t.poses)
+        static = self.static_map
+        refreshes = (self.frame_count - 1) // self.config.static_refresh_frames
+        return MemoryView(self.time, objects, static.grid.points.copy(),
+                          None if static.support_plane is None else static.support_plane.copy(),
+                          static.support_region.copy(), refreshes)
+
     @property
     def static(self) -> VoxelGrid:
         """The static scaffold's voxels (:attr:`StaticMap.grid`)."""

@@ -1,6 +1,6 @@
 """What a planner reads from the scene memory: the objects it remembers, as a dynamics state.
 
-:func:`planning_state` turns a :class:`~splatworld.memory.SceneMemory` into a
+:func:`planning_state` turns a memory's read-only :class:`~splatworld.memory.MemoryView` into a
 :class:`PlanningState`: a batch-1 :class:`~splatworld.dynamics.WorldState` (box centres,
 orientations, velocities, extents, the scaffold as a heightmap) plus, per slot, the memory's
 object id, visibility state, existence belief and last-seen time. Objects out of view or behind
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from splatworld.dynamics.data import MemorySlots, state_from_memory
+from splatworld.memory.view import MemoryView
 from splatworld.dynamics.state import WorldState
 from splatworld.errors import SplatworldError
 
@@ -57,9 +58,10 @@ class PlanningState:
                 for k, i in enumerate(self.ids)]
 
 
-def planning_state(memory, agent_position, dt: float = 0.1, forget_after: float | None = None,
+def planning_state(view: MemoryView, agent_position, dt: float = 0.1, forget_after: float | None = None,
                    min_belief: float = 0.5) -> PlanningState:
-    """The planner's view of ``memory`` now, the agent at ``agent_position [3]``.
+    """The planner's state of a memory's ``view`` (:meth:`SceneMemory.view`), the agent at
+    ``agent_position [3]``.
 
     Args:
         dt: the dynamics step (for velocities from the last two poses).
@@ -67,11 +69,11 @@ def planning_state(memory, agent_position, dt: float = 0.1, forget_after: float 
             as the memory does; 1.0: the memoryless comparison).
         min_belief: drop objects whose existence belief fell below this (contradicted ones).
     """
-    world, slots = state_from_memory(memory, agent_position, dt)
-    tracks = {t.id: t for t in memory.tracks}
+    world, slots = state_from_memory(view, agent_position, dt)
+    tracks = view.by_id()
     keep = [k for k, i in enumerate(slots.ids)
             if tracks[i].belief >= min_belief
-            and (forget_after is None or memory.time - tracks[i].last_seen <= forget_after)]
+            and (forget_after is None or view.time - tracks[i].last_seen <= forget_after)]
     index = torch.tensor(keep, dtype=torch.long)
     world = world.replace(**{name: getattr(world, name)[:, index] for name in WorldState.OBJECT_TENSORS})
     ids = tuple(slots.ids[k] for k in keep)

@@ -496,3 +496,22 @@ def test_memory_on_gsplat_tracks_as_on_cpu(occlusion):
     assert set(gpu_poses) == set(cpu_poses)
     for i, pose in gpu_poses.items():
         assert np.linalg.norm(pose[:3, 3] - cpu_poses[i][:3, 3]) < 0.002, i
+
+
+def test_a_view_is_a_snapshot_the_memory_does_not_change(occlusion):
+    episode, _ = occlusion
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in range(20):
+        memory.observe(episode[i])
+    view = memory.view()
+    kept = {o.id: (o.pose.copy(), o.model_points.copy(), o.state) for o in view.objects}
+    assert len(view.objects) == len(memory.tracks) and view.time == memory.time
+    assert view.static_refresh == 1 and len(view.static_points) == len(memory.static)
+    for i in range(20, 40):
+        memory.observe(episode[i])
+    assert memory.time > view.time
+    for o in view.objects:  # copies: the memory went on, the view did not
+        pose, points, state = kept[o.id]
+        assert np.array_equal(o.pose, pose) and np.array_equal(o.model_points, points) and o.state == state
+    remembered = {o.id for o in view.remembered()}
+    assert remembered == {o.id for o in view.objects if o.state != TrackState.DISPLACED}
