@@ -1,17 +1,21 @@
-"""Baseline predictions for the permanence benchmark, each written as a predicted episode.
+"""Predictions for the permanence benchmark, each written as a predicted episode, behind one
+interface (:class:`Predictor`).
 
-- ``last_frame``: repeats the last observed frame (RGB, depth and instances) for every future
-  frame, as a video model that stops would; its labels are consistent, so its masks are scored.
-  Under the next-frame protocol it draws each frame as the one before it, its instances labelled
-  with the ids a memory tracked them under (the episode's own labels change from frame to frame).
-- ``memoryless``: this world model with objects forgotten once unseen for 1 s
-  (``splatworld imagine forget_after=1``).
-- ``static_world``: this memory with no dynamics (``splatworld imagine model=static``).
+- ``last_frame`` (:class:`LastFrame`): repeats the last observed frame (RGB, depth and instances)
+  for every future frame, as a video model that stops would; its labels are consistent, so its
+  masks are scored. Under the next-frame protocol it draws each frame as the one before it, its
+  instances labelled with the ids a memory tracked them under (the episode's own labels change
+  from frame to frame).
+- this world model and the baselines that are it altered (``memoryless``: objects forgotten once
+  unseen for 1 s; ``static_world``: no dynamics) run as ``splatworld imagine``: the benchmark job's
+  :class:`~splatworld.jobs.benchmark.Imagined`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from splatworld.progress import progress_bar
@@ -21,7 +25,29 @@ from splatworld.imagination import PROTOCOLS
 from splatworld.memory import SceneMemory
 from splatworld.scene.episode import Episode, EpisodeWriter
 
-BASELINES = ("last_frame", "memoryless", "static_world")
+
+
+class Predictor(Protocol):
+    """Writes the frames ``[observe_until, T)`` of an episode as a predicted episode at ``out``
+    under ``protocol`` and returns ``out``. ``reference_memory``: the memory this benchmark's model
+    saved after observing the same frames (a predictor may reuse its observation or its identities)."""
+
+    name: str
+
+    def predict(self, episode: Path, observe_until: int, out: Path, protocol: str, *,
+                reference_memory: Path | None = None, progress: bool = True) -> Path: ...
+
+
+@dataclass(frozen=True)
+class LastFrame:
+    """:func:`last_frame` as a :class:`Predictor` (next-frame: the reference memory's identities)."""
+
+    name: str = "last_frame"
+
+    def predict(self, episode: Path, observe_until: int, out: Path, protocol: str, *,
+                reference_memory: Path | None = None, progress: bool = True) -> Path:
+        return last_frame(episode, observe_until, out, progress, protocol,
+                          reference_memory if protocol == "next_frame" else None)
 
 
 def last_frame(episode_path, observe_until: int, out, progress: bool = True, protocol: str = "imagination",

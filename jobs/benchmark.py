@@ -18,13 +18,14 @@ Protocols (``protocols=[...]``):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from splatworld.errors import lookup
 from splatworld.jobs.config import load_config
-from splatworld.evaluation.baselines import BASELINES, last_frame
+from splatworld.evaluation.baselines import LastFrame, Predictor
 from splatworld.evaluation.evaluate import EvaluationConfig
 from splatworld.evaluation.permanence import TAU_BINS
 from splatworld.evaluation.report import evaluate, opr_bins
@@ -33,20 +34,42 @@ from splatworld.jobs.imagine import imagine_episode
 from splatworld.scene.episode import Episode
 from splatworld.jobs.generate import generated_episode
 
-MODEL = "splatworld"
 
 
-def _predict(name: str, episode: Path, k: int, out: Path, protocol: str, progress: bool) -> Path:
-    """The prediction ``name`` for ``episode`` observed up to ``k`` under ``protocol``, written once
-    into ``out`` (a sibling ``splatworld`` folder holds this model's, written first)."""
+@dataclass(frozen=True)
+class Imagined:
+    """This world model as ``splatworld imagine`` runs it, or altered: a :class:`Predictor`.
+    Under the imagination protocol it reuses the reference memory's observation of the same
+    frames where given (under next-frame, each observes on by itself)."""
+
+    name: str
+    model: str = "learned"
+    forget_after: float | None = None
+
+    def predict(self, episode: Path, observe_until: int, out: Path, protocol: str, *,
+                reference_memory: Path | None = None, progress: bool = True) -> Path:
+        overrides = [f"episode={episode}", f"observe_until={observe_until}", f"out={out}", "compare=false",
+                     f"progress={str(progress).lower()}", f"protocol={protocol}", f"model={self.model}"]
+        if self.forget_after is not None:
+            overrides.append(f"forget_after={self.forget_after}")
+        if reference_memory is not None and protocol == "imagination":
+            overrides.append(f"memory={reference_memory}")
+        return imagine_episode(load_config("imagine", overrides))
+
+
+MODEL = Imagined("splatworld")
+PREDICTORS: tuple[Predictor, ...] = (MODEL, LastFrame(), Imagined("memoryless", forget_after=1.0),
+                                     Imagined("static_world", model="static"))
+"""This model first (the others may reuse the memory it saves), then the baselines."""
+
+
+def _predict(predictor: Predictor, episode: Path, k: int, out: Path, protocol: str, progress: bool) -> Path:
+    """``predictor``'s prediction of ``episode`` observed up to ``k`` under ``protocol``, written once
+    into ``out`` (a sibling folder holds this model's, written first)."""
     if (out / "transforms.json").exists():
         return out  # finished by an earlier run
-    model_memory = out.parent / MODEL / "memory.pt"
-    if name == "last_frame":  # next-frame: its identities are those this model's memory tracked
-        return last_frame(episode, k, out, progress, protocol, model_memory if protocol == "next_frame" else None)
-    # imagination: the baselines reuse this model's observation (next-frame: its memory observed on)
-    memory = model_memory if name != MODEL and protocol == "imagination" else None
-    return imagine_prediction(name, episode, k, out, memory, progress, protocol)
+    reference = None if predictor is MODEL else out.parent / MODEL.name / "memory.pt"
+    return predictor.predict(episode, k, out, protocol, reference_memory=reference, progress=progress)
 
 
 def run_benchmark(cfg: DictConfig) -> dict:
@@ -59,13 +82,13 @@ def run_benchmark(cfg: DictConfig) -> dict:
     for preset in cfg.presets:
         episode = generated_episode(out / "episodes", preset, cfg.seed, cfg.seconds, cfg.progress)
         k = round(cfg.observe_seconds * Episode(episode, check_files=False).fps)
-        names = [MODEL, *BASELINES]
+        names = [p.name for p in PREDICTORS]
         for protocol in cfg.protocols:
             folder = out / preset / protocol
             preds = []
-            for name in names:
-                print(f"[{preset}, {protocol}] {name}")
-                preds.append(str(_predict(name, episode, k, folder / name, protocol, cfg.progress)))
+            for predictor in PREDICTORS:
+                print(f"[{preset}, {protocol}] {predictor.name}")
+                preds.append(str(_predict(predictor, episode, k, folder / predictor.name, protocol, cfg.progress)))
             reports[preset, protocol] = evaluate(str(episode), preds, str(folder), names, config)
     summary = [{"preset": preset, "protocol": protocol, "prediction": name, "opr_all": r["opr_all"],
                 **{f"opr_{b}": opr_bins(r).get(b, {}).get("opr") for _, b in TAU_BINS}}
@@ -82,18 +105,3 @@ def run_benchmark(cfg: DictConfig) -> dict:
     print(" ".join(f"opr_{row['prediction']}_{row['preset']}_{row['protocol']}="
                    f"{'nan' if row['opr_all'] is None else round(row['opr_all'], 4)}" for row in summary))
     return reports
-
-
-IMAGINED = {"splatworld": [], "memoryless": ["forget_after=1.0"], "static_world": ["model=static"]}
-"""``splatworld imagine`` overrides of this model and of the baselines that are this model altered."""
-
-
-def imagine_prediction(name: str, episode_path, observe_until: int, out, memory=None,
-                       progress: bool = True, protocol: str = "imagination") -> Path:
-    """Write the predicted episode of ``name`` (a key of :data:`IMAGINED`) at ``out`` under
-    ``protocol``: from a saved ``memory`` of the same observed frames if given, else observing them afresh."""
-    overrides = lookup(IMAGINED, name, "imagined prediction")
-    return imagine_episode(load_config("imagine", [
-        f"episode={episode_path}", f"observe_until={observe_until}", f"out={out}", "compare=false",
-        f"progress={str(progress).lower()}", f"protocol={protocol}", *overrides]
-        + ([f"memory={memory}"] if memory else [])))

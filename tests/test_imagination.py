@@ -337,3 +337,17 @@ def test_imagination_on_gsplat_draws_what_the_cpu_backend_draws(episode):
         # gsplat's bound reaches the faint tails of opaque splats a little further (GSPLAT_SIGMA_CUTOFF)
         assert np.abs(a.rgb.astype(float) - b.rgb).mean() < 2.0
         assert (a.instances == b.instances).mean() > 0.97
+
+
+def test_benchmark_predictors_share_one_interface(episode, tmp_path):
+    from splatworld.jobs.benchmark import MODEL, PREDICTORS, _predict
+
+    assert PREDICTORS[0] is MODEL and len({p.name for p in PREDICTORS}) == len(PREDICTORS)
+    written = {p.name: Episode(_predict(p, episode.path, OBSERVED, tmp_path / p.name, "imagination", False))
+               for p in PREDICTORS}
+    assert {name: len(e) for name, e in written.items()} == {p.name: len(episode) - OBSERVED for p in PREDICTORS}
+    # the imagined baselines reuse the model's observation: the memory they start from is its memory
+    model_memory = SceneMemory.load(tmp_path / MODEL.name / "memory.pt").state_dict()
+    for name in ("memoryless", "static_world"):
+        _assert_same(model_memory, SceneMemory.load(tmp_path / name / "memory.pt").state_dict())
+    assert not (tmp_path / "last_frame" / "memory.pt").exists()
