@@ -45,12 +45,13 @@ import torch.nn.functional as F
 from splatworld.progress import progress_bar
 
 from splatworld.errors import EpisodeFormatError
-from splatworld.evaluation.events import EpisodeCameras, hide_events, substantially_visible
+from splatworld.evaluation.events import hide_events, substantially_visible
 from splatworld.evaluation.identity import identity_metrics
 from splatworld.evaluation.image import depth_abs_rel, mse, psnr_of_mse, revisited_frames, ssim_means
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
 from splatworld.evaluation.permanence import TAU_BINS, permanence_rate, tau_bin
 from splatworld.evaluation.poses import fit_alignment
+from splatworld.scene.cameras import Cameras
 from splatworld.scene.episode import Episode, Frame
 from splatworld.scene.transforms import pose_to_matrix
 
@@ -286,7 +287,7 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
 
     gt_c2w = np.stack([gt.info(i).transform_matrix for i in range(len(gt))])
     pred_c2w = np.stack([pred.info(i).transform_matrix for i in range(len(pred))])
-    cameras = EpisodeCameras(gt.meta, gt_c2w)
+    cameras = Cameras.from_nerfstudio(gt.meta, gt_c2w)
     report = {"ground_truth": str(gt.path), "prediction": str(pred.path), "frames": len(pred),
               "seconds": len(pred) / gt.fps}
 

@@ -16,9 +16,10 @@ from matplotlib import colormaps
 from splatworld.progress import progress_bar
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
-from splatworld.evaluation.events import UNTOUCHED, EpisodeCameras, hide_events
+from splatworld.evaluation.events import UNTOUCHED, hide_events
 from splatworld.memory import SceneMemory
 from splatworld.render.video import FrameWriter
+from splatworld.scene.cameras import Cameras
 from splatworld.scene.episode import Episode
 from splatworld.scene.transforms import pose_to_matrix
 
@@ -68,7 +69,8 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
         return {"note": "imagined at another resolution than the episode: no comparison"}
     mapping = _memory_to_truth(memory, gt, observed)
     tracks = {t["id"]: t for t in imagined.tracks()["objects"]}
-    cameras = EpisodeCameras(episode.meta, np.stack([episode.info(i).transform_matrix for i in range(len(episode))]))
+    cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix
+                                                              for i in range(len(episode))]))
     events = hide_events(gt, cameras, episode.fps, observed, end, MIN_HIDDEN_SECONDS)
     at_frame = {}
     for e in events:

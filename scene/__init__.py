@@ -1,6 +1,6 @@
 """Scene data without time: Gaussians, cameras, PLY files and builders."""
 
-from splatworld.scene.cameras import Camera, look_at, opencv_to_nerfstudio, nerfstudio_to_opencv
+from splatworld.scene.cameras import Camera, Cameras, look_at, opencv_to_nerfstudio, nerfstudio_to_opencv
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.ply import read_ply, write_ply
 from splatworld.scene.transforms import (
@@ -13,6 +13,7 @@ from splatworld.scene.transforms import (
 
 __all__ = [
     "Camera",
+    "Cameras",
     "Gaussians",
     "look_at",
     "nerfstudio_to_opencv",

@@ -150,3 +150,53 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
     out[:3, :3] = rot
     out[:3, 3] = -rot @ eye
     return out
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """``C`` pinhole cameras of one image size and intrinsics, batched (an episode's cameras, one
+    per frame): OpenCV world-to-camera ``viewmats [C, 4, 4]``.
+
+    Attributes:
+        fx, fy, cx, cy: intrinsics in pixels. width, height: image size in pixels.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    viewmats: torch.Tensor
+
+    def __post_init__(self) -> None:
+        check_shape("viewmats", self.viewmats, (None, 4, 4))
+
+    @classmethod
+    def from_nerfstudio(cls, meta: dict, camera_to_world) -> Cameras:
+        """The cameras of a ``transforms.json`` (``meta``: its ``fl_x fl_y cx cy w h``) with
+        camera-to-world matrices ``[C, 4, 4]`` (OpenGL axes, as on disk)."""
+        c2w = torch.as_tensor(camera_to_world, dtype=torch.float64)
+        return cls(float(meta["fl_x"]), float(meta["fl_y"]), float(meta["cx"]), float(meta["cy"]),
+                   int(meta["w"]), int(meta["h"]), nerfstudio_to_opencv(c2w))
+
+    def __len__(self) -> int:
+        return self.viewmats.shape[0]
+
+    def __getitem__(self, index: int) -> Camera:
+        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.viewmats[index])
+
+    def project(self, index: int, points) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]`` (array-like)
+        in camera ``index``."""
+        view = self.viewmats[index]
+        pc = torch.as_tensor(points, dtype=torch.float64) @ view[:3, :3].T + view[:3, 3]
+        z = pc[..., 2]
+        uv = torch.stack([self.fx * pc[..., 0] / z + self.cx, self.fy * pc[..., 1] / z + self.cy], dim=-1)
+        return uv, z
+
+    def in_image(self, index: int, points) -> torch.Tensor:
+        """bool ``[...]``: world points ``[..., 3]`` in front of camera ``index`` that project inside the image."""
+        uv, z = self.project(index, points)
+        return in_image(uv, z, self.width, self.height)
+

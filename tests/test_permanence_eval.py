@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from splatworld.evaluation.events import EpisodeCameras, hide_events
+from splatworld.evaluation.events import hide_events
+from splatworld.scene import Cameras
 from splatworld.evaluation.evaluate import EvaluationConfig, evaluate_prediction
 from splatworld.evaluation.image import depth_abs_rel, revisited_frames, ssim, ssim_map
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
@@ -161,7 +162,7 @@ def test_events_of_the_synthetic_episode(episodes):
     gt = episodes[0]
     truth = json.loads((gt / "ground_truth.json").read_text())["objects"]
     meta = json.loads((gt / "transforms.json").read_text())
-    cameras = EpisodeCameras(meta, np.array([f["transform_matrix"] for f in meta["frames"]]))
+    cameras = Cameras.from_nerfstudio(meta, np.array([f["transform_matrix"] for f in meta["frames"]]))
     events = hide_events(truth, cameras, 10.0, start=K)
     summary = [(e["name"], e["last_visible"], e["reappears"], e["cause"], e["scored_at"]) for e in events]
     assert summary == [("obj0", 14, 25, "occluded", 25), ("obj0", 29, 35, "out_of_view", 35),

@@ -9,6 +9,7 @@ from kornia.geometry.conversions import quaternion_to_rotation_matrix
 from splatworld.errors import ConfigError, PlyFormatError, ShapeError
 from splatworld.scene import (
     Camera,
+    Cameras,
     Gaussians,
     look_at,
     nerfstudio_to_opencv,
@@ -207,3 +208,20 @@ def test_gaussians_from_shape_lie_on_the_primitive():
         gaussians_from_shape({"type": "sphere", "radius": -1}, 10, (0, 0, 0))
     with pytest.raises(ConfigError, match="agent_shape.type: 'cone'"):
         gaussians_from_shape({"type": "cone"}, 10, (0, 0, 0))
+
+
+def test_batched_cameras_project_as_each_camera_does():
+    eyes = [[1.5, -1.0, 1.0], [0.0, 2.0, 0.5], [-1.0, -1.0, 2.0]]
+    single = [Camera.from_fov(50.0, 64, 48, look_at(eye, [0.0, 0.0, 0.3])) for eye in eyes]
+    meta = {"fl_x": single[0].fx, "fl_y": single[0].fy, "cx": single[0].cx, "cy": single[0].cy, "w": 64, "h": 48}
+    cameras = Cameras.from_nerfstudio(meta, torch.stack([c.c2w_nerfstudio for c in single]).numpy())
+    points = np.random.default_rng(0).uniform(-2.0, 2.0, (50, 3))
+    assert len(cameras) == 3
+    for i, cam in enumerate(single):
+        uv, z = cameras.project(i, points)
+        ref_uv, ref_z = cam.project(torch.from_numpy(points))
+        torch.testing.assert_close(uv, ref_uv, rtol=1e-9, atol=1e-9)  # f x / z grows near the camera plane
+        torch.testing.assert_close(z, ref_z, rtol=0, atol=1e-12)
+        assert torch.equal(cameras.in_image(i, points), cam.in_image(torch.from_numpy(points)))
+        assert 0 < int(cam.in_image(torch.from_numpy(points)).sum()) < 50  # some in, some out
+        torch.testing.assert_close(cameras[i].viewmat, cam.viewmat, rtol=0, atol=1e-12)
