@@ -77,7 +77,7 @@ def planning_state(view: MemoryView, agent_position, dt: float = 0.1, forget_aft
     index = torch.tensor(keep, dtype=torch.long)
     world = world.replace(**{name: getattr(world, name)[:, index] for name in WorldState.OBJECT_TENSORS})
     ids = tuple(slots.ids[k] for k in keep)
-    return PlanningState(world, ids, tuple(tracks[i].state for i in ids),
+    return PlanningState(world, ids, tuple(tracks[i].state.value for i in ids),
                          torch.tensor([tracks[i].belief for i in ids], dtype=torch.float64),
                          torch.tensor([tracks[i].last_seen for i in ids], dtype=torch.float64),
                          MemorySlots(ids, slots.object_from_box[index]))

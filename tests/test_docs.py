@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from splatworld.jobs.config import load_config
 
@@ -64,3 +65,21 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), {"print": lambda *a: printed.append(a)})
     assert [p[0] for p in printed] == list(range(30, 40))
     assert all(p[1] == (64, 64, 3) and p[2] for p in printed)
+
+
+def test_examples_run(tmp_path):
+    """The two examples the README points to, as a user runs them."""
+    import subprocess
+    import sys
+
+    from splatworld.scene import Gaussians, write_ply
+
+    g = Gaussians.from_points(torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) - 0.5,
+                              torch.rand(500, 3, generator=torch.Generator().manual_seed(1)), scale=0.02)
+    write_ply(tmp_path / "scene.ply", g)
+    subprocess.run([sys.executable, str(ROOT / "examples" / "render_your_ply.py"), str(tmp_path / "scene.ply"),
+                    str(tmp_path / "orbit.mp4"), "--frames", "4", "--backend", "cpu"], check=True, capture_output=True)
+    assert (tmp_path / "orbit.mp4").stat().st_size > 1000
+    planned = subprocess.run([sys.executable, str(ROOT / "examples" / "own_planner.py")], check=True,
+                             capture_output=True, text=True)
+    assert "best of 512 sequences" in planned.stdout
