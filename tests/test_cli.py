@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import zipfile
@@ -91,3 +92,15 @@ def test_progress_bars_do_not_flood_logs(capsys):
     assert sum(bar) == 499500
     bar.close()
     assert capsys.readouterr().err.count("work") <= 2  # the first and the closing line, no redraws
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(tmp_path):
+    """Where nvidia-smi finds no GPU (here a stand-in that fails, as it does without a driver)."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nexit 9\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.strip().splitlines() == ["gpu_check: no NVIDIA GPU here (nvidia-smi finds none): nothing to check"]
