@@ -9,7 +9,7 @@ differ by a flip of the camera's y and z axes; convert once, at load time, with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from kornia.geometry.linalg import inverse_transformation
@@ -155,18 +155,10 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
 @dataclass(frozen=True)
 class Cameras:
     """``C`` pinhole cameras of one image size and intrinsics, batched (an episode's cameras, one
-    per frame): OpenCV world-to-camera ``viewmats [C, 4, 4]``.
+    per frame): ``intrinsics`` (a :class:`Camera` whose intrinsics and size they share) and OpenCV
+    world-to-camera ``viewmats [C, 4, 4]``."""
 
-    Attributes:
-        fx, fy, cx, cy: intrinsics in pixels. width, height: image size in pixels.
-    """
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
+    intrinsics: Camera
     viewmats: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -176,27 +168,22 @@ class Cameras:
     def from_nerfstudio(cls, meta: dict, camera_to_world) -> Cameras:
         """The cameras of a ``transforms.json`` (``meta``: its ``fl_x fl_y cx cy w h``) with
         camera-to-world matrices ``[C, 4, 4]`` (OpenGL axes, as on disk)."""
-        c2w = torch.as_tensor(camera_to_world, dtype=torch.float64)
-        return cls(float(meta["fl_x"]), float(meta["fl_y"]), float(meta["cx"]), float(meta["cy"]),
-                   int(meta["w"]), int(meta["h"]), nerfstudio_to_opencv(c2w))
+        viewmats = nerfstudio_to_opencv(torch.as_tensor(camera_to_world, dtype=torch.float64))
+        intrinsics = Camera(float(meta["fl_x"]), float(meta["fl_y"]), float(meta["cx"]), float(meta["cy"]),
+                            int(meta["w"]), int(meta["h"]), torch.eye(4, dtype=torch.float64))
+        return cls(intrinsics, viewmats)
 
     def __len__(self) -> int:
         return self.viewmats.shape[0]
 
     def __getitem__(self, index: int) -> Camera:
-        return Camera(self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.viewmats[index])
+        return replace(self.intrinsics, viewmat=self.viewmats[index])
 
     def project(self, index: int, points) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]`` (array-like)
         in camera ``index``."""
-        view = self.viewmats[index]
-        pc = torch.as_tensor(points, dtype=torch.float64) @ view[:3, :3].T + view[:3, 3]
-        z = pc[..., 2]
-        uv = torch.stack([self.fx * pc[..., 0] / z + self.cx, self.fy * pc[..., 1] / z + self.cy], dim=-1)
-        return uv, z
+        return self[index].project(torch.as_tensor(points, dtype=torch.float64))
 
     def in_image(self, index: int, points) -> torch.Tensor:
         """bool ``[...]``: world points ``[..., 3]`` in front of camera ``index`` that project inside the image."""
-        uv, z = self.project(index, points)
-        return in_image(uv, z, self.width, self.height)
-
+        return self[index].in_image(torch.as_tensor(points, dtype=torch.float64))
