@@ -167,7 +167,7 @@ class WorldModel:
         for i in np.unique(instances).tolist():
             if i in poses:
                 self.last_seen[i] = time
-        as_7 = {i: matrix_to_pose(torch.from_numpy(m)).tolist() for i, m in poses.items()}
+        as_7 = dict(zip(poses, matrix_to_pose(torch.from_numpy(np.stack(list(poses.values())))).tolist())) if poses else {}
         return ImaginedFrame(index, time, rgb, depth, instances, as_7)
 
     def _agent_gaussians(self) -> Gaussians | None:

@@ -37,7 +37,7 @@ from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state,
                                            tracks_json)
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, new_track, update_track
-from splatworld.memory.tracks import ObjectTrack, TrackState
+from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
 from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.visibility import reason_visibility
 from splatworld.memory.voxels import VoxelGrid
@@ -117,8 +117,7 @@ class SceneMemory:
         if self.frame_count % cfg.static_refresh_frames == 0:
             self._render_static = None
             self.static_map.fit_support_plane()
-        for t in self.tracks:
-            t.record(frame_labels.get(t.id, 0))
+        record_all(self.tracks, frame_labels)
         self.times.append(self.time)
         self.frame_count += 1
 

@@ -87,9 +87,10 @@ class ObjectTrack:
         """The track was visible (owned a label) in each of its last two recorded frames."""
         return len(self.labels) >= 2 and bool(self.labels[-1] and self.labels[-2])
 
-    def record(self, label: int) -> None:
-        """Append this frame to the histories: the pose now, ``label`` (0: none), state and belief."""
-        self.poses.append(matrix_to_pose(torch.from_numpy(self.pose)).tolist())
+    def record(self, pose: list[float], label: int) -> None:
+        """Append this frame to the histories: ``pose`` (the pose now as ``[7]``: :func:`record_all`
+        converts every track's at once), ``label`` (0: none), state and belief."""
+        self.poses.append(pose)
         self.labels.append(label)
         self.states.append(self.state.value)
         self.beliefs.append(round(self.belief, 4))
@@ -107,6 +108,16 @@ class ObjectTrack:
         return {"id": self.id, "pose": matrix_to_pose(torch.from_numpy(self.pose)).tolist(),
                 "extent": self.extent.tolist(), "state": self.state.value, "belief": self.belief,
                 "last_seen": self.last_seen, "observations": self.observations}
+
+
+def record_all(tracks: list[ObjectTrack], labels: dict[int, int]) -> None:
+    """Append a frame to every track's histories, with the label each owns in it (``labels``:
+    track id -> label; 0 for the others); their poses converted to ``[7]`` in one batch."""
+    if not tracks:
+        return
+    poses = matrix_to_pose(torch.from_numpy(np.stack([t.pose for t in tracks]))).tolist()
+    for track, pose in zip(tracks, poses):
+        track.record(pose, labels.get(track.id, 0))
 
 
 def to_object_frame(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
