@@ -51,7 +51,7 @@ def sequence_from_memory(memory, episode) -> Sequence:
     outline = np.zeros((len(tracks), OUTLINE_DIRECTIONS))
     for j, track in enumerate(tracks):
         frame, extent[j], outline[j] = box_frame(track.model.points)
-        mats = pose_to_matrix(torch.tensor(track.poses, dtype=torch.float64)) @ frame  # [T_j, 4, 4] world_from_box
+        mats = pose_to_matrix(torch.from_numpy(track.poses.array.copy())) @ frame  # [T_j, 4, 4] world_from_box
         centres = mats[:, :3, 3]
         quats = rotmat_to_quat(mats[:, :3, :3])
         k = track.first_frame

@@ -29,8 +29,8 @@ def tracks_json(tracks: list[ObjectTrack]) -> dict:
     out = []
     for t in tracks:
         before = [None] * t.first_frame
-        out.append({"id": t.id, "poses": before + t.poses, "labels": [0] * t.first_frame + t.labels,
-                    "states": before + t.states, "beliefs": before + t.beliefs})
+        out.append({"id": t.id, "poses": before + t.poses.tolist(), "labels": [0] * t.first_frame + t.labels.tolist(),
+                    "states": before + t.states.tolist(), "beliefs": before + t.beliefs.tolist()})
     return {"objects": out}
 
 
@@ -41,7 +41,7 @@ def memory_state(memory) -> dict:
         fields_ = {k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
                                              "observations", "contradictions", "color")}
         fields_["state"] = t.state.value
-        histories = {k: runs(getattr(t, k)) for k in HISTORIES}
+        histories = {k: runs(getattr(t, k).tolist()) for k in HISTORIES}
         tracks.append({**fields_, "histories": histories, "model": t.model.state_dict()})
     static = memory.static_map
     return {

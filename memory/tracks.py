@@ -30,7 +30,45 @@ class TrackState(str, Enum):
 
 
 STATES = tuple(state.value for state in TrackState)
-HISTORIES = ("poses", "labels", "states", "beliefs")  # per-frame lists of a track
+_HISTORY_ROWS = {"poses": ((7,), np.float64), "labels": ((), np.int64), "states": ((), f"U{max(map(len, STATES))}"),
+                 "beliefs": ((), np.float64)}
+HISTORIES = tuple(_HISTORY_ROWS)  # a track's per-frame histories
+
+
+class History:
+    """A per-frame history that grows by appending (amortised O(1)): rows of one shape and dtype in
+    a numpy buffer. Indexing, slicing and iteration read :attr:`array`, the rows so far."""
+
+    def __init__(self, row_shape: tuple = (), dtype=np.float64, rows=()):
+        rows = np.asarray(rows, dtype=dtype).reshape(-1, *row_shape)
+        self._data = np.zeros((max(2 * len(rows), 16), *row_shape), dtype=dtype)
+        self._data[:len(rows)] = rows
+        self._n = len(rows)
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._data[:self._n]
+
+    def append(self, row) -> None:
+        if self._n == len(self._data):
+            self._data = np.concatenate([self._data, np.zeros_like(self._data)])
+        self._data[self._n] = row
+        self._n += 1
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+    def __iter__(self):
+        return iter(self.array)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.array if dtype is None else self.array.astype(dtype)
+
+    def tolist(self) -> list:
+        return self.array.tolist()
 
 
 @dataclass
@@ -60,13 +98,17 @@ class ObjectTrack:
     observations: int = 0
     contradictions: int = 0
     color: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    poses: list = field(default_factory=list)  # per frame since birth: [7] list
-    labels: list = field(default_factory=list)  # per frame since birth: label or 0
-    states: list = field(default_factory=list)  # per frame since birth: TrackState value
-    beliefs: list = field(default_factory=list)
+    # per frame since birth (a list given is converted): pose [7], label (0: none), state, belief
+    poses: History = field(default_factory=list)
+    labels: History = field(default_factory=list)
+    states: History = field(default_factory=list)
+    beliefs: History = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state = TrackState(self.state)
+        for name, (shape, dtype) in _HISTORY_ROWS.items():
+            if not isinstance(getattr(self, name), History):
+                setattr(self, name, History(shape, dtype, getattr(self, name)))
 
     @property
     def centroid_local(self) -> np.ndarray:
@@ -87,7 +129,7 @@ class ObjectTrack:
         """The track was visible (owned a label) in each of its last two recorded frames."""
         return len(self.labels) >= 2 and bool(self.labels[-1] and self.labels[-2])
 
-    def record(self, pose: list[float], label: int) -> None:
+    def record(self, pose: np.ndarray, label: int) -> None:
         """Append this frame to the histories: ``pose`` (the pose now as ``[7]``: :func:`record_all`
         converts every track's at once), ``label`` (0: none), state and belief."""
         self.poses.append(pose)
@@ -102,7 +144,7 @@ class ObjectTrack:
 
     def pose_matrix_at(self, frame: int) -> np.ndarray:
         """world_from_object ``[4, 4]`` at recorded history entry ``frame`` (an index into ``poses``)."""
-        return pose_to_matrix(torch.tensor(self.poses[frame], dtype=torch.float64)).numpy()
+        return pose_to_matrix(torch.from_numpy(self.poses[frame].copy())).numpy()
 
     def summary(self) -> dict:
         return {"id": self.id, "pose": matrix_to_pose(torch.from_numpy(self.pose)).tolist(),
@@ -115,7 +157,7 @@ def record_all(tracks: list[ObjectTrack], labels: dict[int, int]) -> None:
     track id -> label; 0 for the others); their poses converted to ``[7]`` in one batch."""
     if not tracks:
         return
-    poses = matrix_to_pose(torch.from_numpy(np.stack([t.pose for t in tracks]))).tolist()
+    poses = matrix_to_pose(torch.from_numpy(np.stack([t.pose for t in tracks]))).numpy()
     for track, pose in zip(tracks, poses):
         track.record(pose, labels.get(track.id, 0))
 

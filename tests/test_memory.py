@@ -13,7 +13,7 @@ from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, r
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
 from splatworld.memory.keyframes import KeyframeStore
 from splatworld.memory.tracking import AgentMotion, explained, update_track
-from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, expand, runs
+from splatworld.memory.tracks import History, ObjectTrack, Segment, TrackState, expand, runs
 from splatworld.render.compositing import composite, over
 from splatworld.render.api import RenderOutput, render
 from splatworld.render.video import to_uint8
@@ -456,6 +456,20 @@ def test_history_run_length_round_trip():
     length, starts, values = runs(history)
     assert (length, starts) == (6, [0, 2, 5]) and expand(length, starts, values) == history
     assert expand(*runs([])) == []
+
+
+def test_history_grows_by_appending_and_reads_as_an_array():
+    poses = History((7,), np.float64, [[0.0] * 7])
+    for i in range(1, 40):  # past the first buffer's 16 rows, twice
+        poses.append(np.full(7, float(i)))
+    assert len(poses) == 40 and poses.array.shape == (40, 7)
+    assert poses[-1].tolist() == [39.0] * 7 and poses[-2:].shape == (2, 7)
+    assert np.asarray(poses)[:, 0].tolist() == [float(i) for i in range(40)] == [row[0] for row in poses]
+    states = History((), "U12", ["visible", "out_of_view"])
+    states.append("contradicted")
+    assert states.tolist() == ["visible", "out_of_view", "contradicted"]  # strings back, whole
+    track = ObjectTrack(1, VoxelGrid(0.005), np.eye(4), labels=[0, 3])  # lists given become histories
+    assert isinstance(track.labels, History) and track.labels.tolist() == [0, 3] and track.seen_last_two is False
 
 
 def test_pushed_objects_are_tracked_through_the_push(tmp_path):
