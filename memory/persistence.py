@@ -18,7 +18,7 @@ import torch
 from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.errors import SplatworldError
 from splatworld.memory.keyframes import KeyframeStore
-from splatworld.memory.tracks import HISTORIES, ObjectTrack, expand, runs
+from splatworld.memory.tracks import HISTORIES, ObjectTrack, TrackState, expand, runs
 from splatworld.memory.voxels import VoxelGrid
 
 MEMORY_FORMAT_VERSION = 7
@@ -34,6 +34,13 @@ def tracks_json(tracks: list[ObjectTrack]) -> dict:
     return {"objects": out}
 
 
+def _saved(name: str, history) -> list:
+    """A history as saved: a list, with each state as its :class:`TrackState` value (one string object
+    per state, so the pickle shares them as it always has)."""
+    values = history.tolist()
+    return [TrackState(v).value for v in values] if name == "states" else values
+
+
 def memory_state(memory) -> dict:
     """Everything a :class:`~splatworld.memory.SceneMemory` needs to go on as it would have."""
     tracks = []
@@ -41,7 +48,7 @@ def memory_state(memory) -> dict:
         fields_ = {k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
                                              "observations", "contradictions", "color")}
         fields_["state"] = t.state.value
-        histories = {k: runs(getattr(t, k).tolist()) for k in HISTORIES}
+        histories = {k: runs(_saved(k, getattr(t, k))) for k in HISTORIES}
         tracks.append({**fields_, "histories": histories, "model": t.model.state_dict()})
     static = memory.static_map
     return {
