@@ -343,7 +343,7 @@ class InteractionModel(DynamicsModel):
         # in a planner's batch most rollouts touch nothing at most steps.
         active = agent_live | pair_live.any(-1)
         b, i = active.nonzero(as_tuple=True)
-        dev = state.position.device
+        dev = state.device
         outline_frame = torch.zeros(*active.shape, PUSH_FRAME_DIRECTIONS, dtype=state.position.dtype, device=dev)
         outline_frame[b, i] = reach_in_frame(state.outline[b, i], state.quat[b, i], heading[b, i])
         message = torch.zeros(*agent_live.shape, self.config.hidden, dtype=dtype, device=dev)
@@ -387,7 +387,7 @@ def rollout(model: DynamicsModel, state: WorldState, actions: torch.Tensor) -> T
     device (model, state and actions may live on CUDA: :meth:`WorldState.to`)."""
     if actions.dim() != 3 or actions.shape[-1] != 2:
         raise ShapeError(f"actions: expected [B, H, 2], got {list(actions.shape)}")
-    actions = actions.to(state.position.device)
+    actions = actions.to(state.device)
     if state.batch == 1 and actions.shape[0] != 1:
         state = state.repeat(actions.shape[0])
     states = []

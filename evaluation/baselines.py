@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from splatworld.progress import progress_bar
 
 from splatworld.errors import ConfigError, lookup
 from splatworld.imagination import PROTOCOLS
 from splatworld.memory import SceneMemory
+from splatworld.progress import progress_bar
 from splatworld.scene.episode import Episode, EpisodeWriter
 
 

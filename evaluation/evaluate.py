@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from splatworld.progress import progress_bar
 
 from splatworld.errors import EpisodeFormatError
 from splatworld.evaluation.events import hide_events, substantially_visible
@@ -51,6 +50,7 @@ from splatworld.evaluation.image import depth_abs_rel, mse, psnr_of_mse, revisit
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
 from splatworld.evaluation.permanence import TAU_BINS, permanence_rate, tau_bin
 from splatworld.evaluation.poses import fit_alignment
+from splatworld.progress import progress_bar
 from splatworld.scene.cameras import Cameras
 from splatworld.scene.episode import Episode, Frame
 from splatworld.scene.transforms import pose_to_matrix

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
-from splatworld.progress import progress_bar
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
 from splatworld.evaluation.events import UNTOUCHED, hide_events
 from splatworld.memory import SceneMemory
+from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter
 from splatworld.scene.cameras import Cameras
 from splatworld.scene.episode import Episode

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from splatworld.progress import progress_bar
 
 from splatworld.dynamics.data import MemorySlots, state_from_memory
 from splatworld.dynamics.models import DynamicsModel
 from splatworld.dynamics.state import Heightmap, WorldState
 from splatworld.errors import SplatworldError
 from splatworld.memory import SceneMemory
+from splatworld.progress import progress_bar
 from splatworld.render.video import to_uint8
 from splatworld.scene.build import gaussians_from_shape
 from splatworld.scene.cameras import Camera

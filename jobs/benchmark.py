@@ -24,15 +24,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from splatworld.errors import lookup
-from splatworld.jobs.config import load_config
 from splatworld.evaluation.baselines import LastFrame, Predictor
 from splatworld.evaluation.evaluate import EvaluationConfig
 from splatworld.evaluation.permanence import TAU_BINS
 from splatworld.evaluation.report import evaluate, opr_bins
 from splatworld.imagination import PROTOCOLS
+from splatworld.jobs.config import load_config
+from splatworld.jobs.generate import generated_episode
 from splatworld.jobs.imagine import imagine_episode
 from splatworld.scene.episode import Episode
-from splatworld.jobs.generate import generated_episode
 
 
 

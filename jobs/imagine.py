@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.dynamics.state import WorldState
@@ -34,6 +33,7 @@ from splatworld.errors import ConfigError, lookup
 from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
 from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
 from splatworld.memory import MemoryConfig, SceneMemory
+from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter
 from splatworld.scene.episode import Episode, EpisodeWriter
 

@@ -8,10 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 from omegaconf import DictConfig
-from splatworld.progress import progress_bar
 
 from splatworld.errors import ConfigError
 from splatworld.memory import MemoryConfig, SceneMemory
+from splatworld.progress import progress_bar
 from splatworld.scene.episode import Episode
 from splatworld.scene.ply import write_ply
 

@@ -31,7 +31,6 @@ import pybullet as pb
 import torch
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw
-from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write_text
 from splatworld.dynamics.train import load_dynamics
@@ -40,6 +39,7 @@ from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.planning.costs import Collision, CostSum, GoalDistance, PushApproach, Smoothness, StayOnTable
 from splatworld.planning.planners import PlannerConfig, make_planner
 from splatworld.planning.state import as_float32, planning_state
+from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame, FrameInfo

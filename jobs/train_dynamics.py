@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
-from splatworld.progress import progress_bar
 
 from splatworld.atomic import atomic_write
 from splatworld.dynamics.data import Sequence, box_frame, sequence_from_poses
@@ -27,6 +26,7 @@ from splatworld.dynamics.models import DynamicsConfig, InteractionModel
 from splatworld.dynamics.state import OUTLINE_DIRECTIONS, Heightmap
 from splatworld.dynamics.train import Unrolled, evaluate_loss, pushed_starts, rollout_loss, save_checkpoint
 from splatworld.errors import ConfigError, SplatworldError
+from splatworld.progress import progress_bar
 from splatworld.scene.transforms import pose_to_matrix, rotmat_to_quat
 from splatworld.jobs.config import load_config
 

@@ -176,8 +176,8 @@ def resolve_backend(name: str) -> str:
     """
     if name == "auto":
         return default_backend()
-    _, why_not = lookup({"auto": None, **BACKENDS}, name, "renderer backend")
-    why_not = why_not()
+    _, unavailable = lookup({"auto": None, **BACKENDS}, name, "renderer backend")  # "auto" listed as valid
+    why_not = unavailable()
     if why_not is not None:
         raise BackendUnavailableError(f"renderer backend {name!r} cannot run here: {why_not}")
     return name

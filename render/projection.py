@@ -8,10 +8,9 @@ Jacobian clamping at 1.3x the field of view) except that the screen-space bound 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
-
-import math
 
 import torch
 

@@ -10,9 +10,9 @@ from typing import Iterable
 import imageio.v2 as imageio
 import numpy as np
 import torch
-from splatworld.progress import progress_bar
 
 from splatworld.errors import ShapeError
+from splatworld.progress import progress_bar
 
 
 def to_uint8(frame) -> np.ndarray:

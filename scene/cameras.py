@@ -40,6 +40,21 @@ def in_image(uv, z, width: int, height: int):
     return (z > 0) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)
 
 
+def _world_to_camera(viewmat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    vm = viewmat.to(points.dtype)
+    return points @ vm[:3, :3].T + vm[:3, 3]
+
+
+def _project(viewmat: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
+             points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]`` (one formula
+    for :class:`Camera` and :class:`Cameras`, which need not build a camera per frame)."""
+    pc = _world_to_camera(viewmat, points)
+    z = pc[..., 2]
+    uv = torch.stack([fx * pc[..., 0] / z + cx, fy * pc[..., 1] / z + cy], dim=-1)
+    return uv, z
+
+
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera: intrinsics in pixels and an OpenCV world-to-camera matrix.
@@ -102,15 +117,11 @@ class Camera:
 
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """Points ``[..., 3]`` in the camera frame (OpenCV)."""
-        vm = self.viewmat.to(points.dtype)
-        return points @ vm[:3, :3].T + vm[:3, 3]
+        return _world_to_camera(self.viewmat, points)
 
     def project(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]``."""
-        pc = self.world_to_camera(points)
-        z = pc[..., 2]
-        uv = torch.stack([self.fx * pc[..., 0] / z + self.cx, self.fy * pc[..., 1] / z + self.cy], dim=-1)
-        return uv, z
+        return _project(self.viewmat, self.fx, self.fy, self.cx, self.cy, points)
 
     def in_image(self, points: torch.Tensor) -> torch.Tensor:
         """bool ``[...]``: world points ``[..., 3]`` in front of the camera that project inside the image."""
@@ -182,8 +193,10 @@ class Cameras:
     def project(self, index: int, points) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]`` (array-like)
         in camera ``index``."""
-        return self[index].project(torch.as_tensor(points, dtype=torch.float64))
+        k = self.intrinsics
+        return _project(self.viewmats[index], k.fx, k.fy, k.cx, k.cy, torch.as_tensor(points, dtype=torch.float64))
 
     def in_image(self, index: int, points) -> torch.Tensor:
         """bool ``[...]``: world points ``[..., 3]`` in front of camera ``index`` that project inside the image."""
-        return self[index].in_image(torch.as_tensor(points, dtype=torch.float64))
+        uv, z = self.project(index, points)
+        return in_image(uv, z, self.intrinsics.width, self.intrinsics.height)

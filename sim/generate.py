@@ -21,9 +21,9 @@ import pybullet as pb
 import pybullet_data
 import trimesh
 from omegaconf import DictConfig
-from splatworld.progress import progress_bar
 
 from splatworld.errors import ConfigError
+from splatworld.progress import progress_bar
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
 from splatworld.sim.camera_path import CameraPath
 from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
