@@ -251,11 +251,8 @@ class SceneMemory:
 
     @property
     def support_plane(self) -> np.ndarray | None:
+        """``[4]`` the table top ``a x + b y + c z + d = 0`` (normal up), or None (:class:`StaticMap`)."""
         return self.static_map.support_plane
-
-    @property
-    def support_region(self) -> np.ndarray:
-        return self.static_map.support_region
 
     def static_gaussians(self) -> Gaussians:
         """The static scaffold as Gaussians, as it is now, with unseen support-plane patches completed."""

@@ -58,8 +58,10 @@ from gsplat.cuda._backend import _C
 assert _C is not None, 'gsplat has no CUDA extension'
 print(f'gsplat CUDA extension ready in {time.perf_counter() - t:.0f} s')"
 
+has_pybullet=false
+"$PY" -c "import pybullet" 2>/dev/null && has_pybullet=true
 collect=()
-if ! "$PY" -c "import pybullet" 2>/dev/null; then
+if ! $has_pybullet; then
     echo "gpu_check: PyBullet is not installed: the test modules that generate episodes cannot be imported"
     collect=(--continue-on-collection-errors)
 fi
@@ -74,7 +76,7 @@ ply_args=()
 step render 240 "$PY" benchmarks/render_cuda.py "${ply_args[@]}"
 step rollouts 120 "$PY" benchmarks/rollouts_cuda.py
 
-if "$PY" -c "import pybullet" 2>/dev/null; then
+if $has_pybullet; then
     step demo 300 "$PY" -m splatworld.cli demo backend=gsplat progress=false out="$work/demo"
 elif [ -n "${SPLATWORLD_DEMO_EPISODE:-}" ] && [ -n "${SPLATWORLD_DEMO_MEMORY:-}" ]; then
     step demo 300 "$PY" -m splatworld.cli imagine episode="$SPLATWORLD_DEMO_EPISODE" \
