@@ -21,7 +21,8 @@ import torch
 from splatworld.dynamics.data import state_at
 from splatworld.dynamics.models import DynamicsConfig, make_model, rollout
 from splatworld.dynamics.state import obstacle_height, support_under
-from splatworld.jobs.train_dynamics import load_checkpoint, observed_sequence
+from splatworld.dynamics.train import load_checkpoint
+from splatworld.jobs.train_dynamics import observed_sequence
 
 
 STEP_HEIGHT = DynamicsConfig().step_height

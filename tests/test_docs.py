@@ -83,3 +83,15 @@ def test_examples_run(tmp_path):
     planned = subprocess.run([sys.executable, str(ROOT / "examples" / "own_planner.py")], check=True,
                              capture_output=True, text=True)
     assert "best of 512 sequences" in planned.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
+def test_benchmarks_start(script):
+    """Every benchmark imports what it uses and parses its arguments (a moved module breaks this first)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
