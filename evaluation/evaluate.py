@@ -35,20 +35,31 @@ Definitions (all over the predicted frames):
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from splatworld.errors import EpisodeFormatError
-from splatworld.evaluation.events import hide_events, substantially_visible
+from splatworld.errors import ConfigError, EpisodeFormatError
+from splatworld.scene.events import hide_events, substantially_visible
 from splatworld.evaluation.identity import identity_metrics
 from splatworld.evaluation.image import depth_abs_rel, mse, psnr_of_mse, revisited_frames, ssim_means
+from splatworld.evaluation.predictions import as_episode, prediction_kind
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
-from splatworld.evaluation.permanence import TAU_BINS, permanence_rate, tau_bin
+from splatworld.evaluation.permanence import (
+    RGB_MIN_PIXELS,
+    TAU_BINS,
+    dilated,
+    mask_scores,
+    opr_rgb_verdict,
+    permanence_rate,
+    tau_bin,
+)
 from splatworld.evaluation.poses import fit_alignment
 from splatworld.progress import progress_bar
 from splatworld.scene.cameras import Cameras
@@ -70,6 +81,8 @@ class EvaluationConfig:
         motion_seconds: the Physics-IQ window at the start of the prediction.
         workers: processes for the per-frame pass (1: in this process).
         progress: show a progress bar.
+        resize: accept a prediction of another resolution (resized to the ground truth's, bilinear
+            RGB, nearest depth and labels); False: refuse it.
     """
 
     min_iou: float = 0.5
@@ -79,6 +92,7 @@ class EvaluationConfig:
     motion_seconds: float = 5.0
     workers: int = 2
     progress: bool = True
+    resize: bool = False
 
 
 # ------------------------------------------------------------------ per-frame work (in workers)
@@ -268,15 +282,61 @@ def _drift(results, times, drop_db) -> dict:
             "half_life_s": float(below[0]) if len(below) else None}
 
 
-def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = EvaluationConfig()) -> dict:
+def counterfactual_frames(truth: dict) -> tuple[dict, str | None]:
+    """``{(object id, scored_at): counterfactual entry}`` of a ``ground_truth.json``, or the reason
+    there are none."""
+    if "events" not in truth:
+        return {}, "the ground truth has no counterfactual frames (an episode generated before they were written)"
+    return {(e["id"], e["scored_at"]): e["counterfactual"] for e in truth["events"] if "counterfactual" in e}, None
+
+
+def score_event(label: int, truth: Frame, pred: Frame, pred_mask, counterfactual: dict | None, root: Path) -> dict:
+    """The scores of one event at its scoring frame: ``iou`` and ``presence``
+    (:func:`~splatworld.evaluation.permanence.mask_scores` of ``pred_mask``, the predicted mask of
+    the object's matched id, None if it matched none; ``False``: the prediction has no masks, so
+    both are None) and ``opr_rgb`` (:func:`~splatworld.evaluation.permanence.opr_rgb_verdict`
+    against the ``counterfactual`` entry of the ground truth under ``root``; None without one),
+    with ``opr_rgb_pixels``, the pixels that decided it."""
+    out = {"iou": None, "presence": None, "opr_rgb": None}
+    if pred_mask is not False and truth.instances is not None:
+        out.update(mask_scores(truth.instances == label, pred_mask))
+    if counterfactual is not None:
+        without = imageio.imread(root / counterfactual["file_path"])
+        differs = imageio.imread(root / counterfactual["mask_file_path"]) > 0
+        out["opr_rgb_pixels"] = int(dilated(differs).sum())
+        out["opr_rgb"] = opr_rgb_verdict(pred.rgb, truth.rgb, without, differs)
+    return out
+
+
+def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = EvaluationConfig(),
+                        observe_until: int | None = None) -> dict:
     """All metrics of the prediction at ``pred_path`` against the ground truth at ``gt_path``.
 
+    Args:
+        pred_path: an episode directory, a folder of numbered frames or an mp4
+            (:mod:`splatworld.evaluation.predictions`).
+        observe_until: ``k``: frames or a video hold the ground truth's frames ``[k, T)``
+            (required for them; an episode says its own frames' times).
+
     Returns:
-        a JSON-ready dict: ``frames``, ``seconds``, ``opr_all`` and ``permanence`` (OPR per cause
-        and hidden-duration bin), ``events``, ``hidden_state``, ``identity``, ``revisit``, ``drift``,
-        ``motion`` and ``not_available`` (metric -> reason).
+        a JSON-ready dict: ``frames``, ``seconds``, ``opr_all``, ``opr_rgb`` and ``permanence``
+        (OPR, presence and OPR_rgb per class, cause and hidden-duration bin), ``events``,
+        ``hidden_state``, ``identity``, ``revisit``, ``drift``, ``motion`` and ``not_available``
+        (metric -> reason).
     """
-    gt, pred = Episode(gt_path), Episode(pred_path)
+    gt = Episode(gt_path)
+    kind = prediction_kind(Path(pred_path))
+    if kind != "episode" and observe_until is None:
+        raise ConfigError(f"{pred_path}: a prediction as a {kind} needs observe_until (the first predicted frame)")
+    with tempfile.TemporaryDirectory(prefix="splatworld-prediction-") as scratch:
+        frames = [] if kind == "episode" else list(range(int(observe_until), len(gt)))
+        episode = as_episode(pred_path, gt, frames, Path(scratch) / "prediction", config.resize)
+        report = _evaluate_episode(gt, Episode(episode), config)
+    report["prediction"] = str(pred_path)
+    return report
+
+
+def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> dict:
     truth = gt.ground_truth()
     objects = truth["objects"] if truth else []
     frame_map = _frame_map(gt, pred)
@@ -321,31 +381,53 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
         report["matching"] = {objects[g].get("name", str(objects[g].get("id", g))): ids[p]
                               for g, p in assignment.items()}
 
-        events = hide_events(objects, cameras, gt.fps, start=int(frame_map[0]), end=int(frame_map[-1]) + 1)
-        scored = []
-        for e in events:
-            i = index_of.get(e["scored_at"]) if e["scored_at"] is not None else None
-            e["tau_bin"] = tau_bin(e["hidden_seconds"])
-            e["iou"] = None if i is None else float(iou[e["object"], assignment[e["object"]], i]) \
-                if e["object"] in assignment else 0.0
-            if e["iou"] is not None:
-                e["success"] = e["iou"] >= config.min_iou
-                scored.append(e)
-        report["permanence"] = permanence_rate(scored, config.min_iou)
-        report["permanence"]["unscorable_events"] = len(events) - len(scored)
-        report["opr_all"] = report["permanence"]["opr_all"]
-        report["events"] = events
         tracks = pred.tracks()
         if tracks is not None and any(p is not None for t in tracks["objects"] for p in t["poses"]):
             report["hidden_state"] = _hidden_state(objects, tracks["objects"], assignment, frame_map, visible)
         else:
             not_available["hidden_state"] = "the prediction has no tracks.json poses"
     else:
-        for key in ("opr_all", "permanence", "identity", "hidden_state"):
+        assignment = {}
+        for key in ("identity", "hidden_state", "opr", "presence"):
             not_available[key] = why
-        report["opr_all"] = None
     if "hidden_state" in not_available:
         report["hidden_state"] = None
+
+    # ---- permanence: each hide-and-reappear event scored at its first substantially visible frame
+    if truth:
+        events = hide_events(objects, cameras, gt.fps, start=int(frame_map[0]), end=int(frame_map[-1]) + 1,
+                             observed_until=int(frame_map[0]))
+        counterfactuals, why_rgb = counterfactual_frames(truth)
+        if why_rgb:
+            not_available["opr_rgb"] = why_rgb
+        scored = []
+        for e in progress_bar(events, desc="events", unit="event", disable=not config.progress):
+            i = index_of.get(e["scored_at"]) if e["scored_at"] is not None else None
+            e["tau_bin"] = tau_bin(e["hidden_seconds"])
+            if i is None:
+                continue  # never substantially visible in the predicted range: nothing to score
+            truth_frame, pred_frame = gt[e["scored_at"]], _fit(pred[i], gt.width, gt.height)
+            pred_mask = None
+            if per_frame is not None and e["object"] in assignment:
+                own = [label for label, n in per_frame[i].items() if n == assignment[e["object"]]]
+                pred_mask = np.isin(pred_frame.instances, own)
+            e.update(score_event(objects[e["object"]]["labels"][e["scored_at"]], truth_frame, pred_frame,
+                                 pred_mask if per_frame is not None else False,
+                                 counterfactuals.get((e["id"], e["scored_at"])), gt.path))
+            scored.append(e)
+        report["permanence"] = permanence_rate(scored, config.min_iou)
+        report["permanence"]["unscorable_events"] = len(events) - len(scored)
+        report["permanence"]["opr_rgb_unscored"] = {
+            "too_few_pixels": sum(e.get("opr_rgb_pixels", 0) < RGB_MIN_PIXELS for e in scored
+                                  if e["opr_rgb"] is None and "opr_rgb_pixels" in e),
+            "no_counterfactual": sum("opr_rgb_pixels" not in e for e in scored)}
+        report["events"] = events
+    else:
+        not_available["permanence"] = "the ground-truth episode has no ground_truth.json"
+        report["permanence"] = None
+    perm = report["permanence"] or {}
+    report["opr_all"] = perm.get("opr_all")
+    report["opr_rgb"] = perm.get("opr_rgb_all")
 
     # ---- revisit fidelity (vs ground truth, and self-consistency)
     pairs = revisited_frames(gt_c2w, 1, config.revisit_distance, config.revisit_angle_deg, must_leave=True,

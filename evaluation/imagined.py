@@ -15,7 +15,7 @@ import torch
 from matplotlib import colormaps
 
 from splatworld.evaluation import fit_alignment, identity_metrics, psnr
-from splatworld.evaluation.events import UNTOUCHED, hide_events
+from splatworld.scene.events import UNTOUCHED, hide_events
 from splatworld.memory import SceneMemory
 from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter

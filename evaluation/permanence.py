@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from splatworld.evaluation.identity import identity_metrics
 
@@ -68,6 +69,11 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
 
 TAU_BINS = ((1.0, "<=1s"), (10.0, "<=10s"), (60.0, "<=60s"), (300.0, "<=300s"), (float("inf"), ">300s"))
 CAUSES = ("occluded", "out_of_view")
+GROUPS = ("all", "still", "moved") + CAUSES
+"""Every permanence table reports these groups of events: all, each class, each cause."""
+PRESENCE_RADIUS_PX = 25.0
+RGB_DILATION_PX = 3
+RGB_MIN_PIXELS = 30
 
 
 def tau_bin(hidden_seconds: float) -> str:
@@ -75,29 +81,88 @@ def tau_bin(hidden_seconds: float) -> str:
     return next(name for limit, name in TAU_BINS if hidden_seconds <= limit)
 
 
-def permanence_rate(events: list[dict], min_iou: float = 0.5) -> dict:
-    """Object permanence rate OPR(tau) of scored events (each with ``iou``, ``cause`` and
-    ``hidden_seconds``): the fraction with ``iou >= min_iou``, and the mean IoU, overall
-    (``opr_all``, ``mean_iou_all``) and per cause (``all``, ``occluded``, ``out_of_view``) and
-    hidden-duration bin. A cell without events holds None (nothing to score, not 0).
+def mask_scores(true_mask: np.ndarray, pred_mask: np.ndarray | None, radius: float = PRESENCE_RADIUS_PX) -> dict:
+    """``iou`` of the predicted mask of the object's matched id with its true mask ``[H, W]``, and
+    ``presence``: the predicted mask is non-empty and its centroid lies within ``radius`` pixels of
+    the true mask's. No predicted mask (the object matched nothing): IoU 0, absent.
 
-    >>> e = [{"iou": 0.9, "cause": "occluded", "hidden_seconds": 0.5},
-    ...      {"iou": 0.2, "cause": "out_of_view", "hidden_seconds": 30.0}]
-    >>> r = permanence_rate(e)
-    >>> r["opr_all"], r["bins"]["occluded"]["<=1s"]["opr"], r["bins"]["all"]["<=60s"]["mean_iou"]
-    (0.5, 1.0, 0.2)
+    >>> t = np.zeros((10, 40), bool); t[2:6, 2:6] = True
+    >>> mask_scores(t, np.roll(t, 20, axis=1))  # moved 20 px: no overlap, still present
+    {'iou': 0.0, 'presence': True}
     """
-    def cell(chosen: list[dict]) -> dict:
-        ious = [e["iou"] for e in chosen]
-        return {"events": len(chosen), "successes": sum(i >= min_iou for i in ious),
-                "opr": sum(i >= min_iou for i in ious) / len(ious) if ious else None,
-                "mean_iou": float(np.mean(ious)) if ious else None}
+    if pred_mask is None or not pred_mask.any():
+        return {"iou": 0.0, "presence": False}
+    union = (true_mask | pred_mask).sum()
+    iou = float((true_mask & pred_mask).sum() / union) if union else 0.0
+    true_c = np.argwhere(true_mask).mean(axis=0)
+    pred_c = np.argwhere(pred_mask).mean(axis=0)
+    return {"iou": iou, "presence": bool(np.linalg.norm(true_c - pred_c) <= radius)}
 
-    bins = {}
-    for cause in ("all",) + CAUSES:
-        of_cause = [e for e in events if cause in ("all", e["cause"])]
-        bins[cause] = {name: cell([e for e in of_cause if tau_bin(e["hidden_seconds"]) == name])
-                       for _, name in TAU_BINS}
+
+def dilated(mask: np.ndarray, pixels: int = RGB_DILATION_PX) -> np.ndarray:
+    """``mask`` grown by ``pixels`` in every direction (a square: Chebyshev distance)."""
+    return ndimage.binary_dilation(mask, np.ones((2 * pixels + 1,) * 2, bool))
+
+
+def opr_rgb_verdict(pred_rgb: np.ndarray, true_rgb: np.ndarray, counterfactual_rgb: np.ndarray,
+                    differs: np.ndarray, min_pixels: int = RGB_MIN_PIXELS) -> bool | None:
+    """Whether the object is present in a predicted frame, from RGB alone: over the pixels where
+    the true frame and its counterfactual (the same frame without the object) differ (``differs``
+    ``[H, W]``, dilated by :data:`RGB_DILATION_PX`), the prediction is closer (mean squared error)
+    to the true frame than to the counterfactual. None when fewer than ``min_pixels`` pixels decide.
+
+    >>> truth = np.zeros((40, 40, 3), np.uint8); truth[10:20, 10:20] = 200
+    >>> without = np.zeros_like(truth); differs = (truth != without).any(-1)
+    >>> opr_rgb_verdict(truth, truth, without, differs), opr_rgb_verdict(without, truth, without, differs)
+    (True, False)
+    """
+    region = dilated(differs)
+    if region.sum() < min_pixels:
+        return None
+    p, t, c = (np.asarray(x, np.float64)[region] for x in (pred_rgb, true_rgb, counterfactual_rgb))
+    return bool(((p - t) ** 2).mean() < ((p - c) ** 2).mean())
+
+
+def permanence_rate(events: list[dict], min_iou: float = 0.5) -> dict:
+    """The permanence scores of scored events, overall and per group (:data:`GROUPS`: all, each
+    class, each cause) and hidden-duration bin.
+
+    Each event holds ``class``, ``cause``, ``hidden_seconds`` and its scores: ``iou`` (OPR is the
+    fraction with ``iou >= min_iou``), ``presence`` and ``opr_rgb`` (booleans); a score that could
+    not be computed for an event is None and that event is left out of its rate. A cell holds
+    ``events``, each rate (``opr``, ``presence``, ``opr_rgb``; None where no event was scored: nothing
+    to score, not 0), the events each rate is over (``opr_events``, ...) and ``mean_iou``.
+
+    >>> e = [{"iou": 0.9, "presence": True, "opr_rgb": True, "class": "still", "cause": "occluded",
+    ...       "hidden_seconds": 0.5},
+    ...      {"iou": 0.2, "presence": True, "opr_rgb": None, "class": "moved", "cause": "out_of_view",
+    ...       "hidden_seconds": 30.0}]
+    >>> r = permanence_rate(e)
+    >>> r["opr_all"], r["presence_all"], r["opr_rgb_all"], r["classes"]["moved"]["opr"]
+    (0.5, 1.0, 1.0, 0.0)
+    >>> r["bins"]["occluded"]["<=1s"]["opr"], r["bins"]["all"]["<=60s"]["mean_iou"]
+    (1.0, 0.2)
+    """
+    def rate(values: list) -> tuple[float | None, int]:
+        scored = [bool(v) for v in values if v is not None]
+        return (sum(scored) / len(scored) if scored else None), len(scored)
+
+    def cell(chosen: list[dict]) -> dict:
+        ious = [e["iou"] for e in chosen if e.get("iou") is not None]
+        out = {"events": len(chosen)}
+        for name, values in (("opr", [None if e.get("iou") is None else e["iou"] >= min_iou for e in chosen]),
+                             ("presence", [e.get("presence") for e in chosen]),
+                             ("opr_rgb", [e.get("opr_rgb") for e in chosen])):
+            out[name], out[f"{name}_events"] = rate(values)
+        out["mean_iou"] = float(np.mean(ious)) if ious else None
+        return out
+
+    def group(name: str) -> list[dict]:
+        return [e for e in events if name in ("all", e["class"], e["cause"])]
+
+    bins = {g: {b: cell([e for e in group(g) if tau_bin(e["hidden_seconds"]) == b]) for _, b in TAU_BINS}
+            for g in GROUPS}
     overall = cell(events)
-    return {"opr_all": overall["opr"], "mean_iou_all": overall["mean_iou"], "events": overall["events"],
-            "bins": bins}
+    return {"opr_all": overall["opr"], "presence_all": overall["presence"], "opr_rgb_all": overall["opr_rgb"],
+            "mean_iou_all": overall["mean_iou"], "events": overall["events"],
+            "classes": {g: cell(group(g)) for g in GROUPS}, "bins": bins}

@@ -60,8 +60,15 @@ def _rows(report: dict) -> list[tuple[str, str]]:
     revisit = report["revisit"]["versus_truth"]
     selfc = report["revisit"]["self_consistency"]
     drift, motion = report["drift"], report["motion"]
+    classes = perm.get("classes") or {}
     rows = [("OPR, all events", _fmt(report.get("opr_all"), "pct")),
+            ("OPR_rgb, all events", _fmt(report.get("opr_rgb"), "pct")),
+            ("presence, all events", _fmt(perm.get("presence_all"), "pct")),
             ("mean IoU at reappearance", _fmt(perm.get("mean_iou_all")))]
+    for group in ("still", "moved"):
+        cell = classes.get(group, {})
+        rows += [(f"{key}, {group} ({cell.get('events', 0)} events)", _fmt(cell.get(metric), "pct"))
+                 for key, metric in (("OPR", "opr"), ("OPR_rgb", "opr_rgb"), ("presence", "presence"))]
     rows += [(f"OPR, hidden {name} ({bins.get(name, {}).get('events', 0)} events)",
               _fmt(bins.get(name, {}).get("opr"), "pct")) for _, name in TAU_BINS]
     rows += [("hidden-state error, median (m)", _fmt(hidden.get("median_error_m"))),
@@ -104,21 +111,27 @@ def markdown(reports: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLOTTED = (("opr", "OPR (mask IoU >= 0.5)"), ("presence", "presence"), ("opr_rgb", "OPR_rgb"))
+
+
 def plot_permanence(reports: dict[str, dict], file: Path) -> None:
-    """OPR and mean IoU at reappearance against hidden duration, one line per prediction."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    """OPR, presence and OPR_rgb against hidden duration, for ``still`` (top) and ``moved``
+    (bottom) events, one line per prediction."""
+    fig, axes = plt.subplots(2, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 7), sharex=True, squeeze=False)
     labels = [name for _, name in TAU_BINS]
     for name, r in reports.items():
-        bins = opr_bins(r)
-        if not bins:
-            continue
-        for ax, key in zip(axes, ("opr", "mean_iou")):
-            values = [np.nan if bins[b][key] is None else bins[b][key] for b in labels]
-            ax.plot(labels, values, marker="o", label=name)
-    for ax, title in zip(axes, ("object permanence rate", "mean mask IoU at reappearance")):
-        ax.set(title=title, xlabel="hidden for", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
-    axes[0].legend()
+        groups = (r.get("permanence") or {}).get("bins") or {}
+        for row, group in enumerate(("still", "moved")):
+            if group not in groups:
+                continue
+            for ax, (key, _) in zip(axes[row], PLOTTED):
+                values = [np.nan if groups[group][b][key] is None else groups[group][b][key] for b in labels]
+                ax.plot(labels, values, marker="o", label=name)
+    for row, group in enumerate(("still", "moved")):
+        for ax, (_, title) in zip(axes[row], PLOTTED):
+            ax.set(title=f"{title}, {group}", xlabel="hidden for" if row else None, ylim=(-0.02, 1.02))
+            ax.grid(alpha=0.3)
+    axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(file, dpi=110)
     plt.close(fig)
@@ -154,8 +167,9 @@ def _jsonable(value):
 
 
 def evaluate(gt: str, preds: list[str], out: str, names: list[str] | None = None,
-             config: EvaluationConfig = EvaluationConfig()) -> dict:
-    """Evaluate every prediction against ``gt`` and write the report into ``out``; returns it."""
+             config: EvaluationConfig = EvaluationConfig(), observe_until: int | None = None) -> dict:
+    """Evaluate every prediction (episode directory, frame folder or mp4; the latter two hold frames
+    ``[observe_until, T)``) against ``gt`` and write the report into ``out``; returns it."""
     if not preds:
         raise ConfigError("pred: give at least one predicted episode directory")
     out_dir = Path(out)
@@ -163,8 +177,10 @@ def evaluate(gt: str, preds: list[str], out: str, names: list[str] | None = None
     reports = {}
     for name, pred in zip(_names(preds, names), preds):
         print(f"evaluating {name} ({pred})")
-        reports[name] = evaluate_prediction(gt, pred, config)
-    report = {"ground_truth": str(gt), "opr_all": next(iter(reports.values()))["opr_all"], "predictions": reports}
+        reports[name] = evaluate_prediction(gt, pred, config, observe_until)
+    first = next(iter(reports.values()))
+    report = {"ground_truth": str(gt), "opr_all": first["opr_all"], "opr_rgb": first["opr_rgb"],
+              "predictions": reports}
     atomic_write_text(out_dir / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
     atomic_write_text(out_dir / "report.md", markdown(reports))
     plot_permanence(reports, out_dir / "permanence.png")

@@ -370,6 +370,12 @@ class EpisodeWriter:
         while len(self._pending) > 16:  # bound memory; surfaces encoder errors early
             self._pending.pop(0).result()
 
+    def write_image(self, name: str, image: np.ndarray) -> None:
+        """Add an image outside the frame list (``name`` relative to the episode directory, e.g.
+        ``counterfactual/000042_3.png``), written as a PNG with the frames."""
+        (self.tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        self._pending.append(self._pool.submit(_png_writer, self.tmp / name, image))
+
     def flush(self) -> None:
         """Wait until every image written so far is on disk."""
         for f in self._pending:

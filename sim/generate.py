@@ -6,6 +6,9 @@ commands, and a camera path made of segments (orbits, pans away from the table, 
 to earlier viewpoints, optional hand-held jitter). Every frame is drawn by TinyRenderer
 (RGB, depth, segmentation) and written with per-frame reshuffled instance labels unless
 asked otherwise; the true poses, labels and visible fractions go to ``ground_truth.json``.
+For every hide-and-reappear event (:mod:`splatworld.scene.events`) the frame it is scored at is
+drawn a second time with that object removed (its *counterfactual*), for scoring permanence from
+RGB alone.
 The same config and seed give the same files, bit for bit. The pusher's policies are in
 :mod:`splatworld.sim.policies`, the camera path in :mod:`splatworld.sim.camera_path`.
 """
@@ -25,6 +28,8 @@ from omegaconf import DictConfig
 from splatworld.errors import ConfigError
 from splatworld.progress import progress_bar
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
+from splatworld.scene.cameras import Cameras
+from splatworld.scene.events import hide_events
 from splatworld.sim.camera_path import CameraPath
 from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
 from splatworld.sim.pybullet_scene import (
@@ -217,6 +222,43 @@ def object_pose(client: int, body: int, centre: np.ndarray) -> tuple[np.ndarray,
     return np.array([*pos, w, x, y, z]), matrix
 
 
+COUNTERFACTUAL_DIR = "counterfactual"
+
+
+def _counterfactuals(scene: Tabletop, writer: EpisodeWriter, cam_at, gt: dict, bases: list[dict]) -> list[dict]:
+    """Draw each event's scoring frame again without its object; returns the ``events`` entries of
+    ``ground_truth.json`` (one per event, with ``counterfactual`` where it is scored).
+
+    The bodies are put back where they were at that frame (``bases``: per frame, body -> base
+    position and xyzw orientation), the object is sent 100 m under the floor (past the far plane),
+    and the frame is drawn again, with and without it: the pixels that differ are the object's
+    footprint (and any shadow), saved as a mask beside the counterfactual RGB."""
+    client = scene.world.client
+    objects = list(gt.values())
+    cameras = Cameras.from_nerfstudio(writer.meta, np.array([f["transform_matrix"] for f in writer.frames]))
+    entries = []
+    for e in hide_events(objects, cameras, writer.meta["fps"]):
+        entry = {k: e[k] for k in ("id", "name", "last_visible", "reappears", "scored_at", "hidden_seconds", "cause")}
+        entries.append(entry)
+        c = e["scored_at"]
+        if c is None:
+            continue
+        for body, (pos, orn) in bases[c].items():
+            pb.resetBasePositionAndOrientation(body, pos, orn, physicsClientId=client)
+        cam = cam_at(c)
+        truth, _, _ = render_tinyrenderer(scene.world, cam, near=0.05, far=30.0)
+        hidden = scene.world.object_bodies[e["object"]]
+        pb.resetBasePositionAndOrientation(hidden, [0.0, 0.0, -100.0], bases[c][hidden][1], physicsClientId=client)
+        without, _, _ = render_tinyrenderer(scene.world, cam, near=0.05, far=30.0)
+        differs = (truth != without).any(axis=-1)
+        stem = f"{COUNTERFACTUAL_DIR}/{c:06d}_{e['id']}"
+        writer.write_image(f"{stem}.png", without)
+        writer.write_image(f"{stem}_mask.png", differs.astype(np.uint8) * 255)
+        entry["counterfactual"] = {"file_path": f"{stem}.png", "mask_file_path": f"{stem}_mask.png",
+                                   "pixels": int(differs.sum())}
+    return entries
+
+
 def generate_episode(cfg: DictConfig) -> Path:
     """Simulate and write one episode as described by a composed ``generate`` config."""
     scenario = cfg.scenario
@@ -252,12 +294,15 @@ def generate_episode(cfg: DictConfig) -> Path:
               "frame_offset": centres[b].tolist(), "poses": [], "labels": [],
               "visible_fraction": []} for i, b in enumerate(objects)}
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
+    bases = []  # per frame: every moving body's base pose, to draw counterfactual frames afterwards
     try:
         for i in progress_bar(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
             cam = path.camera(t, cfg.width, cfg.height, cfg.fov_y_deg)
             viewmat = cam.viewmat.numpy()
             rgb, depth, seg = render_tinyrenderer(scene.world, cam, near=0.05, far=30.0)
+            bases.append({body: pb.getBasePositionAndOrientation(body, physicsClientId=client)
+                          for body in [*objects, scene.agent]})
             instances = np.zeros(seg.shape, dtype=np.uint16)
             instances[seg == scene.agent] = DEFAULT_AGENT_LABEL
             labels = _labels(rng, len(objects), consistent)
@@ -286,9 +331,11 @@ def generate_episode(cfg: DictConfig) -> Path:
             writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
                          agent_pose=agent_pose, action=action)
             target = drive_pusher(scene, target, action, substeps)
+        events = _counterfactuals(scene, writer, lambda c: path.camera(c / cfg.fps, cfg.width, cfg.height,
+                                                                       cfg.fov_y_deg), gt, bases)
     finally:
         scene.world.close()
-    return writer.close(ground_truth={"objects": list(gt.values())})
+    return writer.close(ground_truth={"objects": list(gt.values()), "events": events})
 
 
 __all__ = ["OBJECT_LIBRARY", "build_tabletop", "generate_episode"]

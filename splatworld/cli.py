@@ -76,8 +76,10 @@ def _evaluate(cfg) -> int:
 
     preds = [cfg.pred] if isinstance(cfg.pred, str) else list(cfg.pred)
     config = EvaluationConfig(**{k: cfg[k] for k in ("min_iou", "revisit_distance", "revisit_angle_deg",
-                                                     "psnr_drop_db", "motion_seconds", "workers", "progress")})
-    evaluate(cfg.gt, [str(p) for p in preds], cfg.out, None if cfg.names is None else list(cfg.names), config)
+                                                     "psnr_drop_db", "motion_seconds", "workers", "progress",
+                                                     "resize")})
+    evaluate(cfg.gt, [str(p) for p in preds], cfg.out, None if cfg.names is None else list(cfg.names), config,
+             cfg.observe_until)
     out = Path(cfg.out)
     print((out / "report.md").read_text())
     print(f"-> {out} (report.json, report.md, permanence.png, drift.png)")

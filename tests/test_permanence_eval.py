@@ -4,12 +4,13 @@ on tiny synthetic episodes (a perfect prediction, one that forgets, one with RGB
 import json
 import math
 
+import imageio.v2 as imageio
 import kornia
 import numpy as np
 import pytest
 import torch
 
-from splatworld.evaluation.events import hide_events
+from splatworld.scene.events import hide_events
 from splatworld.scene import Cameras
 from splatworld.evaluation.evaluate import EvaluationConfig, evaluate_prediction
 from splatworld.evaluation.image import depth_abs_rel, revisited_frames, ssim, ssim_map
@@ -133,6 +134,17 @@ def _truth_frame(t, label_of=lambda obj, t: 3 + obj + 2 * (t % 3), drop=()):
     return rgb, inst
 
 
+def _counterfactuals(objects):
+    """The ``events`` entries of the synthetic ground truth, found by the generator's event code."""
+    cameras = Cameras.from_nerfstudio({"fl_x": _camera(0).fx, "fl_y": _camera(0).fy, "cx": _camera(0).cx,
+                                       "cy": _camera(0).cy, "w": SIZE, "h": SIZE},
+                                      np.stack([_camera(t).c2w_nerfstudio.numpy() for t in range(T)]))
+    return [{"id": e["id"], "scored_at": e["scored_at"],
+             "counterfactual": {"file_path": f"counterfactual/{e['scored_at']:06d}_{e['id']}.png",
+                                "mask_file_path": f"counterfactual/{e['scored_at']:06d}_{e['id']}_mask.png"}}
+            for e in hide_events(objects, cameras, 10.0)]
+
+
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
     root = tmp_path_factory.mktemp("perm")
@@ -142,7 +154,14 @@ def episodes(tmp_path_factory):
                 "visible_fraction": [1.0 if _visible(obj, t) else 0.0 for t in range(T)]} for obj in SQUARES]
     objects.append({"id": 9, "name": "never_seen", "extent": [0.05] * 3, "poses": [[0.0, 0, 0, 1, 0, 0, 0]] * T,
                     "labels": [0] * T})
-    gt = _write(root / "gt", _truth_frame, ground_truth={"objects": objects})
+    gt = _write(root / "gt", _truth_frame, ground_truth={"objects": objects, "events": _counterfactuals(objects)})
+    for entry in json.loads((gt / "ground_truth.json").read_text())["events"]:  # as the generator draws them
+        c, obj = entry["scored_at"], entry["id"] - 1
+        without, _ = _truth_frame(c, drop={(obj, c)})
+        (gt / "counterfactual").mkdir(exist_ok=True)
+        imageio.imwrite(gt / entry["counterfactual"]["file_path"], without)
+        imageio.imwrite(gt / entry["counterfactual"]["mask_file_path"],
+                        ((_truth_frame(c)[0] != without).any(-1) * 255).astype(np.uint8))
 
     def tracks(drop=()):
         return {"objects": [{"id": 10 + obj, "poses": [[0.0, 0, 0, 1, 0, 0, 0]] * (T - K),
@@ -174,7 +193,13 @@ def test_a_perfect_prediction_scores_perfectly(episodes):
     gt, perfect, _, _ = episodes
     r = evaluate_prediction(gt, perfect, EvaluationConfig(workers=1, progress=False))
     assert r["opr_all"] == 1.0 and r["permanence"]["events"] == 3
-    assert r["permanence"]["bins"]["occluded"]["<=1s"] == {"events": 1, "successes": 1, "opr": 1.0, "mean_iou": 1.0}
+    assert r["permanence"]["bins"]["occluded"]["<=1s"] == {
+        "events": 1, "opr": 1.0, "opr_events": 1, "presence": 1.0, "presence_events": 1, "opr_rgb": 1.0,
+        "opr_rgb_events": 1, "mean_iou": 1.0}
+    assert r["opr_rgb"] == 1.0 and r["permanence"]["presence_all"] == 1.0
+    # nothing moves: every event is `still`; the squares are 6x6 px, 12x12 once dilated by 3 px
+    assert r["permanence"]["classes"]["still"]["events"] == 3 and r["permanence"]["classes"]["moved"]["events"] == 0
+    assert [e["opr_rgb_pixels"] for e in r["events"]] == [144, 144, 144]
     assert r["identity"]["idf1"] == 1.0 and r["identity"]["vanishings"] == 0
     assert r["identity"]["spurious_objects"] == 0 and r["identity"]["id_switches"] == 0
     # hidden frames after first sight: A 15-24 and 30-34, B 30-34; "never_seen" is not counted
@@ -188,6 +213,7 @@ def test_a_forgetful_prediction_fails_the_hidden_object(episodes):
     gt, _, forgetful, _ = episodes
     r = evaluate_prediction(gt, forgetful, EvaluationConfig(workers=1, progress=False))
     assert r["opr_all"] == pytest.approx(1 / 3)  # only obj1's return is right
+    assert r["opr_rgb"] == pytest.approx(1 / 3) and r["permanence"]["presence_all"] == pytest.approx(1 / 3)
     assert r["permanence"]["bins"]["out_of_view"]["<=1s"]["opr"] == pytest.approx(0.5)
     # A is visible in truth in 25-29 and 35-39 without a prediction: two vanishings in 3 s
     assert r["identity"]["vanishings"] == 2
@@ -201,7 +227,8 @@ def test_rgb_only_prediction_says_not_available(episodes, tmp_path):
     gt, perfect, _, rgb_only = episodes
     r = evaluate_prediction(gt, rgb_only, EvaluationConfig(workers=1, progress=False))
     assert r["opr_all"] is None and "identity" not in r
-    assert "no instances" in r["not_available"]["opr_all"]
+    assert "no instances" in r["not_available"]["opr"]
+    assert r["opr_rgb"] == 1.0  # from RGB alone: every object drawn where the truth has it
     assert r["hidden_state"] is None
     assert r["drift"]["psnr_per_second"][0] == math.inf  # image metrics still work
     no_truth = evaluate_prediction(perfect, rgb_only, EvaluationConfig(workers=1, progress=False))
@@ -237,3 +264,67 @@ def test_evaluate_cli_side_by_side(episodes, tmp_path, capsys):
     assert report["opr_all"] == 1.0 and report["predictions"]["bad"]["opr_all"] == pytest.approx(1 / 3)
     assert "| OPR, all events | 100.0% | 33.3% |" in capsys.readouterr().out
     assert main(["evaluate", f"gt={gt}", f"out={out}"]) == 2  # pred missing: a clear error, no traceback
+
+
+# ------------------------------------------------------------------ predictions as frames or video
+def _frames_of(episode, folder, suffix=".png", size=None):
+    folder.mkdir()
+    for n, file in enumerate(sorted((episode / "rgb").iterdir())):
+        image = imageio.imread(file)
+        if size is not None:
+            image = np.kron(image, np.ones((size // SIZE, size // SIZE, 1), np.uint8))
+        imageio.imwrite(folder / f"{n}{suffix}", image)
+    return folder
+
+
+def test_frames_and_videos_score_from_rgb_alone(episodes, tmp_path):
+    from splatworld.render.video import FrameWriter
+
+    gt, _, forgetful, _ = episodes
+    config = EvaluationConfig(workers=1, progress=False)
+    frames = _frames_of(forgetful, tmp_path / "frames")
+    r = evaluate_prediction(gt, frames, config, observe_until=K)
+    assert r["opr_rgb"] == pytest.approx(1 / 3) and r["opr_all"] is None and r["frames"] == T - K
+    with FrameWriter(tmp_path / "forgetful.mp4", fps=10.0) as video:
+        for file in sorted((forgetful / "rgb").iterdir()):
+            video.write(imageio.imread(file))
+    r = evaluate_prediction(gt, tmp_path / "forgetful.mp4", config, observe_until=K)
+    assert r["opr_rgb"] == pytest.approx(1 / 3)  # lossy, but the verdicts hold
+
+
+def test_malformed_predictions_are_refused_naming_expected_and_actual(episodes, tmp_path):
+    from splatworld.errors import ConfigError
+    from splatworld.evaluation.predictions import PredictionError
+
+    gt, perfect, _, _ = episodes
+    config = EvaluationConfig(workers=1, progress=False)
+    frames = _frames_of(perfect, tmp_path / "frames")
+    with pytest.raises(PredictionError, match="frames: 30 frames, expected 31"):
+        evaluate_prediction(gt, frames, config, observe_until=K - 1)
+    with pytest.raises(ConfigError, match="needs observe_until"):
+        evaluate_prediction(gt, frames, config)
+    big = _frames_of(perfect, tmp_path / "big", size=2 * SIZE)
+    with pytest.raises(PredictionError, match="frames are 64x64, expected 32x32 .resize=true"):
+        evaluate_prediction(gt, big, config, observe_until=K)
+    resized = evaluate_prediction(gt, big, EvaluationConfig(workers=1, progress=False, resize=True), observe_until=K)
+    assert resized["opr_rgb"] == 1.0
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(PredictionError, match="broken.mp4.*unreadable video"):
+        evaluate_prediction(gt, tmp_path / "broken.mp4", config, observe_until=K)
+    with pytest.raises(PredictionError, match="no such file"):
+        evaluate_prediction(gt, tmp_path / "missing", config, observe_until=K)
+
+
+def test_event_classes_still_and_moved():
+    """An object nudged 2 cm while hidden is `moved`; one back within 1 cm of where it was last seen
+    and of where it was at the end of the observation is `still`, measured from the given k."""
+    meta = {"fl_x": 30.0, "fl_y": 30.0, "cx": 16.0, "cy": 16.0, "w": SIZE, "h": SIZE}
+    cameras = Cameras.from_nerfstudio(meta, np.stack([_camera(0).c2w_nerfstudio.numpy()] * 12))
+    still = [[0.0, 0, 0, 1, 0, 0, 0]] * 12
+    nudged = [[0.0, 0, 0, 1, 0, 0, 0]] * 6 + [[0.02, 0, 0, 1, 0, 0, 0]] * 6
+    early = [[0.02, 0, 0, 1, 0, 0, 0]] * 2 + [[0.0, 0, 0, 1, 0, 0, 0]] * 10  # moved before the observation ended
+    labels = [1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+    objects = [{"poses": p, "labels": labels} for p in (still, nudged, early)]
+    assert [e["class"] for e in hide_events(objects, cameras, 10.0, observed_until=5)] == ["still", "moved", "still"]
+    # observed only up to frame 1: the third object was 2 cm away at the last observed frame
+    assert [e["class"] for e in hide_events(objects, cameras, 10.0, observed_until=2)] == ["still", "moved", "moved"]

@@ -1,5 +1,8 @@
 """Ground-truth hide-and-reappear events, read from ``ground_truth.json`` and the camera path.
 
+The one definition both the generator (which renders each event's counterfactual frame) and the
+evaluator (which scores it) use.
+
 An *event* is a gap in an object's visibility: ``a`` is its last frame with visible pixels
 (label != 0), ``b > a + 1`` the next one. Its hidden time is ``(b - a - 1) / fps``. Its *cause* is
 ``occluded`` when the object's centre projects into the image (in front of the camera) in at least
@@ -7,6 +10,11 @@ half of the hidden frames, else ``out_of_view``. It is scored at the first frame
 visible run starting at ``b`` where the object is *substantially visible* (:func:`substantially_visible`):
 a model cannot be judged on a sliver of an object peeking around an edge. An event whose run never
 gets there has ``scored_at = None``.
+
+Its *class* depends on what the model observed: ``still`` when the object's true position at ``c``
+is within :data:`UNTOUCHED` of its position at the last observed frame and at ``a`` (nothing moved
+it after the observation ended: whether it comes back is memory and rendering alone), else
+``moved`` (where it comes back is also a question of dynamics).
 """
 
 from __future__ import annotations
@@ -36,16 +44,24 @@ def substantially_visible(obj: dict, frame: int, cameras: Cameras) -> bool:
     return True
 
 
+EVENT_CLASSES = ("still", "moved")
+
+
 def hide_events(objects: list[dict], cameras: Cameras, fps: float, start: int = 0, end: int | None = None,
-                min_hidden_seconds: float = 0.0) -> list[dict]:
+                min_hidden_seconds: float = 0.0, observed_until: int | None = None) -> list[dict]:
     """Every hide-and-reappear event of ``objects`` (``ground_truth.json`` entries) whose
     reappearance frame ``b`` lies in ``[start, end)`` and whose hidden time is at least
     ``min_hidden_seconds``.
 
+    Args:
+        observed_until: the model observed frames ``[0, observed_until)`` (the imagination
+            protocol's ``k``); None: each event's own ``[0, b)`` (the return protocol).
+
     Returns:
         one dict per event: ``object`` (index in ``objects``), ``id``, ``name``, ``last_visible``
-        (``a``), ``reappears`` (``b``), ``scored_at`` (``c`` or None), ``hidden_seconds``, ``cause``
-        and ``untouched`` (the true position at ``c``, or ``b``, is within 1 cm of that at ``a``).
+        (``a``), ``reappears`` (``b``), ``scored_at`` (``c`` or None), ``hidden_seconds``, ``cause``,
+        ``untouched`` (the true position at ``c``, or ``b``, is within 1 cm of that at ``a``) and
+        ``class`` (``still`` or ``moved``, see the module docstring).
     """
     events = []
     for g, obj in enumerate(objects):
@@ -62,10 +78,14 @@ def hide_events(objects: list[dict], cameras: Cameras, fps: float, start: int = 
             while run_end + 1 < stop and labels[run_end + 1] != 0:
                 run_end += 1
             scored = next((int(c) for c in range(b, run_end + 1) if substantially_visible(obj, c, cameras)), None)
-            moved = np.linalg.norm(centres[b if scored is None else scored] - centres[a])
+            at = b if scored is None else scored
+            last_observed = b - 1 if observed_until is None else observed_until - 1
+            moved = np.linalg.norm(centres[at] - centres[a])
+            moved_since_observed = np.linalg.norm(centres[at] - centres[max(last_observed, 0)])
             events.append({"object": g, "id": obj.get("id", g), "name": obj.get("name", str(obj.get("id", g))),
                            "last_visible": int(a), "reappears": int(b), "scored_at": scored,
                            "hidden_seconds": float(hidden),
                            "cause": "occluded" if np.mean(in_view) >= 0.5 else "out_of_view",
-                           "untouched": bool(moved < UNTOUCHED)})
+                           "untouched": bool(moved < UNTOUCHED),
+                           "class": "still" if max(moved, moved_since_observed) < UNTOUCHED else "moved"})
     return events
