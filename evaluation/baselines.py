@@ -3,11 +3,13 @@ interface (:class:`Predictor`).
 
 - ``last_frame`` (:class:`LastFrame`): repeats the last observed frame (RGB, depth and instances)
   for every future frame, as a video model that stops would; its labels are consistent, so its
-  masks are scored. Under the next-frame protocol it draws each frame as the one before it, its
+  masks are scored. Under ``return`` each query's frame is a copy of frame ``b - 1``. As a mode of
+  ``splatworld imagine``'s next-frame protocol it draws each frame as the one before it, its
   instances labelled with the ids a memory tracked them under (the episode's own labels change
   from frame to frame).
 - this world model and the baselines that are it altered (``memoryless``: objects forgotten once
-  unseen for 1 s; ``static_world``: no dynamics) run as ``splatworld imagine``: the benchmark job's
+  unseen for 1 s; ``static_world``: no dynamics) run as ``splatworld imagine`` (under ``return``:
+  :func:`~splatworld.imagination.imagine_returns`): the benchmark job's
   :class:`~splatworld.jobs.benchmark.Imagined`.
 """
 
@@ -20,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from splatworld.errors import ConfigError, lookup
+from splatworld.evaluation.returns import ReturnWriter
 from splatworld.imagination import PROTOCOLS
 from splatworld.memory import SceneMemory
 from splatworld.progress import progress_bar
@@ -28,26 +31,39 @@ from splatworld.scene.episode import Episode, EpisodeWriter
 
 
 class Predictor(Protocol):
-    """Writes the frames ``[observe_until, T)`` of an episode as a predicted episode at ``out``
-    under ``protocol`` and returns ``out``. ``reference_memory``: the memory this benchmark's model
-    saved after observing the same frames (a predictor may reuse its observation or its identities)."""
+    """Writes its prediction of a benchmark task (:mod:`splatworld.evaluation.suite`) at ``out`` and
+    returns ``out``: under ``imagination`` the task's frames ``[k, T)`` as an episode, under
+    ``return`` one frame per query (:mod:`splatworld.evaluation.returns`). ``reference_memory``: the
+    memory this benchmark's model saved after observing the same frames (a predictor may reuse it)."""
 
     name: str
 
-    def predict(self, episode: Path, observe_until: int, out: Path, protocol: str, *,
-                reference_memory: Path | None = None, progress: bool = True) -> Path: ...
+    def predict(self, task: Path, out: Path, *, reference_memory: Path | None = None,
+                progress: bool = True) -> Path: ...
 
 
 @dataclass(frozen=True)
 class LastFrame:
-    """:func:`last_frame` as a :class:`Predictor` (next-frame: the reference memory's identities)."""
+    """:func:`last_frame` (imagination) or :func:`last_frame_returns` (return) as a :class:`Predictor`."""
 
     name: str = "last_frame"
 
-    def predict(self, episode: Path, observe_until: int, out: Path, protocol: str, *,
-                reference_memory: Path | None = None, progress: bool = True) -> Path:
-        return last_frame(episode, observe_until, out, progress, protocol,
-                          reference_memory if protocol == "next_frame" else None)
+    def predict(self, task: Path, out: Path, *, reference_memory: Path | None = None,
+                progress: bool = True) -> Path:
+        episode = Episode(task)
+        if episode.meta.get("protocol") == "return":
+            return last_frame_returns(episode, [tuple(q) for q in episode.meta["queries"]], out, progress)
+        return last_frame(task, episode.task_observe_until, out, progress)
+
+
+def last_frame_returns(episode: Episode, queries: list[tuple[int, int]], out, progress: bool = True) -> Path:
+    """``last_frame`` under the return protocol: the frame of each query ``(b, c)`` is a copy of
+    frame ``b - 1`` (where the object is hidden: it cannot score by copying)."""
+    writer = ReturnWriter(out)
+    for n, (b, _) in enumerate(progress_bar(queries, desc="last_frame: return", unit="query", disable=not progress)):
+        frame = episode[b - 1]
+        writer.write(n, frame.rgb, frame.instances)
+    return writer.close()
 
 
 def last_frame(episode_path, observe_until: int, out, progress: bool = True, protocol: str = "imagination",

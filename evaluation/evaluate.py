@@ -104,7 +104,7 @@ def _open(gt_path: str, pred_path: str) -> None:
     _OPEN.update(gt=Episode(gt_path, check_files=False), pred=Episode(pred_path, check_files=False))
 
 
-def _fit(frame: Frame, width: int, height: int) -> Frame:
+def fit_frame(frame: Frame, width: int, height: int) -> Frame:
     """The predicted frame at the ground truth's size (bilinear RGB, nearest depth and labels)."""
     if frame.rgb.shape[:2] == (height, width):
         return frame
@@ -123,10 +123,10 @@ def _frame_task(task: tuple) -> dict:
     of predicted frame ``i`` against predicted frame ``j`` on both truths' static pixels."""
     kind, i, m, j, mj = task
     gt_ep, pred_ep = _OPEN["gt"], _OPEN["pred"]
-    truth, pred = gt_ep[m], _fit(pred_ep[i], gt_ep.width, gt_ep.height)
+    truth, pred = gt_ep[m], fit_frame(pred_ep[i], gt_ep.width, gt_ep.height)
     static = None if truth.instances is None else truth.instances == 0
     if kind == "self":
-        other = _fit(pred_ep[j], gt_ep.width, gt_ep.height)
+        other = fit_frame(pred_ep[j], gt_ep.width, gt_ep.height)
         if static is not None:
             static = static & (gt_ep[mj].instances == 0)
         return {"mse": mse(pred.rgb, other.rgb, static),
@@ -406,7 +406,7 @@ def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> d
             e["tau_bin"] = tau_bin(e["hidden_seconds"])
             if i is None:
                 continue  # never substantially visible in the predicted range: nothing to score
-            truth_frame, pred_frame = gt[e["scored_at"]], _fit(pred[i], gt.width, gt.height)
+            truth_frame, pred_frame = gt[e["scored_at"]], fit_frame(pred[i], gt.width, gt.height)
             pred_mask = None
             if per_frame is not None and e["object"] in assignment:
                 own = [label for label, n in per_frame[i].items() if n == assignment[e["object"]]]
@@ -448,7 +448,7 @@ def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> d
         not_available["abs_rel"] = "no depth in the prediction or the ground truth"
     n_motion = min(len(pred), max(2, round(config.motion_seconds * gt.fps)))
     truth_rgb = [gt[int(frame_map[i])].rgb for i in range(n_motion)]
-    pred_rgb = [_fit(pred[i], gt.width, gt.height).rgb for i in range(n_motion)]
+    pred_rgb = [fit_frame(pred[i], gt.width, gt.height).rgb for i in range(n_motion)]
     report["motion"] = {"seconds": n_motion / gt.fps,
                         **motion_scores(motion_masks(truth_rgb), motion_masks(pred_rgb),
                                         np.array([frame_mse(p, t) for p, t in zip(pred_rgb, truth_rgb)]))}

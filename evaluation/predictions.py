@@ -51,7 +51,7 @@ def frame_files(folder: Path) -> list[Path]:
     return [p for _, p in sorted(numbered)]
 
 
-def _video_frames(path: Path, fps: float) -> tuple[int | None, Iterator[np.ndarray]]:
+def video_frames(path: Path, fps: float) -> tuple[int | None, Iterator[np.ndarray]]:
     """The frame count ffmpeg reports (None if unknown) and a stream of ``[H, W, 3]`` uint8 frames."""
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
@@ -78,7 +78,7 @@ def _video_frames(path: Path, fps: float) -> tuple[int | None, Iterator[np.ndarr
     return count, stream()
 
 
-def _image_frames(folder: Path) -> tuple[int, Iterator[np.ndarray]]:
+def image_frames(folder: Path) -> tuple[int, Iterator[np.ndarray]]:
     files = frame_files(folder)
 
     def stream():
@@ -94,6 +94,12 @@ def _image_frames(folder: Path) -> tuple[int, Iterator[np.ndarray]]:
             yield image[..., :3]
 
     return len(files), stream()
+
+
+def read_frames(path: Path, fps: float) -> tuple[int | None, Iterator[np.ndarray]]:
+    """The frame count (None where a video does not say) and a stream of ``[H, W, 3]`` uint8 frames of
+    a folder of numbered frames or an mp4 (whose frame rate must be ``fps``)."""
+    return video_frames(path, fps) if prediction_kind(path) == "video" else image_frames(path)
 
 
 def as_episode(path, truth: Episode, frames: list[int], out: Path, resize: bool = False) -> Path:
@@ -115,7 +121,7 @@ def as_episode(path, truth: Episode, frames: list[int], out: Path, resize: bool 
             raise PredictionError(path, f"frames are {episode.width}x{episode.height}, expected "
                                         f"{truth.width}x{truth.height} (resize=true accepts another size)")
         return path
-    count, stream = _video_frames(path, truth.fps) if kind == "video" else _image_frames(path)
+    count, stream = read_frames(path, truth.fps)
     if count is not None and count != len(frames):
         raise PredictionError(path, f"{count} frames, expected {len(frames)}")
     writer = None

@@ -153,12 +153,12 @@ def plot_drift(reports: dict[str, dict], file: Path) -> None:
     plt.close(fig)
 
 
-def _jsonable(value):
+def jsonable(value):
     """Strict JSON: NaN becomes null and an infinite PSNR (identical images) the string "inf"."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return None if np.isnan(value) else (str(float(value)) if np.isinf(value) else float(value))
     if isinstance(value, (np.integer, np.bool_)):
@@ -181,7 +181,7 @@ def evaluate(gt: str, preds: list[str], out: str, names: list[str] | None = None
     first = next(iter(reports.values()))
     report = {"ground_truth": str(gt), "opr_all": first["opr_all"], "opr_rgb": first["opr_rgb"],
               "predictions": reports}
-    atomic_write_text(out_dir / "report.json", json.dumps(_jsonable(report), indent=1, allow_nan=False))
+    atomic_write_text(out_dir / "report.json", json.dumps(jsonable(report), indent=1, allow_nan=False))
     atomic_write_text(out_dir / "report.md", markdown(reports))
     plot_permanence(reports, out_dir / "permanence.png")
     plot_drift(reports, out_dir / "drift.png")

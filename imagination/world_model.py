@@ -14,7 +14,7 @@ hidden is remembered where it was pushed to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,9 +34,10 @@ from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import matrix_to_pose
 
 PROTOCOLS = ("imagination", "next_frame")
-"""How future frames are made: ``imagination`` open loop from the camera path and the agent's
-commands (:meth:`WorldModel.imagine`); ``next_frame`` each from every frame before it
-(:meth:`WorldModel.predict`, then :meth:`WorldModel.observe_next`)."""
+"""How ``splatworld imagine`` makes future frames: ``imagination`` open loop from the camera path
+and the agent's commands (:meth:`WorldModel.imagine`); ``next_frame`` each from every frame before
+it (:meth:`WorldModel.predict`, then :meth:`WorldModel.observe_next`). The benchmark's ``return``
+protocol is :func:`imagine_returns`."""
 
 
 @dataclass
@@ -238,3 +239,38 @@ class WorldModel:
         self.last_seen = dict(saved["last_seen"])
         self.last_observed = saved["last_observed"]
         self.agent_pose = saved["agent_pose"]
+
+
+def imagine_returns(worlds: Sequence[WorldModel], episode: Episode, queries: Sequence[tuple[int, int]],
+                    progress: bool = False) -> Iterator[tuple[int, list[ImaginedFrame]]]:
+    """The return protocol: for each query ``(b, c)``, frame ``c`` imagined after observing every
+    frame before ``b`` in full, from the cameras, times and actions of ``b..c`` alone.
+
+    The episode is observed once, in order, into the memory all ``worlds`` share (variants of one
+    model: other dynamics, forgetting); at each ``b`` every world forks its imagined state from
+    what the memory holds then (:meth:`WorldModel.begin`: imagining reads the memory, never changes
+    it) and runs it to ``c``. Yields ``(query index, [frame c of each world])`` in order of ``b``."""
+    memory = worlds[0].memory
+    if any(w.memory is not memory for w in worlds):
+        raise SplatworldError("imagine_returns: the worlds must share one memory (they observe the episode once)")
+    for q, (b, c) in enumerate(queries):
+        if not 0 < b <= c < len(episode):
+            raise SplatworldError(f"return query {q}: need 0 < b ({b}) <= c ({c}) < {len(episode)} frames")
+    observed = memory.frame_count
+    bar = progress_bar(total=max((b for b, _ in queries), default=0), initial=observed, desc="return: observe",
+                       unit="frame", disable=not progress)
+    for q in sorted(range(len(queries)), key=lambda q: queries[q][0]):
+        b, c = queries[q]
+        if b < observed:
+            raise SplatworldError(f"return query {q}: the memory has observed {observed} frames, past b={b}")
+        for i in range(observed, b):
+            memory.observe(episode[i])
+            bar.update(1)
+        observed = b
+        frames = []
+        for world in worlds:
+            world.begin(episode.info(b - 1))
+            *_, last = world.imagine((episode.info(i), episode.camera(i)) for i in range(b, c + 1))
+            frames.append(last)
+        yield q, frames
+    bar.close()

@@ -12,9 +12,11 @@ from splatworld.sim.generate import generate_episode
 def generated_episode(folder: Path, scenario: str, seed: int, seconds: float | None = None,
                       progress: bool = True) -> Path:
     """``folder/<scenario>_seed<seed>``, generated first unless a finished episode is there
-    (benchmarks and training share episodes this way)."""
+    (benchmarks and training share episodes this way; one written before the generator drew
+    counterfactual frames is generated again)."""
     path = Path(folder) / f"{scenario}_seed{seed}"
-    if not (path / "transforms.json").exists():
+    truth = path / "ground_truth.json"
+    if not (path / "transforms.json").exists() or not truth.exists() or '"events"' not in truth.read_text():
         overrides = [f"scenario={scenario}", f"seed={seed}", f"out={path}", f"progress={str(progress).lower()}"]
         generate_episode(load_config("generate", overrides + ([f"seconds={seconds}"] if seconds is not None else [])))
     return path

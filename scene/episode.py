@@ -8,7 +8,9 @@ so a 10-minute episode is never in memory at once. Every violation raises
 :class:`~splatworld.errors.EpisodeFormatError` naming the file, the frame and the key.
 
 Imagination protocol: :meth:`Episode.protocol_view` gives frames ``[0, k)`` in full and, for
-``[k, T)``, only camera pose, time, agent pose and action.
+``[k, T)``, only camera pose, time, agent pose and action. A benchmark *task* is that view on disk:
+``transforms.json`` has the top-level key ``task_observe_until`` (``k``) and its frames from ``k``
+on carry no image paths (reading their images raises).
 """
 
 from __future__ import annotations
@@ -159,13 +161,18 @@ class Episode:
             raise EpisodeFormatError(tf, "missing (needed with depth)", key="depth_unit_scale_factor")
         self.depth_scale = float(meta.get("depth_unit_scale_factor", 0.001))
         previous_time = -math.inf
+        self.task_observe_until = meta.get("task_observe_until")
+        if self.task_observe_until is not None:
+            self.task_observe_until = _number(self.task_observe_until, int, tf, "task_observe_until")
         for i, fr in enumerate(frames):
             if not isinstance(fr, dict):
                 raise EpisodeFormatError(tf, "frame is not an object", frame=i)
+            future = self.task_observe_until is not None and i >= self.task_observe_until
             for key, present in (("depth_file_path", has_depth), ("instance_file_path", has_inst)):
-                if (key in fr) != present:
-                    raise EpisodeFormatError(tf, "present in some frames only (all or none)", frame=i, key=key)
-            for key in ("file_path", "transform_matrix", "time"):
+                if (key in fr) != (present and not future):
+                    raise EpisodeFormatError(tf, "present in some frames only (all or none)" if not future else
+                                             "a task's future frame has no images", frame=i, key=key)
+            for key in ("transform_matrix", "time") if future else ("file_path", "transform_matrix", "time"):
                 if key not in fr:
                     raise EpisodeFormatError(tf, "missing", frame=i, key=key)
             time = _number(fr["time"], float, tf, "time", i)
@@ -181,7 +188,7 @@ class Episode:
                                              key="action")
                 action = _vector(fr["action"], self.action_dim, tf, "action", i)
             files = {k: self.path / fr[k] for k in ("file_path", "depth_file_path", "instance_file_path")
-                     if k in fr}
+                     if k in fr and not future}
             if check_files:
                 for key, file in files.items():
                     if not file.is_file():
@@ -238,6 +245,9 @@ class Episode:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.path}: frame {index} out of range [0, {len(self)})")
         index %= len(self)
+        if "file_path" not in self._files[index]:
+            raise EpisodeFormatError(self._tf, f"frame {index} is a future frame of a task (observed frames: "
+                                               f"[0, {self.task_observe_until})): it has no images", frame=index)
         depth = instances = None
         if self.has_depth:
             depth = self._image(index, "depth_file_path", np.uint16, None).astype(np.float32) * self.depth_scale

@@ -14,7 +14,7 @@ from typing import Callable
 from omegaconf.errors import MissingMandatoryValue
 
 from splatworld.jobs.config import load_config
-from splatworld.errors import SplatworldError
+from splatworld.errors import ConfigError, SplatworldError
 
 
 def _demo(cfg) -> int:
@@ -93,6 +93,26 @@ def _benchmark(cfg) -> int:
     return 0
 
 
+def _benchmark_export(cfg) -> int:
+    from splatworld.jobs.benchmark import export
+
+    out = export(cfg)
+    print(f"-> {out} (suite.json, tasks/: hand these out; ground_truth/: keep)")
+    return 0
+
+
+def _benchmark_score(cfg) -> int:
+    from splatworld.jobs.benchmark import headline, score
+
+    if cfg.suite is None or cfg.predictions is None:
+        raise ConfigError("benchmark score: give suite=DIR and predictions=DIR (predictions/<model>/<task id>)")
+    board = score(cfg)
+    print((Path(cfg.out) / "leaderboard.md").read_text())
+    print(f"-> {cfg.out} (leaderboard.md, leaderboard.json, permanence_*.png, scores/)")
+    print(headline(board))
+    return 0
+
+
 def _plan(cfg) -> int:
     from splatworld.jobs.plan import run_push_to_goal
 
@@ -113,7 +133,10 @@ COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
     "imagine": ("imagine", _imagine, "observe frames [0, K) and imagine the rest: episode=DIR observe_until=K out=DIR"),
     "evaluate": ("evaluate", _evaluate, "score predicted episodes against ground truth: gt=DIR pred=DIR out=DIR"),
-    "benchmark": ("benchmark", _benchmark, "the presets end to end for this model and the baselines: out=DIR"),
+    "benchmark": ("benchmark", _benchmark, "the permanence suite end to end, this model and the baselines: out=DIR"),
+    "benchmark export": ("benchmark", _benchmark_export, "export the permanence suite (tasks + ground truth): out=DIR"),
+    "benchmark score": ("benchmark", _benchmark_score,
+                        "score predictions/<model>/<task> on a suite: suite=DIR predictions=DIR out=DIR"),
     "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
     "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
     "plan": ("plan", _plan, "closed-loop MPC on the memory, PyBullet as the world: task=push_to_goal seed=N out=DIR"),
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     command, overrides = argv[0], argv[1:]
+    if overrides and f"{command} {overrides[0]}" in COMMANDS:  # a sub-command: `benchmark export ...`
+        command, overrides = f"{command} {overrides[0]}", overrides[1:]
     if command not in COMMANDS:
         print(f"splatworld: unknown command {command!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2

@@ -78,10 +78,13 @@ def test_main_demo_end_to_end(tmp_path, capsys):
 
 
 def test_benchmark_names_an_unknown_protocol_before_any_work(tmp_path, capsys):
-    assert load_config("benchmark", []).protocols == ["imagination"]  # the episode format's protocol
-    assert main(["benchmark", f"out={tmp_path}", "protocols=[open_loop]"]) == 2
-    assert "unknown protocol 'open_loop'; valid: 'imagination', 'next_frame'" in capsys.readouterr().err
+    assert load_config("benchmark", []).protocols == ["imagination", "return"]
+    assert main(["benchmark", f"out={tmp_path}", "protocols=[next_frame]"]) == 2
+    assert "unknown protocol 'next_frame'; valid: ['imagination', 'return'] (next_frame is a mode of " \
+        "`splatworld imagine`" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+    assert main(["benchmark", "score", f"out={tmp_path}"]) == 2
+    assert "give suite=DIR and predictions=DIR" in capsys.readouterr().err
 
 
 def test_progress_bars_do_not_flood_logs(capsys):

@@ -339,15 +339,69 @@ def test_imagination_on_gsplat_draws_what_the_cpu_backend_draws(episode):
         assert (a.instances == b.instances).mean() > 0.97
 
 
-def test_benchmark_predictors_share_one_interface(episode, tmp_path):
-    from splatworld.jobs.benchmark import MODEL, PREDICTORS, _predict
+def test_the_suite_end_to_end_on_a_small_episode(tmp_path):
+    """Export a one-episode suite, let every predictor predict both tasks through one interface, score
+    the folder, and check the leaderboard's bookkeeping (counts, skips on rerun, clear errors)."""
+    from splatworld.evaluation.evaluate import EvaluationConfig
+    from splatworld.evaluation.suite import SuiteError, export_suite, score_suite
+    from splatworld.jobs.benchmark import MODEL, PREDICTORS, predict_task
 
-    assert PREDICTORS[0] is MODEL and len({p.name for p in PREDICTORS}) == len(PREDICTORS)
-    written = {p.name: Episode(_predict(p, episode.path, OBSERVED, tmp_path / p.name, "imagination", False))
-               for p in PREDICTORS}
-    assert {name: len(e) for name, e in written.items()} == {p.name: len(episode) - OBSERVED for p in PREDICTORS}
+    cfg = load_config("generate", [f"out={tmp_path / 'ep'}", "progress=false", "width=96", "height=96",
+                                   "scenario=occlusion", "seconds=20", "seed=0"])
+    episode = Episode(generate_episode(cfg))
+    manifest = export_suite({"tiny": episode.path}, tmp_path / "suite", observe_seconds=OBSERVED / episode.fps,
+                            progress=False)
+    tasks = {t["protocol"]: t for t in manifest["tasks"]}
+    assert tasks["imagination"]["frames"] == len(episode) - OBSERVED
+    assert [tuple(q) for q in tasks["return"]["queries"]] == [(114, 120), (144, 157), (153, 162), (154, 179)]
+    task = Episode(tmp_path / "suite" / "tasks" / "tiny-imagination")
+    assert len(task) == len(episode) and task.ground_truth() is None  # the truth stays apart
+    with pytest.raises(Exception, match="future frame of a task"):
+        task[OBSERVED]
+    for t in manifest["tasks"]:
+        assert set(predict_task(tmp_path / "suite" / "tasks" / t["id"], tmp_path / "pred")) == \
+            {p.name for p in PREDICTORS}
     # the imagined baselines reuse the model's observation: the memory they start from is its memory
-    model_memory = SceneMemory.load(tmp_path / MODEL.name / "memory.pt").state_dict()
+    model_memory = SceneMemory.load(tmp_path / "pred" / MODEL.name / "tiny-imagination" / "memory.pt").state_dict()
     for name in ("memoryless", "static_world"):
-        _assert_same(model_memory, SceneMemory.load(tmp_path / name / "memory.pt").state_dict())
-    assert not (tmp_path / "last_frame" / "memory.pt").exists()
+        _assert_same(model_memory, SceneMemory.load(tmp_path / "pred" / name / "tiny-imagination" / "memory.pt")
+                     .state_dict())
+    config = EvaluationConfig(workers=1, progress=False)
+    board = score_suite(tmp_path / "suite", tmp_path / "pred", tmp_path / "board", config)
+    for model in board:
+        for protocol in ("imagination", "return"):
+            assert board[model][protocol]["tasks"] == 1
+    returns = tasks["return"]["frames"]
+    assert all(board[m]["return"]["permanence"]["events"] == returns for m in board)
+    assert (tmp_path / "board" / "leaderboard.md").read_text().count("| splatworld |") == 8  # 3 classes and the agreement, per protocol
+    assert (tmp_path / "board" / "permanence_return.png").stat().st_size > 0
+    # a broken prediction: one error naming the model and task, the rest kept and skipped on rerun
+    scored = tmp_path / "board" / "scores" / "last_frame" / "tiny-return.json"
+    scored.unlink()
+    (tmp_path / "pred" / "last_frame" / "tiny-return" / "000000.png").unlink()
+    with pytest.raises(SuiteError, match=r"last_frame / tiny-return: .*frames, expected"):
+        score_suite(tmp_path / "suite", tmp_path / "pred", tmp_path / "board", config)
+    assert not scored.exists() and (tmp_path / "board" / "scores" / "splatworld" / "tiny-return.json").exists()
+
+
+def test_return_protocol_forks_match_observing_up_to_each_reappearance(episode):
+    """Each fork of imagine_returns (one observation of the episode, shared by two model variants)
+    draws exactly what a world that observed frames [0, b) alone imagines at c."""
+    from splatworld.imagination import imagine_returns
+
+    memory = SceneMemory(agent_label=episode.agent_label)
+    worlds = [WorldModel(memory, make_model("static"), backend="cpu"),
+              WorldModel(memory, make_model("static"), backend="cpu", forget_after=0.1)]
+    queries = [(40, 44), (20, 21), (40, 40)]
+    forks = dict(imagine_returns(worlds, episode, queries))
+    assert sorted(forks) == [0, 1, 2] and memory.frame_count == 40  # observed once, up to the last b
+    for q, (b, c) in enumerate(queries):
+        alone = WorldModel(SceneMemory(agent_label=episode.agent_label), make_model("static"), backend="cpu")
+        alone.observe(episode, b)
+        *_, expected = alone.imagine((episode.info(i), episode.camera(i)) for i in range(b, c + 1))
+        assert forks[q][0].index == c and np.array_equal(forks[q][0].rgb, expected.rgb)
+        assert np.array_equal(forks[q][0].instances, expected.instances)
+    assert (forks[0][1].instances == 0).all() or len(np.unique(forks[0][1].instances)) < \
+        len(np.unique(forks[0][0].instances))  # the forgetful variant draws fewer objects
+    with pytest.raises(SplatworldError, match="past b=10"):
+        next(imagine_returns(worlds, episode, [(10, 12)]))

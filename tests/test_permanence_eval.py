@@ -328,3 +328,39 @@ def test_event_classes_still_and_moved():
     assert [e["class"] for e in hide_events(objects, cameras, 10.0, observed_until=5)] == ["still", "moved", "still"]
     # observed only up to frame 1: the third object was 2 cm away at the last observed frame
     assert [e["class"] for e in hide_events(objects, cameras, 10.0, observed_until=2)] == ["still", "moved", "moved"]
+
+
+# ------------------------------------------------------------------ the return protocol
+def test_return_protocol_calibration(episodes, tmp_path):
+    """Ground truth as the prediction scores 1 on every score; the counterfactual frames (each event's
+    object erased) score 0; last_frame (frame b - 1, where the object is hidden) scores 0."""
+    from splatworld.evaluation.baselines import last_frame_returns
+    from splatworld.evaluation.returns import ReturnWriter, evaluate_returns, return_events
+    from splatworld.scene.episode import Episode
+
+    gt = Episode(episodes[0])
+    events = return_events(gt)
+    assert [(e["name"], e["reappears"], e["scored_at"], e["class"]) for e in events] == [
+        ("obj0", 25, 25, "still"), ("obj0", 35, 35, "still"), ("obj1", 35, 35, "still")]
+    truth, erased = ReturnWriter(tmp_path / "truth"), ReturnWriter(tmp_path / "erased")
+    counterfactual = {(e["id"], e["scored_at"]): e["counterfactual"] for e in gt.ground_truth()["events"]}
+    for n, e in enumerate(events):
+        frame = gt[e["scored_at"]]
+        truth.write(n, frame.rgb, frame.instances)
+        label = gt.ground_truth()["objects"][e["object"]]["labels"][e["scored_at"]]
+        without = imageio.imread(gt.path / counterfactual[e["id"], e["scored_at"]]["file_path"])
+        erased.write(n, without, np.where(frame.instances == label, 0, frame.instances))
+    config = EvaluationConfig(workers=1, progress=False)
+    perfect = evaluate_returns(gt.path, truth.close(), config)
+    assert (perfect["opr_all"], perfect["opr_rgb"], perfect["permanence"]["presence_all"]) == (1.0, 1.0, 1.0)
+    gone = evaluate_returns(gt.path, erased.close(), config)
+    assert (gone["opr_all"], gone["opr_rgb"], gone["permanence"]["presence_all"]) == (0.0, 0.0, 0.0)
+    queries = [(e["reappears"], e["scored_at"]) for e in events]
+    copied = evaluate_returns(gt.path, last_frame_returns(gt, queries, tmp_path / "last", progress=False), config)
+    assert (copied["opr_all"], copied["opr_rgb"]) == (0.0, 0.0)
+    assert copied["permanence"]["classes"]["still"]["events"] == 3
+    from splatworld.evaluation.predictions import PredictionError
+
+    (tmp_path / "last" / "000002.png").unlink()
+    with pytest.raises(PredictionError, match="2 frames, expected 3 .one per event"):
+        evaluate_returns(gt.path, tmp_path / "last", config)

@@ -1,0 +1,55 @@
+"""The permanence suite end to end (`splatworld benchmark`), then the issue's bars from its leaderboard.
+
+    python benchmarks/permanence_suite.py OUT [key=value ...]     (overrides of `splatworld benchmark`)
+
+Runs (or resumes) the suite into OUT, then prints per protocol: the OPR_rgb / OPR agreement over
+the events of all four models, each model's mean-rate difference, and the baselines' OPR on `still`
+events hidden more than 10 s. The peer of every figure is the mask verdict measured on the same
+events. Last line: ``agreement=... max_rate_gap=... baseline_still_over_10s_max=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from splatworld.jobs.benchmark import run_benchmark
+from splatworld.jobs.config import load_config
+
+LONG_BINS = ("<=60s", "<=300s", ">300s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    board = run_benchmark(load_config("benchmark", [f"out={args.out}", *args.overrides]))
+    minutes = (time.perf_counter() - started) / 60
+    agree = total = 0
+    gaps, baseline = [], []
+    for model, by_protocol in board.items():
+        for protocol, entry in by_protocol.items():
+            a, classes = entry["agreement"], entry["permanence"]["classes"]["all"]
+            agree += a["mask_yes_rgb_yes"] + a["mask_no_rgb_no"]
+            total += a["events"]
+            if classes["opr"] is not None and classes["opr_rgb"] is not None:
+                gaps.append(abs(classes["opr"] - classes["opr_rgb"]))
+                print(f"{model:>13} {protocol:>11}: OPR {classes['opr']:.3f} OPR_rgb {classes['opr_rgb']:.3f} "
+                      f"(agreement {a['agreement']:.3f} over {a['events']} events)")
+            if model in ("last_frame", "memoryless"):
+                bins = entry["permanence"]["bins"]["still"]
+                events = sum(bins[b]["opr_events"] for b in LONG_BINS)
+                hits = sum(round(bins[b]["opr"] * bins[b]["opr_events"]) for b in LONG_BINS if bins[b]["opr"] is not None)
+                rate = hits / events if events else float("nan")
+                baseline.append(rate)
+                print(f"{model:>13} {protocol:>11}: OPR on still events hidden > 10 s {rate:.3f} ({events} events)")
+    print(f"suite run in {minutes:.1f} min")
+    print(f"agreement={agree / total if total else float('nan'):.4f} events={total} "
+          f"max_rate_gap={max(gaps, default=float('nan')):.4f} "
+          f"baseline_still_over_10s_max={max(baseline, default=float('nan')):.4f} minutes={minutes:.1f}")
+
+
+if __name__ == "__main__":
+    main()
