@@ -150,7 +150,9 @@ def run_benchmark(cfg: DictConfig) -> dict:
         export_suite(suite_episodes(cfg, out / "episodes"), suite, cfg.observe_seconds, cfg.progress)
     tasks = [t for t in load_suite(suite)["tasks"] if t["protocol"] in cfg.protocols]
     predictions = out / "predictions"
-    paths = [suite / "tasks" / t["id"] for t in tasks]
+    longest_first = sorted(tasks, key=lambda t: -t["observe_until"] - (t["frames"] if t["protocol"] == "imagination"
+                                                                         else 0))  # for even packing
+    paths = [suite / "tasks" / t["id"] for t in longest_first]
     if cfg.workers <= 1:
         for path in paths:
             print(f"predicting {path.name}")
