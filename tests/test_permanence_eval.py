@@ -15,7 +15,7 @@ from splatworld.scene import Cameras
 from splatworld.evaluation.evaluate import EvaluationConfig, evaluate_prediction
 from splatworld.evaluation.image import depth_abs_rel, revisited_frames, ssim, ssim_map
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
-from splatworld.evaluation.permanence import permanence_rate, tau_bin
+from splatworld.evaluation.permanence import mask_scores, opr_rgb_verdict, permanence_rate, tau_bin
 from splatworld.evaluation.report import evaluate
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import EpisodeWriter
@@ -364,3 +364,77 @@ def test_return_protocol_calibration(episodes, tmp_path):
     (tmp_path / "last" / "000002.png").unlink()
     with pytest.raises(PredictionError, match="2 frames, expected 3 .one per event"):
         evaluate_returns(gt.path, tmp_path / "last", config)
+
+
+# ------------------------------------------------------------------ calibration on a simulated episode
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from splatworld.jobs.config import load_config
+    from splatworld.scene.episode import Episode
+    from splatworld.sim.generate import generate_episode
+
+    out = tmp_path_factory.mktemp("sim") / "ep"
+    return Episode(generate_episode(load_config("generate", [f"out={out}", "progress=false", "width=96", "height=96",
+                                                             "scenario=occlusion", "seconds=20", "seed=0"])))
+
+
+def test_ground_truth_as_the_prediction_scores_one_in_both_classes(simulated, tmp_path):
+    """The held-out episode's own frames [k, T), with its labels as one consistent track per object,
+    score 1.0 on OPR, presence and OPR_rgb for `still` and `moved` events alike."""
+    k = 50
+    truth = simulated.ground_truth()["objects"]
+    writer = EpisodeWriter(tmp_path / "truth", simulated.camera(0), simulated.fps)
+    for i in range(k, len(simulated)):
+        frame = simulated[i]
+        writer.write(frame.rgb, frame.info.transform_matrix, frame.info.time, instances=frame.instances)
+    tracks = {"objects": [{"id": o["id"], "poses": o["poses"][k:], "labels": o["labels"][k:]} for o in truth]}
+    r = evaluate_prediction(simulated.path, writer.close(tracks=tracks), EvaluationConfig(workers=1, progress=False))
+    classes = r["permanence"]["classes"]
+    assert classes["still"]["events"] >= 1 and classes["moved"]["events"] >= 1
+    for group in ("still", "moved"):
+        assert (classes[group]["opr"], classes[group]["presence"], classes[group]["opr_rgb"]) == (1.0, 1.0, 1.0)
+    assert r["hidden_state"]["success_2cm"] == 1.0
+
+
+def test_counterfactual_frames_erase_exactly_their_object(simulated):
+    """The generator's counterfactual frame differs from the true frame only on the object's own
+    pixels, and as a prediction it scores 0 on that object by OPR_rgb."""
+    from splatworld.evaluation.permanence import opr_rgb_verdict
+
+    truth = simulated.ground_truth()
+    objects = {o["id"]: o for o in truth["objects"]}
+    scored = [e for e in truth["events"] if "counterfactual" in e]
+    assert scored
+    for e in scored:
+        c, frame = e["scored_at"], simulated[e["scored_at"]]
+        without = imageio.imread(simulated.path / e["counterfactual"]["file_path"])
+        differs = imageio.imread(simulated.path / e["counterfactual"]["mask_file_path"]) > 0
+        own = frame.instances == objects[e["id"]]["labels"][c]
+        assert np.array_equal(differs, own) and np.array_equal((frame.rgb != without).any(-1), differs)
+        assert opr_rgb_verdict(without, frame.rgb, without, differs) in (False, None)
+        assert opr_rgb_verdict(frame.rgb, frame.rgb, without, differs) in (True, None)
+
+
+def test_opr_rgb_leaves_out_events_of_too_few_pixels():
+    truth = np.zeros((40, 40, 3), np.uint8)
+    truth[20, 20] = 255  # one pixel differs: 7 x 7 = 49 once dilated
+    without = np.zeros_like(truth)
+    differs = (truth != without).any(-1)
+    assert opr_rgb_verdict(truth, truth, without, differs) is True
+    assert opr_rgb_verdict(truth, truth, without, differs, min_pixels=50) is None
+    # a tie (the prediction as far from both) is not presence
+    half = np.full_like(truth, 0)
+    assert opr_rgb_verdict(half, truth, truth, differs) is False
+
+
+def test_presence_hand_cases():
+    true = np.zeros((60, 80), bool)
+    true[10:14, 10:14] = True  # centroid (11.5, 11.5)
+    assert mask_scores(true, true) == {"iou": 1.0, "presence": True}
+    assert mask_scores(true, np.roll(true, 25, axis=1)) == {"iou": 0.0, "presence": True}  # 25 px: present
+    assert mask_scores(true, np.roll(true, 26, axis=1))["presence"] is False
+    assert mask_scores(true, None) == {"iou": 0.0, "presence": False}
+    assert mask_scores(true, np.zeros_like(true)) == {"iou": 0.0, "presence": False}
+    half = np.zeros_like(true)
+    half[10:14, 12:16] = True  # 8 of 24 pixels shared
+    assert mask_scores(true, half)["iou"] == pytest.approx(8 / 24)
