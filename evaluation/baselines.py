@@ -26,7 +26,8 @@ from splatworld.evaluation.returns import ReturnWriter
 from splatworld.imagination import PROTOCOLS
 from splatworld.memory import SceneMemory
 from splatworld.progress import progress_bar
-from splatworld.scene.episode import Episode, EpisodeWriter
+from splatworld.scene.episode import Episode
+from splatworld.scene.episode_writer import EpisodeWriter
 
 
 

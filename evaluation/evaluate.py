@@ -1,9 +1,10 @@
 """Score a predicted episode against its ground truth: object permanence, hidden state, identity,
 revisit fidelity, drift and Physics-IQ motion scores.
 
-Inputs are two directories in the episode format. The prediction's frames are matched to ground-truth
-frames by time (an imagined episode holds frames ``[k, T)``). RGB alone is enough for the image
-metrics; predicted ``instances/`` with ``tracks.json`` (or with ``instance_ids_consistent``) unlock
+The ground truth is an episode directory; the prediction an episode directory (frames matched to
+ground-truth frames by time: an imagined episode holds frames ``[k, T)``), a folder of frames or an
+mp4 (:mod:`splatworld.evaluation.predictions`). RGB alone is enough for the image metrics and
+OPR_rgb; predicted ``instances/`` with ``tracks.json`` (or with ``instance_ids_consistent``) unlock
 permanence and identity, and ``tracks.json`` poses the hidden-state error. A metric that cannot be
 computed is reported as None with the reason under ``not_available``, never as 0.
 
@@ -12,8 +13,12 @@ Definitions (all over the predicted frames):
 - *matching*: a ground-truth object and a predicted id co-occur in a frame when their masks have
   IoU >= 0.5; one global Hungarian assignment maximises co-occurrences (the IDF1 matching), and
   every metric below uses it.
-- *OPR(tau)*: per hide-and-reappear event (:mod:`splatworld.evaluation.events`), success when the
-  matched predicted mask has IoU >= 0.5 with the true mask at the event's scoring frame.
+- *OPR(tau)*: per hide-and-reappear event (:mod:`splatworld.scene.events`; class ``still`` or
+  ``moved`` with respect to the first predicted frame), success when the matched predicted mask has
+  IoU >= 0.5 with the true mask at the event's scoring frame; *presence*: that mask is non-empty
+  with its centroid within 25 px of the true one's; *OPR_rgb*: from RGB alone, the predicted frame is
+  closer to the true frame than to its counterfactual (the object removed) over the object's
+  footprint (:mod:`splatworld.evaluation.permanence`).
 - *hidden-state error*: in every frame where an object is hidden (after it was first seen), the
   distance between the true position and the matched track's position, after one constant
   object-frame alignment per track fitted on the frames where the object is visible
@@ -34,36 +39,31 @@ Definitions (all over the predicted frames):
 
 from __future__ import annotations
 
-import multiprocessing
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v2 as imageio
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from splatworld.errors import ConfigError, EpisodeFormatError
-from splatworld.scene.events import hide_events, substantially_visible
+from splatworld.errors import ConfigError
+from splatworld.evaluation.frames import fit_frame, frame_pairs, run_frames
 from splatworld.evaluation.identity import identity_metrics
-from splatworld.evaluation.image import depth_abs_rel, mse, psnr_of_mse, revisited_frames, ssim_means
-from splatworld.evaluation.predictions import as_episode, prediction_kind
+from splatworld.evaluation.image import psnr_of_mse, revisited_frames
 from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
 from splatworld.evaluation.permanence import (
     RGB_MIN_PIXELS,
-    TAU_BINS,
-    dilated,
-    mask_scores,
-    opr_rgb_verdict,
+    counterfactual_frames,
     permanence_rate,
+    score_event,
     tau_bin,
 )
 from splatworld.evaluation.poses import fit_alignment
+from splatworld.evaluation.predictions import as_episode, prediction_kind
 from splatworld.progress import progress_bar
 from splatworld.scene.cameras import Cameras
-from splatworld.scene.episode import Episode, Frame
+from splatworld.scene.episode import Episode
+from splatworld.scene.events import hide_events, substantially_visible
 from splatworld.scene.transforms import pose_to_matrix
 
 DELTA_BINS = ((10.0, "<=10s"), (60.0, "<=60s"), (300.0, "<=300s"), (float("inf"), ">300s"))
@@ -95,83 +95,7 @@ class EvaluationConfig:
     resize: bool = False
 
 
-# ------------------------------------------------------------------ per-frame work (in workers)
-_OPEN: dict = {}
-
-
-def _open(gt_path: str, pred_path: str) -> None:
-    torch.set_num_threads(1)  # the pool is the parallelism
-    _OPEN.update(gt=Episode(gt_path, check_files=False), pred=Episode(pred_path, check_files=False))
-
-
-def fit_frame(frame: Frame, width: int, height: int) -> Frame:
-    """The predicted frame at the ground truth's size (bilinear RGB, nearest depth and labels)."""
-    if frame.rgb.shape[:2] == (height, width):
-        return frame
-    rgb = torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float()
-    rgb = F.interpolate(rgb, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    nearest = lambda a: None if a is None else F.interpolate(  # noqa: E731
-        torch.from_numpy(a.astype(np.float64))[None, None], size=(height, width), mode="nearest")[0, 0].numpy()
-    instances = nearest(frame.instances)
-    return Frame(frame.info, frame.camera, rgb[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy(),
-                 None if frame.depth is None else nearest(frame.depth).astype(np.float32),
-                 None if instances is None else instances.astype(np.int64))
-
-
-def _frame_task(task: tuple) -> dict:
-    """Scores of predicted frame ``i`` against ground-truth frame ``m``, or (``kind == 'self'``)
-    of predicted frame ``i`` against predicted frame ``j`` on both truths' static pixels."""
-    kind, i, m, j, mj = task
-    gt_ep, pred_ep = _OPEN["gt"], _OPEN["pred"]
-    truth, pred = gt_ep[m], fit_frame(pred_ep[i], gt_ep.width, gt_ep.height)
-    static = None if truth.instances is None else truth.instances == 0
-    if kind == "self":
-        other = fit_frame(pred_ep[j], gt_ep.width, gt_ep.height)
-        if static is not None:
-            static = static & (gt_ep[mj].instances == 0)
-        return {"mse": mse(pred.rgb, other.rgb, static),
-                "ssim": ssim_means(pred.rgb, other.rgb, [static], torch.float32)[0]}
-    ssim_all, ssim_static = ssim_means(pred.rgb, truth.rgb, [None, static], torch.float32)
-    out = {"mse": mse(pred.rgb, truth.rgb), "mse_static": mse(pred.rgb, truth.rgb, static),
-           "ssim": ssim_all, "ssim_static": ssim_static,
-           "abs_rel": float("nan") if truth.depth is None or pred.depth is None else depth_abs_rel(pred.depth,
-                                                                                                   truth.depth)}
-    if truth.instances is not None and pred.instances is not None:
-        g, p = truth.instances.ravel(), pred.instances.ravel()
-        either = (g != 0) | (p != 0)  # most pixels are static in both: no need to count them
-        keys, counts = np.unique(g[either] * 65536 + p[either], return_counts=True)
-        out["joint"] = np.stack([keys // 65536, keys % 65536, counts], axis=1)
-    return out
-
-
-def _run(tasks: list[tuple], gt: Episode, pred: Episode, config: EvaluationConfig, desc: str) -> list[dict]:
-    bar = dict(total=len(tasks), desc=desc, unit="frame", disable=not config.progress)
-    if config.workers <= 1 or len(tasks) < 64:
-        _open(str(gt.path), str(pred.path))
-        return [_frame_task(t) for t in progress_bar(tasks, **bar)]
-    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_open,
-                             initargs=(str(gt.path), str(pred.path))) as pool:
-        return list(progress_bar(pool.map(_frame_task, tasks, chunksize=16), **bar))
-
-
 # ------------------------------------------------------------------ assembling the metrics
-def _frame_map(gt: Episode, pred: Episode) -> np.ndarray:
-    """Ground-truth frame index of each predicted frame, matched by time (within half a frame)."""
-    gt_times = np.array([gt.info(i).time for i in range(len(gt))])
-    out = np.empty(len(pred), dtype=np.int64)
-    for i in range(len(pred)):
-        t = pred.info(i).time
-        m = int(np.clip(np.searchsorted(gt_times, t), 0, len(gt) - 1))
-        if m > 0 and abs(gt_times[m - 1] - t) < abs(gt_times[m] - t):
-            m -= 1
-        if abs(gt_times[m] - t) > 0.5 / gt.fps:
-            raise EpisodeFormatError(pred.path / "transforms.json", f"time {t:.4f} s has no ground-truth frame in "
-                                     f"{gt.path} (nearest {gt_times[m]:.4f} s)", frame=i, key="time")
-        out[i] = m
-    return out
-
-
 def _predicted_ids(pred: Episode, results: list[dict]) -> tuple[list, list[dict] | None, str | None]:
     """The predicted object ids, per frame ``{label: id index}``, or the reason there are none."""
     if not pred.has_instances:
@@ -282,32 +206,6 @@ def _drift(results, times, drop_db) -> dict:
             "half_life_s": float(below[0]) if len(below) else None}
 
 
-def counterfactual_frames(truth: dict) -> tuple[dict, str | None]:
-    """``{(object id, scored_at): counterfactual entry}`` of a ``ground_truth.json``, or the reason
-    there are none."""
-    if "events" not in truth:
-        return {}, "the ground truth has no counterfactual frames (an episode generated before they were written)"
-    return {(e["id"], e["scored_at"]): e["counterfactual"] for e in truth["events"] if "counterfactual" in e}, None
-
-
-def score_event(label: int, truth: Frame, pred: Frame, pred_mask, counterfactual: dict | None, root: Path) -> dict:
-    """The scores of one event at its scoring frame: ``iou`` and ``presence``
-    (:func:`~splatworld.evaluation.permanence.mask_scores` of ``pred_mask``, the predicted mask of
-    the object's matched id, None if it matched none; ``False``: the prediction has no masks, so
-    both are None) and ``opr_rgb`` (:func:`~splatworld.evaluation.permanence.opr_rgb_verdict`
-    against the ``counterfactual`` entry of the ground truth under ``root``; None without one),
-    with ``opr_rgb_pixels``, the pixels that decided it."""
-    out = {"iou": None, "presence": None, "opr_rgb": None}
-    if pred_mask is not False and truth.instances is not None:
-        out.update(mask_scores(truth.instances == label, pred_mask))
-    if counterfactual is not None:
-        without = imageio.imread(root / counterfactual["file_path"])
-        differs = imageio.imread(root / counterfactual["mask_file_path"]) > 0
-        out["opr_rgb_pixels"] = int(dilated(differs).sum())
-        out["opr_rgb"] = opr_rgb_verdict(pred.rgb, truth.rgb, without, differs)
-    return out
-
-
 def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = EvaluationConfig(),
                         observe_until: int | None = None) -> dict:
     """All metrics of the prediction at ``pred_path`` against the ground truth at ``gt_path``.
@@ -339,11 +237,11 @@ def evaluate_prediction(gt_path, pred_path, config: EvaluationConfig = Evaluatio
 def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> dict:
     truth = gt.ground_truth()
     objects = truth["objects"] if truth else []
-    frame_map = _frame_map(gt, pred)
+    frame_map = frame_pairs(gt, pred)
     times = [pred.info(i).time for i in range(len(pred))]
     not_available = {}
     index_of = {int(m): i for i, m in enumerate(frame_map)}  # ground-truth frame -> predicted frame
-    results = _run([("gt", i, int(m), None, None) for i, m in enumerate(frame_map)], gt, pred, config, "score")
+    results = run_frames([("gt", i, int(m), None, None) for i, m in enumerate(frame_map)], gt, pred, config.workers, config.progress, "score")
 
     gt_c2w = np.stack([gt.info(i).transform_matrix for i in range(len(gt))])
     pred_c2w = np.stack([pred.info(i).transform_matrix for i in range(len(pred))])
@@ -436,8 +334,8 @@ def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> d
     versus_truth = [(gt_times[k] - gt_times[j], results[index_of[k]]["mse_static"],
                      results[index_of[k]]["ssim_static"]) for k, j in pairs]
     self_pairs = revisited_frames(pred_c2w, 1, config.revisit_distance, config.revisit_angle_deg, must_leave=True)
-    self_scores = _run([("self", k, int(frame_map[k]), j, int(frame_map[j])) for k, j in self_pairs], gt, pred,
-                       config, "self-consistency") if self_pairs else []
+    self_scores = run_frames([("self", k, int(frame_map[k]), j, int(frame_map[j])) for k, j in self_pairs], gt, pred,
+                             config.workers, config.progress, "self-consistency") if self_pairs else []
     report["revisit"] = {"versus_truth": _binned(versus_truth, DELTA_BINS),
                          "self_consistency": _binned([(times[k] - times[j], s["mse"], s["ssim"])
                                                       for (k, j), s in zip(self_pairs, self_scores)], DELTA_BINS)}

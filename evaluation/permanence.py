@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import imageio.v2 as imageio
 import numpy as np
 from scipy import ndimage
 
 from splatworld.evaluation.identity import identity_metrics
+from splatworld.scene.episode import Frame
 
 
 def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_tolerance: float = 1e-3,
@@ -166,3 +170,29 @@ def permanence_rate(events: list[dict], min_iou: float = 0.5) -> dict:
     return {"opr_all": overall["opr"], "presence_all": overall["presence"], "opr_rgb_all": overall["opr_rgb"],
             "mean_iou_all": overall["mean_iou"], "events": overall["events"],
             "classes": {g: cell(group(g)) for g in GROUPS}, "bins": bins}
+
+
+def counterfactual_frames(truth: dict) -> tuple[dict, str | None]:
+    """``{(object id, scored_at): counterfactual entry}`` of a ``ground_truth.json``, or the reason
+    there are none."""
+    if "events" not in truth:
+        return {}, "the ground truth has no counterfactual frames (an episode generated before they were written)"
+    return {(e["id"], e["scored_at"]): e["counterfactual"] for e in truth["events"] if "counterfactual" in e}, None
+
+
+def score_event(label: int, truth: Frame, pred: Frame, pred_mask, counterfactual: dict | None, root: Path) -> dict:
+    """The scores of one event at its scoring frame: ``iou`` and ``presence``
+    (:func:`mask_scores` of ``pred_mask``, the predicted mask of
+    the object's matched id, None if it matched none; ``False``: the prediction has no masks, so
+    both are None) and ``opr_rgb`` (:func:`opr_rgb_verdict`
+    against the ``counterfactual`` entry of the ground truth under ``root``; None without one),
+    with ``opr_rgb_pixels``, the pixels that decided it."""
+    out = {"iou": None, "presence": None, "opr_rgb": None}
+    if pred_mask is not False and truth.instances is not None:
+        out.update(mask_scores(truth.instances == label, pred_mask))
+    if counterfactual is not None:
+        without = imageio.imread(root / counterfactual["file_path"])
+        differs = imageio.imread(root / counterfactual["mask_file_path"]) > 0
+        out["opr_rgb_pixels"] = int(dilated(differs).sum())
+        out["opr_rgb"] = opr_rgb_verdict(pred.rgb, truth.rgb, without, differs)
+    return out

@@ -19,7 +19,8 @@ import imageio.v2 as imageio
 import numpy as np
 
 from splatworld.errors import EpisodeFormatError
-from splatworld.scene.episode import Episode, EpisodeWriter
+from splatworld.scene.episode import Episode
+from splatworld.scene.episode_writer import EpisodeWriter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4",)

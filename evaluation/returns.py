@@ -21,8 +21,9 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
-from splatworld.evaluation.evaluate import EvaluationConfig, counterfactual_frames, fit_frame, score_event
-from splatworld.evaluation.permanence import permanence_rate, tau_bin
+from splatworld.evaluation.evaluate import EvaluationConfig
+from splatworld.evaluation.frames import fit_frame
+from splatworld.evaluation.permanence import counterfactual_frames, permanence_rate, score_event, tau_bin
 from splatworld.evaluation.predictions import PredictionError, prediction_kind, read_frames
 from splatworld.progress import progress_bar
 from splatworld.scene.cameras import Cameras

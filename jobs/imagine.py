@@ -35,7 +35,8 @@ from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldMo
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter
-from splatworld.scene.episode import Episode, EpisodeWriter
+from splatworld.scene.episode import Episode
+from splatworld.scene.episode_writer import EpisodeWriter
 
 RESUME_FILE = "resume.pt"
 

@@ -27,7 +27,8 @@ from omegaconf import DictConfig
 
 from splatworld.errors import ConfigError
 from splatworld.progress import progress_bar
-from splatworld.scene.episode import DEFAULT_AGENT_LABEL, EpisodeWriter
+from splatworld.scene.episode import DEFAULT_AGENT_LABEL
+from splatworld.scene.episode_writer import EpisodeWriter
 from splatworld.scene.cameras import Cameras
 from splatworld.scene.events import hide_events
 from splatworld.sim.camera_path import CameraPath

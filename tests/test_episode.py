@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 from splatworld.jobs.config import load_config
 from splatworld.errors import ConfigError, EpisodeFormatError
 from splatworld.scene import Camera, look_at
-from splatworld.scene.episode import Episode, EpisodeWriter
+from splatworld.scene.episode import Episode
+from splatworld.scene.episode_writer import EpisodeWriter
 from splatworld.scene.transforms import pose_to_matrix
 from splatworld.sim.generate import build_tabletop, generate_episode
 from splatworld.sim.policies import PUSHER_REACH, ScriptedPushPolicy, executed_action

@@ -18,7 +18,7 @@ from splatworld.evaluation.motion import frame_mse, motion_masks, motion_scores
 from splatworld.evaluation.permanence import mask_scores, opr_rgb_verdict, permanence_rate, tau_bin
 from splatworld.evaluation.report import evaluate
 from splatworld.scene import Camera, look_at
-from splatworld.scene.episode import EpisodeWriter
+from splatworld.scene.episode_writer import EpisodeWriter
 
 
 # ------------------------------------------------------------------ image metrics
