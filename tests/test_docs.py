@@ -33,11 +33,15 @@ def test_readme_is_short_and_links_every_page():
 def test_documented_commands_compose(page, command):
     """Every ``splatworld`` line composes its packaged config with exactly those overrides (an
     unknown key or scenario raises); every script it names exists."""
+    from splatworld.cli import COMMANDS
+
     words = command.split()
     if words[0].endswith("splatworld"):
         name, overrides = words[1], words[2:]
-        load_config(name.replace("-", "_"), overrides)
-    elif words[0] == "bash":
+        if overrides and f"{name} {overrides[0]}" in COMMANDS:  # a sub-command: `benchmark export ...`
+            name, overrides = f"{name} {overrides[0]}", overrides[1:]
+        load_config(COMMANDS[name][0], overrides)
+    elif words[0] in ("bash", "python"):
         assert (ROOT / words[1]).is_file(), words[1]
     elif words[0].endswith("torchrun"):
         module = words[words.index("-m") + 1]
@@ -83,6 +87,30 @@ def test_examples_run(tmp_path):
     planned = subprocess.run([sys.executable, str(ROOT / "examples" / "own_planner.py")], check=True,
                              capture_output=True, text=True)
     assert "best of 512 sequences" in planned.stdout
+
+
+def test_outside_model_example_takes_part_in_the_benchmark(tmp_path):
+    """docs/benchmark.md's worked example: last_frame written as mp4s by examples/last_frame_mp4.py
+    from a suite's task folders alone, then scored."""
+    import subprocess
+    import sys
+
+    from splatworld.evaluation.evaluate import EvaluationConfig
+    from splatworld.evaluation.suite import export_suite, score_suite
+    from splatworld.sim.generate import generate_episode
+
+    episode = generate_episode(load_config("generate", [f"out={tmp_path / 'ep'}", "scenario=occlusion", "seconds=20",
+                                                        "seed=0", "width=96", "height=96", "progress=false"]))
+    export_suite({"small": episode}, tmp_path / "suite", observe_seconds=5, progress=False)
+    subprocess.run([sys.executable, str(ROOT / "examples" / "last_frame_mp4.py"), str(tmp_path / "suite"),
+                    str(tmp_path / "predictions")], check=True, capture_output=True)
+    assert len(list((tmp_path / "predictions" / "last_frame").glob("*.mp4"))) == 2
+    board = score_suite(tmp_path / "suite", tmp_path / "predictions", tmp_path / "board",
+                        EvaluationConfig(workers=1, progress=False))
+    imagination, returns = board["last_frame"]["imagination"], board["last_frame"]["return"]
+    assert imagination["tasks"] == returns["tasks"] == 1
+    assert returns["permanence"]["events"] == 4 and returns["permanence"]["opr_all"] is None  # RGB alone
+    assert returns["permanence"]["opr_rgb_all"] is not None
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")))
