@@ -268,7 +268,7 @@ def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> d
         identity = identity_metrics(gt_labels, pred_labels)
         assignment = identity.pop("assignment")
         minutes = report["seconds"] / 60
-        visible = np.array([[substantially_visible(o, int(m), cameras) for m in frame_map] for o in objects]) \
+        visible = np.array([substantially_visible(o, frame_map, cameras) for o in objects]) \
             .reshape(len(objects), len(frame_map))
         vanishings = sum(_runs(visible[g] & (pred_area[p] == 0)) for g, p in assignment.items())
         spurious = sum(1 for p in range(len(ids)) if pred_area[p].any() and p not in assignment.values())

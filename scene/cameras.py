@@ -41,8 +41,13 @@ def in_image(uv, z, width: int, height: int):
 
 
 def _world_to_camera(viewmat: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Points in camera coordinates: one camera ``viewmat [4, 4]`` for all ``points [..., 3]``, or one
+    per leading entry (``viewmat [F, 4, 4]``, ``points [F, ..., 3]``)."""
     vm = viewmat.to(points.dtype)
-    return points @ vm[:3, :3].T + vm[:3, 3]
+    if vm.ndim == 2:
+        return points @ vm[:3, :3].T + vm[:3, 3]
+    flat = points.reshape(points.shape[0], -1, 3)
+    return (flat @ vm[:, :3, :3].transpose(1, 2) + vm[:, None, :3, 3]).reshape(points.shape)
 
 
 def _project(viewmat: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
@@ -190,13 +195,16 @@ class Cameras:
     def __getitem__(self, index: int) -> Camera:
         return replace(self.intrinsics, viewmat=self.viewmats[index])
 
-    def project(self, index: int, points) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(self, index, points) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel coordinates ``[..., 2]`` and z-depth ``[...]`` of world points ``[..., 3]`` (array-like)
-        in camera ``index``."""
+        in camera ``index``; or, with ``index`` a sequence of ``F`` cameras, of points ``[F, ..., 3]``
+        each in its own camera (one batched product, not a loop over frames)."""
         k = self.intrinsics
+        index = index if isinstance(index, int) else torch.as_tensor(index, dtype=torch.long)
         return _project(self.viewmats[index], k.fx, k.fy, k.cx, k.cy, torch.as_tensor(points, dtype=torch.float64))
 
-    def in_image(self, index: int, points) -> torch.Tensor:
-        """bool ``[...]``: world points ``[..., 3]`` in front of camera ``index`` that project inside the image."""
+    def in_image(self, index, points) -> torch.Tensor:
+        """bool ``[...]``: world points ``[..., 3]`` in front of camera ``index`` (or of each camera of
+        a sequence, as in :meth:`project`) that project inside the image."""
         uv, z = self.project(index, points)
         return in_image(uv, z, self.intrinsics.width, self.intrinsics.height)

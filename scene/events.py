@@ -29,19 +29,22 @@ UNTOUCHED = 0.01  # m: an object that moved less than this while hidden was not 
 _CORNERS = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 
 
-def substantially_visible(obj: dict, frame: int, cameras: Cameras) -> bool:
-    """Whether ground-truth object ``obj`` is well in sight at ``frame``: it has visible pixels, at
-    least half of its in-image silhouette is unoccluded (``visible_fraction``, when recorded) and
-    its whole box (``extent`` about its pose, when recorded) projects inside the image."""
-    if obj["labels"][frame] == 0:
-        return False
-    if "visible_fraction" in obj and obj["visible_fraction"][frame] < 0.5:
-        return False
-    if "extent" in obj:
-        pose = pose_to_matrix(torch.tensor(obj["poses"][frame], dtype=torch.float64)).numpy()
-        corners = (_CORNERS * np.asarray(obj["extent"])) @ pose[:3, :3].T + pose[:3, 3]
-        return bool(cameras.in_image(frame, corners).all())
-    return True
+def substantially_visible(obj: dict, frames, cameras: Cameras) -> np.ndarray:
+    """Whether ground-truth object ``obj`` is well in sight at each of ``frames`` (bool ``[F]``): it
+    has visible pixels, at least half of its in-image silhouette is unoccluded (``visible_fraction``,
+    when recorded) and its whole box (``extent`` about its pose, when recorded) projects inside the
+    image (all frames in one batched projection)."""
+    frames = np.asarray(frames, dtype=np.int64)
+    out = np.asarray(obj["labels"])[frames] != 0
+    if "visible_fraction" in obj:
+        out &= np.asarray(obj["visible_fraction"])[frames] >= 0.5
+    if "extent" in obj and out.any():
+        chosen = frames[out]
+        poses = pose_to_matrix(torch.as_tensor(np.asarray(obj["poses"])[chosen], dtype=torch.float64)).numpy()
+        corners = np.einsum("kj,fij->fki", _CORNERS * np.asarray(obj["extent"]), poses[:, :3, :3]) \
+            + poses[:, None, :3, 3]
+        out[out] = cameras.in_image(chosen, corners).all(dim=1).numpy()
+    return out
 
 
 EVENT_CLASSES = ("still", "moved")
@@ -73,11 +76,12 @@ def hide_events(objects: list[dict], cameras: Cameras, fps: float, start: int = 
             hidden = (b - a - 1) / fps
             if b < start or b == a + 1 or hidden < min_hidden_seconds:
                 continue
-            in_view = [bool(cameras.in_image(int(t), centres[t])) for t in range(a + 1, b)]
+            in_view = cameras.in_image(np.arange(a + 1, b), centres[a + 1:b]).numpy()
             run_end = b
             while run_end + 1 < stop and labels[run_end + 1] != 0:
                 run_end += 1
-            scored = next((int(c) for c in range(b, run_end + 1) if substantially_visible(obj, c, cameras)), None)
+            well_seen = np.flatnonzero(substantially_visible(obj, np.arange(b, run_end + 1), cameras))
+            scored = int(b + well_seen[0]) if len(well_seen) else None
             at = b if scored is None else scored
             last_observed = b - 1 if observed_until is None else observed_until - 1
             moved = np.linalg.norm(centres[at] - centres[a])
