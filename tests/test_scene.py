@@ -225,3 +225,12 @@ def test_batched_cameras_project_as_each_camera_does():
         assert torch.equal(cameras.in_image(i, points), cam.in_image(torch.from_numpy(points)))
         assert 0 < int(cam.in_image(torch.from_numpy(points)).sum()) < 50  # some in, some out
         torch.testing.assert_close(cameras[i].viewmat, cam.viewmat, rtol=0, atol=1e-12)
+    # a sequence of cameras, each with its own points [F, N, 3]: the same as one camera at a time
+    per_frame = np.random.default_rng(1).uniform(-2.0, 2.0, (3, 7, 3))
+    uv, z = cameras.project([2, 0, 1], per_frame)
+    for row, i in enumerate([2, 0, 1]):
+        ref_uv, ref_z = cameras.project(i, per_frame[row])
+        torch.testing.assert_close(uv[row], ref_uv, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(z[row], ref_z, rtol=0, atol=1e-12)
+    assert torch.equal(cameras.in_image([0, 1, 2], per_frame[:, 0]),
+                       torch.stack([cameras.in_image(i, per_frame[i, 0]) for i in range(3)]))
