@@ -5,7 +5,7 @@
 Runs (or resumes) the suite into OUT, then prints per protocol: the OPR_rgb / OPR agreement over
 the events of all four models, each model's mean-rate difference, and the baselines' OPR on `still`
 events hidden more than 10 s. The peer of every figure is the mask verdict measured on the same
-events. Last line: ``agreement=... max_rate_gap=... baseline_still_over_10s_max=...``.
+events. Last line: ``agreement=... events=... agreement_with_presence=... max_rate_gap=... baseline_still_over_10s_max=...``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ def main() -> None:
     started = time.perf_counter()
     board = run_benchmark(load_config("benchmark", [f"out={args.out}", *args.overrides]))
     minutes = (time.perf_counter() - started) / 60
-    agree = total = 0
+    agree = total = agree_presence = total_presence = 0
     gaps, baseline = [], []
     for model, by_protocol in board.items():
         for protocol, entry in by_protocol.items():
             a, classes = entry["agreement"], entry["permanence"]["classes"]["all"]
             agree += a["mask_yes_rgb_yes"] + a["mask_no_rgb_no"]
             total += a["events"]
+            p = entry["agreement_with_presence"]
+            agree_presence += p["mask_yes_rgb_yes"] + p["mask_no_rgb_no"]
+            total_presence += p["events"]
             if classes["opr"] is not None and classes["opr_rgb"] is not None:
                 gaps.append(abs(classes["opr"] - classes["opr_rgb"]))
                 print(f"{model:>13} {protocol:>11}: OPR {classes['opr']:.3f} OPR_rgb {classes['opr_rgb']:.3f} "
@@ -47,6 +50,7 @@ def main() -> None:
                 print(f"{model:>13} {protocol:>11}: OPR on still events hidden > 10 s {rate:.3f} ({events} events)")
     print(f"suite run in {minutes:.1f} min")
     print(f"agreement={agree / total if total else float('nan'):.4f} events={total} "
+          f"agreement_with_presence={agree_presence / total_presence if total_presence else float('nan'):.4f} "
           f"max_rate_gap={max(gaps, default=float('nan')):.4f} "
           f"baseline_still_over_10s_max={max(baseline, default=float('nan')):.4f} minutes={minutes:.1f}")
 

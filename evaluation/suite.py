@@ -181,11 +181,13 @@ def score_suite(suite, predictions, out, config: EvaluationConfig = EvaluationCo
     return board
 
 
-def agreement(events: list[dict], min_iou: float = 0.5) -> dict:
-    """How often the RGB-only verdict (OPR_rgb) agrees with the mask verdict (OPR) on events that
-    have both: the confusion table and the agreement rate."""
-    both = [(e["iou"] >= min_iou, e["opr_rgb"]) for e in events
-            if e.get("iou") is not None and e.get("opr_rgb") is not None]
+def agreement(events: list[dict], reference: str = "opr", min_iou: float = 0.5) -> dict:
+    """How often the RGB-only verdict (OPR_rgb) agrees with a mask verdict (``reference``: ``opr``,
+    IoU >= ``min_iou``, or ``presence``) on events that have both: the confusion table and the
+    agreement rate."""
+    mask = (lambda e: e["iou"] >= min_iou) if reference == "opr" else (lambda e: e["presence"])  # noqa: E731
+    both = [(mask(e), e["opr_rgb"]) for e in events
+            if e.get(reference if reference == "presence" else "iou") is not None and e.get("opr_rgb") is not None]
     table = {"mask_yes_rgb_yes": sum(m and r for m, r in both), "mask_yes_rgb_no": sum(m and not r for m, r in both),
              "mask_no_rgb_yes": sum(r and not m for m, r in both), "mask_no_rgb_no": sum(not m and not r for m, r in both)}
     return {"events": len(both), **table,
@@ -202,7 +204,8 @@ def leaderboard(scores: dict[str, dict[str, dict]]) -> dict:
             chosen = [t for t in tasks.values() if t.get("protocol") == protocol]
             events = [e for t in chosen for e in t.get("events", []) if "opr_rgb" in e]
             board[model][protocol] = {"tasks": len(chosen), "permanence": permanence_rate(events),
-                                      "agreement": agreement(events)}
+                                      "agreement": agreement(events),
+                                      "agreement_with_presence": agreement(events, "presence")}
     return board
 
 
@@ -227,13 +230,14 @@ def leaderboard_markdown(board: dict) -> str:
                              f"{_pct(cell['opr_rgb'])} | " + " | ".join(
                                  f"{_pct(bins[b]['opr'])} / {_pct(bins[b]['opr_rgb'])} ({bins[b]['events']})"
                                  for _, b in TAU_BINS) + " |")
-        lines += ["", "OPR_rgb against mask OPR (events with both verdicts):", "",
-                  "| model | events | agree | mask yes, rgb yes | mask yes, rgb no | mask no, rgb yes | mask no, rgb no |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for model, by_protocol in board.items():
-            a = by_protocol[protocol]["agreement"]
-            lines.append(f"| {model} | {a['events']} | {_pct(a['agreement'])} | {a['mask_yes_rgb_yes']} | "
-                         f"{a['mask_yes_rgb_no']} | {a['mask_no_rgb_yes']} | {a['mask_no_rgb_no']} |")
+        for key, title in (("agreement", "mask OPR"), ("agreement_with_presence", "mask presence")):
+            lines += ["", f"OPR_rgb against {title} (events with both verdicts):", "",
+                      "| model | events | agree | mask yes, rgb yes | mask yes, rgb no | mask no, rgb yes | mask no, rgb no |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for model, by_protocol in board.items():
+                a = by_protocol[protocol][key]
+                lines.append(f"| {model} | {a['events']} | {_pct(a['agreement'])} | {a['mask_yes_rgb_yes']} | "
+                             f"{a['mask_yes_rgb_no']} | {a['mask_no_rgb_yes']} | {a['mask_no_rgb_no']} |")
         lines.append("")
     return "\n".join(lines)
 

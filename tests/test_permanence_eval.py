@@ -438,3 +438,15 @@ def test_presence_hand_cases():
     half = np.zeros_like(true)
     half[10:14, 12:16] = True  # 8 of 24 pixels shared
     assert mask_scores(true, half)["iou"] == pytest.approx(8 / 24)
+
+
+def test_agreement_of_rgb_and_mask_verdicts():
+    from splatworld.evaluation.suite import agreement
+
+    events = [{"iou": 0.6, "presence": True, "opr_rgb": True}, {"iou": 0.2, "presence": True, "opr_rgb": True},
+              {"iou": None, "presence": None, "opr_rgb": False}, {"iou": 0.0, "presence": False, "opr_rgb": False},
+              {"iou": 0.7, "presence": True, "opr_rgb": None}]
+    assert agreement(events) == {"events": 3, "mask_yes_rgb_yes": 1, "mask_yes_rgb_no": 0, "mask_no_rgb_yes": 1,
+                                 "mask_no_rgb_no": 1, "agreement": pytest.approx(2 / 3)}
+    assert agreement(events, "presence")["agreement"] == 1.0
+    assert agreement([])["agreement"] is None
