@@ -130,7 +130,7 @@ def export(cfg: DictConfig) -> Path:
 
 
 def _evaluation_config(cfg: DictConfig) -> EvaluationConfig:
-    return EvaluationConfig(workers=1, progress=cfg.progress, resize=cfg.resize)
+    return EvaluationConfig(workers=cfg.workers, progress=cfg.progress, resize=cfg.resize)
 
 
 def score(cfg: DictConfig) -> dict:
