@@ -54,13 +54,11 @@ class ReturnWriter:
         self.tmp = self.path.with_name(self.path.name + ".partial")
         shutil.rmtree(self.tmp, ignore_errors=True)
         (self.tmp / INSTANCES).mkdir(parents=True)
-        self.count = 0
 
     def write(self, n: int, rgb: np.ndarray, instances: np.ndarray | None = None) -> None:
         imageio.imwrite(self.tmp / f"{n:06d}.png", rgb, compress_level=1)
         if instances is not None:
             imageio.imwrite(self.tmp / INSTANCES / f"{n:06d}.png", instances.astype(np.uint16), compress_level=1)
-        self.count += 1
 
     def close(self) -> Path:
         if not any((self.tmp / INSTANCES).iterdir()):
