@@ -11,7 +11,11 @@ events. Last line: ``agreement=... events=... agreement_with_presence=... max_ra
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
+
+import numpy as np
 
 from splatworld.jobs.benchmark import run_benchmark
 from splatworld.jobs.config import load_config
@@ -48,6 +52,15 @@ def main() -> None:
                 rate = hits / events if events else float("nan")
                 baseline.append(rate)
                 print(f"{model:>13} {protocol:>11}: OPR on still events hidden > 10 s {rate:.3f} ({events} events)")
+    # the events where the RGB verdict and the mask verdict disagree: near misses or unrelated content?
+    disagree = [e for scores in Path(args.out, "leaderboard", "scores").glob("*/*.json")
+                for e in json.loads(scores.read_text())["events"]
+                if e.get("iou") is not None and e.get("opr_rgb") is not None and (e["iou"] >= 0.5) != e["opr_rgb"]]
+    rgb_only = [e for e in disagree if e["opr_rgb"]]
+    if rgb_only:
+        print(f"{len(rgb_only)} events present by RGB but not by mask: median IoU "
+              f"{np.median([e['iou'] for e in rgb_only]):.2f}, {np.mean([e['presence'] for e in rgb_only]):.0%} "
+              f"drawn within 25 px, median footprint {np.median([e['opr_rgb_pixels'] for e in rgb_only]):.0f} px")
     print(f"suite run in {minutes:.1f} min")
     print(f"agreement={agree / total if total else float('nan'):.4f} events={total} "
           f"agreement_with_presence={agree_presence / total_presence if total_presence else float('nan'):.4f} "
