@@ -1,8 +1,10 @@
 """The permanence suite end to end (`splatworld benchmark`), then the issue's bars from its leaderboard.
 
     python benchmarks/permanence_suite.py OUT [key=value ...]     (overrides of `splatworld benchmark`)
+    python benchmarks/permanence_suite.py OUT --score-only          (score OUT/predictions as they are)
 
-Runs (or resumes) the suite into OUT, then prints per protocol: the OPR_rgb / OPR agreement over
+Runs (or resumes) the suite into OUT (or, with --score-only, scores the predictions there, reporting
+the tasks without one), then prints per protocol: the OPR_rgb / OPR agreement over
 the events of all four models, each model's mean-rate difference, and the baselines' OPR on `still`
 events hidden more than 10 s. The peer of every figure is the mask verdict measured on the same
 events. Last line: ``agreement=... events=... agreement_with_presence=... max_rate_gap=... baseline_still_over_10s_max=...``.
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from splatworld.jobs.benchmark import run_benchmark
+from splatworld.evaluation.evaluate import EvaluationConfig
+from splatworld.evaluation.suite import SuiteError, score_suite
+from splatworld.jobs.benchmark import PREDICTORS, run_benchmark
 from splatworld.jobs.config import load_config
 
 LONG_BINS = ("<=60s", "<=300s", ">300s")
@@ -27,9 +31,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--score-only", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    board = run_benchmark(load_config("benchmark", [f"out={args.out}", *args.overrides]))
+    if args.score_only:
+        out = Path(args.out)
+        try:
+            board = score_suite(out / "suite", out / "predictions", out / "leaderboard",
+                                EvaluationConfig(workers=2, progress=False), models=[p.name for p in PREDICTORS])
+        except SuiteError as error:
+            print(error)
+            board = json.loads((out / "leaderboard" / "leaderboard.json").read_text())
+        print((out / "leaderboard" / "leaderboard.md").read_text())
+    else:
+        board = run_benchmark(load_config("benchmark", [f"out={args.out}", *args.overrides]))
     minutes = (time.perf_counter() - started) / 60
     agree = total = agree_presence = total_presence = 0
     gaps, baseline = [], []
