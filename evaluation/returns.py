@@ -33,10 +33,9 @@ from splatworld.scene.events import hide_events
 INSTANCES = "instances"
 
 
-def return_events(episode: Episode) -> list[dict]:
-    """The events of ``episode`` (its ``ground_truth.json``) that the return protocol scores: every
-    one with a scoring frame, in order of ``reappears`` then object."""
-    truth = episode.ground_truth()
+def return_events(episode: Episode, truth: dict | None) -> list[dict]:
+    """The events of ``episode`` (``truth``: its ``ground_truth.json``, read once by the caller) that
+    the return protocol scores: every one with a scoring frame, in order of ``reappears`` then object."""
     if not truth:
         raise PredictionError(episode.path, "the return protocol needs ground_truth.json")
     cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix
@@ -95,7 +94,8 @@ def evaluate_returns(gt_path, pred_path, config: EvaluationConfig = EvaluationCo
             ``config.resize``), an unreadable file.
     """
     gt, pred_path = Episode(gt_path), Path(pred_path)
-    events = return_events(gt)
+    truth = gt.ground_truth()
+    events = return_events(gt, truth)
     if prediction_kind(pred_path) == "episode":
         raise PredictionError(pred_path, "a return prediction is one frame per event (a frame folder or an mp4), "
                                          "not an episode")
@@ -104,8 +104,8 @@ def evaluate_returns(gt_path, pred_path, config: EvaluationConfig = EvaluationCo
         raise PredictionError(pred_path, f"{count} frames, expected {len(events)} (one per event)")
     labels = pred_path / INSTANCES if pred_path.is_dir() else None
     has_labels = labels is not None and labels.is_dir()
-    counterfactuals, why_rgb = counterfactual_frames(gt.ground_truth())
-    objects = gt.ground_truth()["objects"]
+    counterfactuals, why_rgb = counterfactual_frames(truth)
+    objects = truth["objects"]
     not_available = {} if has_labels else {k: "the prediction has no instances/" for k in ("opr", "presence")}
     if why_rgb:
         not_available["opr_rgb"] = why_rgb

@@ -90,7 +90,8 @@ def export_suite(episodes: dict[str, Path], out, observe_seconds: float, progres
     tasks = []
     for name, path in progress_bar(list(episodes.items()), desc="export", unit="episode", disable=not progress):
         episode = Episode(path)
-        if "events" not in (episode.ground_truth() or {}):
+        truth = episode.ground_truth()
+        if "events" not in (truth or {}):
             raise SuiteError(f"{path}: no counterfactual events in ground_truth.json (generate it again)")
         _link_tree(episode.path, out / "ground_truth" / name)
         k = round(observe_seconds * episode.fps)
@@ -101,7 +102,7 @@ def export_suite(episodes: dict[str, Path], out, observe_seconds: float, progres
         export_task(episode, out / "tasks" / task, k, len(episode), {"task": task, "protocol": "imagination"})
         tasks.append({"id": task, "protocol": "imagination", "observe_until": k, "frames": len(episode) - k,
                       **common})
-        queries = [[e["reappears"], e["scored_at"]] for e in return_events(episode)]
+        queries = [[e["reappears"], e["scored_at"]] for e in return_events(episode, truth)]
         if queries:
             task = f"{name}-return"
             last_b, last_c = max(b for b, _ in queries), max(c for _, c in queries)

@@ -339,7 +339,7 @@ def test_return_protocol_calibration(episodes, tmp_path):
     from splatworld.scene.episode import Episode
 
     gt = Episode(episodes[0])
-    events = return_events(gt)
+    events = return_events(gt, gt.ground_truth())
     assert [(e["name"], e["reappears"], e["scored_at"], e["class"]) for e in events] == [
         ("obj0", 25, 25, "still"), ("obj0", 35, 35, "still"), ("obj1", 35, 35, "still")]
     truth, erased = ReturnWriter(tmp_path / "truth"), ReturnWriter(tmp_path / "erased")
