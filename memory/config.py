@@ -28,6 +28,7 @@ class MemoryConfig:
     min_register_points: int = 30  # a model of fewer voxels is too small to register against
     sliver_fraction: float = 0.5  # a segment spanning less of the object's largest size is not registered
     fuse_max_rmse: float = 0.004  # a tracked view is fused into its object's model only if registered this well
+    carve_margin: float = 0.01  # a model voxel this far in front of the depth seen through it is free space
     still_translation: float = 0.002
     still_rotation_deg: float = 1.0
     belief_decay: float = 0.5
@@ -40,6 +41,9 @@ class MemoryConfig:
     # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
     # surfaces far from the workspace would grow the map without ever mattering
     workspace: tuple = (-2.0, -2.0, -0.5, 2.0, 2.0, 2.5)
+    # std of a static voxel's splat along an axis on which the surface ends (voxels.VoxelGrid.to_gaussians):
+    # the hole-closing 0.6 draws an occluder's edge over the object just behind it
+    static_edge_scale: float | None = 0.44
     # std of an object voxel's splat, in voxels: in the memory's own render-and-compare (its association
     # and visibility gates were tuned with it), and in what the memory shows (tighter: at 256 px the
     # wider splat draws a one-pixel rim around every object)
@@ -50,6 +54,9 @@ class MemoryConfig:
     # with 0.3 every object grows a pixel all round (masks 1.3-1.5x the true silhouette, IoU 0.63-0.66;
     # 0.85-0.9 median with these two values on the occlusion, out_of_view and long presets)
     object_eps2d: float = 0.03
+    # fade the ground's pattern into its mean colour where a pixel covers much of a period (a real
+    # camera averages a far floor over its pixels); off, it is point-sampled, as PyBullet renders it
+    ground_antialias: bool = False
     keyframe_spacing: float = 0.1  # view distance (m + rad) between keyframes
     keyframe_capacity: int = 256
     keyframe_reach: float = 0.3  # farthest keyframe used to draw a view

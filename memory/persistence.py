@@ -17,11 +17,12 @@ import torch
 
 from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.errors import SplatworldError
+from splatworld.memory.ground import Ground
 from splatworld.memory.keyframes import KeyframeStore
 from splatworld.memory.tracks import HISTORIES, ObjectTrack, TrackState, expand, runs
 from splatworld.memory.voxels import VoxelGrid
 
-MEMORY_FORMAT_VERSION = 7
+MEMORY_FORMAT_VERSION = 8
 
 
 def tracks_json(tracks: list[ObjectTrack]) -> dict:
@@ -65,6 +66,8 @@ def memory_state(memory) -> dict:
         "support_region": static.support_region,
         "support_color": static.support_color,
         "background": (memory.background, memory.background_frames),
+        "sky": (memory.sky, memory.sky_frames, memory.depth_range),
+        "ground": (None if static.ground is None else asdict(static.ground), static.ground_candidates),
         "agent_color": (memory.agent_color, memory.agent_frames),
         "next_id": memory.next_id,
         "agent": (memory.agent.position, memory.agent.moved_at),
@@ -87,6 +90,9 @@ def restore(memory, state: dict) -> None:
     memory.static_map.support_plane, memory.next_id = state["support_plane"], state["next_id"]
     memory.static_map.support_region, memory.static_map.support_color = state["support_region"], state["support_color"]
     memory.background, memory.background_frames = state["background"]
+    memory.sky, memory.sky_frames, memory.depth_range = state["sky"]
+    ground, memory.static_map.ground_candidates = state["ground"]
+    memory.static_map.ground = None if ground is None else Ground(**ground)
     memory.agent_color, memory.agent_frames = state["agent_color"]
     memory.agent.position, memory.agent.moved_at = state["agent"]
 

@@ -28,21 +28,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from splatworld.errors import ShapeError, SplatworldError
 from splatworld.memory.association import associate, segments_of
 from splatworld.memory.config import MemoryConfig
+from splatworld.memory.ground import ground_texture
 from splatworld.memory.keyframes import KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.static_map import StaticMap
-from splatworld.memory.tracking import AgentMotion, new_track, update_track
+from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
 from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.visibility import reason_visibility
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.render.api import RenderOutput, render
 from splatworld.render.compositing import composite, over
+from splatworld.render.ground import render_plane, render_sky
 from splatworld.render.projection import RasterSettings
 from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import DEFAULT_AGENT_LABEL, Frame
@@ -69,9 +72,12 @@ class SceneMemory:
         self.time = 0.0
         self.times: list[float] = []
         # mean colour of what lies beyond the map (no depth, or farther than max_depth): sky, far floor;
-        # drawn behind everything the memory renders
+        # drawn behind the map until a ground plane is known
         self.background = np.zeros(3)
         self.background_frames = 0
+        self.sky = np.zeros(3)  # mean colour of the pixels with no depth at all: drawn where no ground is
+        self.sky_frames = 0
+        self.depth_range = 0.0  # the farthest depth observed (m): no surface is drawn beyond the sensor's reach
         self.agent_color = np.full(3, 0.5)  # mean colour of the agent's pixels: a model draws it where it moves
         self.agent_frames = 0
         self.agent = AgentMotion()
@@ -89,6 +95,7 @@ class SceneMemory:
             raise ShapeError(f"frame {frame.info.index}: depth has non-finite values")
         cam, cfg, agent_pose = frame.camera, self.config, frame.info.agent_pose
         self.time = frame.info.time
+        self.depth_range = max(self.depth_range, float(depth.max()))
         points = cam.backproject(torch.from_numpy(depth).double()).numpy()
         colors = frame.rgb.astype(np.float64) / 255.0
         valid = (depth > 0) & (depth < cfg.max_depth)
@@ -99,9 +106,13 @@ class SceneMemory:
         rendered = self._render_for_association(small)
         matches = associate(segments, self.tracks, None if rendered is None else rendered.object_id.numpy(), cfg)
         frame_labels = {}  # track id -> the label it owns in this frame
+        nearest_depth = None
         for seg_index, track in matches.items():
-            update_track(track, segments[seg_index], self.agent.may_push(track, agent_pose, self.time, cfg),
-                         self.time, cfg)
+            if update_track(track, segments[seg_index], self.agent.may_push(track, agent_pose, self.time, cfg),
+                            self.time, cfg):
+                if nearest_depth is None:  # the smallest depth around each pixel, 0 where any is unknown
+                    nearest_depth = ndimage.minimum_filter(depth, size=3)
+                carve(track, nearest_depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)
             frame_labels[track.id] = segments[seg_index].label
         for i, seg in enumerate(segments):
             if i not in matches:
@@ -111,7 +122,8 @@ class SceneMemory:
         reason_visibility(self.tracks, set(frame_labels), depth, small, self._draw_alone, cfg)
 
         static = valid & (frame.instances == 0)
-        self._note_colors(colors, ~valid & (frame.instances == 0), frame.instances == self.agent_label)
+        self._note_colors(colors, ~valid & (frame.instances == 0), (depth == 0) & (frame.instances == 0),
+                          frame.instances == self.agent_label)
         self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time)
         self.static_map.integrate(points, colors, static, depth, cam, self.time)
         if self.frame_count % cfg.static_refresh_frames == 0:
@@ -121,15 +133,17 @@ class SceneMemory:
         self.times.append(self.time)
         self.frame_count += 1
 
-    def _note_colors(self, colors: np.ndarray, beyond: np.ndarray, agent: np.ndarray) -> None:
+    def _note_colors(self, colors: np.ndarray, beyond: np.ndarray, sky: np.ndarray, agent: np.ndarray) -> None:
         """Running means over (at most) the last 100 frames that showed any: of what lies beyond the
-        map (``beyond [H, W]``) and of the agent's pixels (``agent [H, W]``)."""
-        if beyond.any():
-            self.background_frames = min(self.background_frames + 1, 100)
-            self.background += (colors[beyond].mean(axis=0) - self.background) / self.background_frames
-        if agent.any():
-            self.agent_frames = min(self.agent_frames + 1, 100)
-            self.agent_color += (colors[agent].mean(axis=0) - self.agent_color) / self.agent_frames
+        map (``beyond [H, W]``), of the sky (``sky [H, W]``: no depth) and of the agent's pixels
+        (``agent [H, W]``)."""
+        for name, mask in (("background", beyond), ("sky", sky), ("agent_color", agent)):
+            if mask.any():
+                count = f"{name.removesuffix('_color')}_frames"
+                frames = min(getattr(self, count) + 1, 100)
+                setattr(self, count, frames)
+                mean = getattr(self, name)
+                mean += (colors[mask].mean(axis=0) - mean) / frames
 
     # ------------------------------------------------------------- drawing
     def track_gaussians(self, track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
@@ -180,13 +194,23 @@ class SceneMemory:
             parts.append(movers)
         objects = render(Gaussians.concat(parts) if parts else Gaussians.empty(), camera, backend=backend,
                          settings=RasterSettings(eps2d=self.config.object_eps2d)).cpu()
-        backdrop = render(self.static_gaussians(), camera, backend=backend, background=self.background.tolist()).cpu()
+        backdrop = over(render(self.static_gaussians(), camera, backend=backend).cpu(), self._ground(camera))
         keyframe = self.keyframes.nearest(camera)
         if keyframe is None:
             return composite(backdrop, objects, self.config.depth_margin)
         static_pixels, free_pixels = self.keyframes.layers(keyframe, self.config.keyframe_pixel_scale)
         backdrop = over(render(static_pixels, camera, backend=backend).cpu(), backdrop)
         return composite(backdrop, objects, self.config.depth_margin, render(free_pixels, camera, backend=backend).cpu())
+
+    def _ground(self, camera: Camera) -> RenderOutput:
+        """What lies beyond the map: the floor to the horizon and the sky, once a floor is known;
+        the mean colour of everything beyond the map before."""
+        ground = self.static_map.ground
+        if ground is None:
+            return render_sky(camera, self.background)
+        return render_plane(camera, ground.plane, ground_texture(ground), ground.period, ground.mean_color,
+                            self.sky if self.sky_frames else self.background, self.depth_range,
+                            self.config.ground_antialias)
 
     def gaussians_at(self, frame: int | None = None) -> Gaussians:
         """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""

@@ -10,10 +10,14 @@ import torch
 from scipy.spatial import cKDTree
 
 from splatworld.memory.config import MemoryConfig
+from splatworld.memory.ground import Ground, fit_ground
 from splatworld.memory.registration import ransac_plane
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
+
+
+GROUND_EXPLAINED = 0.9  # share of the floor's colour variance its pattern must explain to replace its voxels
 
 
 class StaticMap:
@@ -24,6 +28,7 @@ class StaticMap:
         support_plane: ``[4]`` ``a x + b y + c z + d = 0`` with the normal up, or None before one is found.
         support_region: ``[4]`` x0, y0, x1, y1 of the plane's observed part.
         support_color: ``[3]`` median colour of the plane.
+        ground: the floor under the support plane and its pattern (:func:`fit_ground`), or None.
     """
 
     def __init__(self, cfg: MemoryConfig):
@@ -32,6 +37,8 @@ class StaticMap:
         self.support_plane: np.ndarray | None = None
         self.support_region = np.zeros(4)
         self.support_color = np.full(3, 0.5)
+        self.ground: Ground | None = None
+        self.ground_candidates = 0  # floor candidates the ground was fitted to
         self._gaussians: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
         self._kdtree: tuple[int, cKDTree] | None = None
 
@@ -68,6 +75,19 @@ class StaticMap:
             xy = self.grid.points[on_plane, :2]
             self.support_region = np.concatenate(np.percentile(xy, [1, 99], axis=0))  # x0, y0, x1, y1
             self.support_color = np.median(self.grid.colors[on_plane], axis=0)
+            self._fit_ground(-best[3] / best[2])
+
+    def _fit_ground(self, support_z: float) -> None:
+        """Refit :attr:`ground` below the support plane at height ``support_z`` when the points
+        that may lie on the floor grew by a tenth since the last fit (a fit takes a few tenths of a
+        second; the floor is seen early and then mostly revisited)."""
+        below = support_z - 0.1
+        count = int((self.grid.points[:, 2] < below).sum())
+        if self.ground is not None and count < 1.1 * self.ground_candidates:
+            return
+        self.ground_candidates = count
+        self.ground = fit_ground(self.grid.points, self.grid.colors, below, self.cfg.static_voxel,
+                                 np.random.default_rng(0))
 
     def support_fill(self) -> Gaussians:
         """Gaussians completing the support plane where it was never seen (under objects, say):
@@ -87,9 +107,15 @@ class StaticMap:
                                      torch.from_numpy(colors).float(), 0.6 * step)
 
     def gaussians(self) -> Gaussians:
-        """The scaffold as Gaussians, as it is now, with unseen support-plane patches completed."""
+        """The scaffold as Gaussians, as it is now, with unseen support-plane patches completed.
+        Voxels on a ground whose pattern explains its colours (:data:`GROUND_EXPLAINED`) are left
+        to the ground layer, which draws the same colours sharper and to the horizon."""
         if self._gaussians is None or self._gaussians[0] != self.grid.version:
-            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=0.6)
+            select = None
+            if self.ground is not None and self.ground.explained >= GROUND_EXPLAINED:
+                select = np.abs(self.grid.points @ self.ground.plane[:3] + self.ground.plane[3]) > self.cfg.static_voxel
+            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=0.6,
+                                          edge_scale=self.cfg.static_edge_scale, select=select)
             self._gaussians = (self.grid.version, Gaussians.concat([seen, self.support_fill()]))
         return self._gaussians[1]
 

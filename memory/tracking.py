@@ -32,6 +32,7 @@ from splatworld.memory.config import MemoryConfig
 from splatworld.memory.registration import estimate_normals, icp_point_to_plane
 from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, to_object_frame
 from splatworld.memory.voxels import VoxelGrid
+from splatworld.scene.cameras import Camera, in_image
 from splatworld.scene.transforms import rotation_angle
 
 
@@ -141,9 +142,10 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
     return new, result.inlier_rmse
 
 
-def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig) -> None:
+def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig) -> bool:
     """Update ``track`` with the view ``seg`` matched to it at ``time`` (the rule in the module
-    docstring); ``pushed``: :meth:`AgentMotion.may_push` for it."""
+    docstring); ``pushed``: :meth:`AgentMotion.may_push` for it. Returns whether the view was fused
+    into the model (it was registered well: its depth may also carve the model, :func:`carve`)."""
     known_moved = track.state in (TrackState.DISPLACED, TrackState.CONTRADICTED)
     (on_fit, on_model), stretch_m = explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
     off_model = on_model < 0.5  # not on or next to it where remembered
@@ -178,12 +180,54 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     # a poorly registered view would smear the model, and so would one registered short of where
     # the object moved to (ICP's inliers fit, the rest of the view lies beside the model)
     local = to_object_frame(track.pose, seg.points)
-    if rmse <= cfg.fuse_max_rmse and (not stretched or stretch(track, local) <= cfg.max_stretch):
+    fused = rmse <= cfg.fuse_max_rmse and (not stretched or stretch(track, local) <= cfg.max_stretch)
+    if fused:
         track.model.integrate(local, seg.colors, time)
     track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
     track.observations += 1
     track.state, track.contradictions, track.last_seen = TrackState.VISIBLE, 0, time
     track.belief = min(0.999, track.belief + (1 - track.belief) * 0.5)
+    return fused
+
+
+def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: MemoryConfig,
+          support_plane: np.ndarray | None = None, support_region: np.ndarray | None = None) -> int:
+    """Free-space evidence against the model of a track registered in this view: each model voxel
+    the view sees through (its pixel and the 8 around it, ``nearest_depth [H, W]``, the smallest
+    valid depth of each 3x3 neighbourhood, 0 where any is missing, lie farther than the voxel by
+    more than ``carve_margin``) loses half its weight (rounded down), and goes at none: a voxel
+    fused at the weight cap (30 views) goes after five views through it. Smears left by views fused
+    off (a "double" object, parts fused while a push was registered short) are seen through from
+    the next views; what lies on the surface or behind it is never seen through.
+
+    The support is solid too: with ``support_plane [4]`` (normal up) and its observed
+    ``support_region [4]`` (x0, y0, x1, y1) holding the object's centroid above it, voxels more than
+    ``carve_margin / 2`` under the plane (fused while the object was registered tilted into the
+    table, and hidden by the table top from every later view) lose weight the same way. Returns the
+    voxels removed."""
+    model = track.model
+    if not len(model):
+        return 0
+    world = model.points @ track.pose[:3, :3].T + track.pose[:3, 3]
+    uv, z = camera.project(torch.from_numpy(world))
+    uv, z = uv.numpy(), z.numpy()
+    inside = in_image(uv, z, camera.width, camera.height)
+    seen_through = np.zeros(len(model), bool)
+    u, v = uv[inside, 0].astype(np.int64), uv[inside, 1].astype(np.int64)
+    seen_through[inside] = nearest_depth[v, u] > z[inside] + cfg.carve_margin
+    if support_plane is not None and support_region is not None:
+        x0, y0, x1, y1 = support_region
+        centroid = track.centroid
+        if x0 <= centroid[0] <= x1 and y0 <= centroid[1] <= y1 and centroid @ support_plane[:3] + support_plane[3] > 0:
+            seen_through |= world @ support_plane[:3] + support_plane[3] < -cfg.carve_margin / 2
+    if not seen_through.any():
+        return 0
+    model.weights[seen_through] = np.floor(model.weights[seen_through] / 2)
+    model.version += 1
+    gone = model.weights <= 0
+    if gone.any():
+        model.remove(gone)
+    return int(gone.sum())
 
 
 def new_track(track_id: int, seg: Segment, frame: int, time: float, cfg: MemoryConfig) -> ObjectTrack:
