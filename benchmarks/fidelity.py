@@ -1,13 +1,15 @@
 """How faithful the imagined video is to the memory: still objects, model extents, the static picture.
 
-    python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR]
+    python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR] [--parts imagine extent]
 
 For each seed of the preset, under the imagination protocol (observe the first ``--observe-seconds``,
 imagine the rest from the camera path and the agent's commands):
 
 - OPR (IoU >= 0.5), presence and mean IoU of the `still` and `moved` events per hidden-time bin
   (:func:`splatworld.scene.events.hide_events`, scored with :func:`splatworld.evaluation.permanence.mask_scores`),
-  and every frame in which a remembered object that the truth shows substantially is not drawn at all;
+  every frame in which an object the memory held when imagination began is missing from the
+  imagined state (vanished), and, apart, every frame in which one the truth shows substantially is
+  drawn nowhere (its imagined pose put it out of sight: a question of dynamics for moved objects);
 - static-region PSNR per imagined minute, split into pixels whose surface (a 5 cm cell of the true
   depth's world point) was seen during the observation ("revisited") and ground pixels (floor or
   table top) never seen ("unseen ground"); the peer on the unseen ground is the memory's background
@@ -17,7 +19,8 @@ imagine the rest from the camera path and the agent's commands):
   object's axes (its points, aligned with :func:`splatworld.evaluation.fit_alignment`) over the true
   ``extent``, the largest of the three axes' ratios.
 
-Writes ``OUT/fidelity.json`` (every event, every object, every minute) and ``OUT/fidelity.png``.
+Writes ``OUT/fidelity.json`` (every event, every object, every minute; ``fidelity_<part>.json`` when
+one part runs alone) and ``OUT/fidelity.png``.
 Last line: ``opr_still=... mean_iou_still=... presence_moved=... opr_moved=... extent_ratio_p90=...
 extent_ratio_max=... psnr_revisited=... psnr_unseen=... psnr_unseen_background=... vanished_frames=... realtime=...``
 (PSNRs: the worst imagined minute over all seeds).
@@ -127,7 +130,7 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
     sums = {name: np.zeros((n - k + minute - 1) // minute) for name in
             ("revisited", "revisited_px", "unseen", "unseen_background", "unseen_px")}
     background = np.asarray(world.memory.background) * 255.0
-    vanished, draw_seconds = [], 0.0
+    vanished, unseen_drawn, draw_seconds = [], [], 0.0
     stream = world.imagine((episode.info(i), episode.camera(i)) for i in range(k, n))
     for i in progress_bar(range(k, n), desc="imagine", unit="frame", disable=not progress):
         started = time.perf_counter()
@@ -149,8 +152,10 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
         sums["unseen_px"][m] += unseen.sum()
         drawn = set(np.unique(pred.instances).tolist())
         for g, (track_id, _) in mapping.items():
-            if well_seen[g][i - k] and track_id in pred.poses and track_id not in drawn:
+            if track_id not in pred.poses:
                 vanished.append({"object": gt[g]["name"], "frame": i})
+            elif well_seen[g][i - k] and track_id not in drawn:
+                unseen_drawn.append({"object": gt[g]["name"], "frame": i})
         for e in at_frame.get(i, []):
             label = gt[e["object"]]["labels"][i]
             pred_mask = pred.instances == mapping[e["object"]][0] if e["object"] in mapping else None
@@ -159,7 +164,7 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
     per_minute = {name: [psnr_of_mse(s / max(px, 1), 255.0) if px else None for s, px in zip(sums[name], sums[f"{key}_px"])]
                   for name, key in (("revisited", "revisited"), ("unseen", "unseen"),
                                     ("unseen_background", "unseen"))}
-    return {"events": scored, "psnr_per_minute": per_minute, "vanished": vanished,
+    return {"events": scored, "psnr_per_minute": per_minute, "vanished": vanished, "out_of_sight": unseen_drawn,
             "imagined_frames": n - k, "draw_seconds": draw_seconds, "fps": fps}
 
 
@@ -197,7 +202,8 @@ def main() -> None:
     parser.add_argument("--episodes", default="benchmarks/.episodes", help="generated episodes are cached here")
     parser.add_argument("--observe-seconds", type=float, default=30.0)
     parser.add_argument("--out", default="fidelity_out")
-    parser.add_argument("--no-extent", action="store_true", help="skip observing whole episodes for model extents")
+    parser.add_argument("--parts", nargs="+", choices=("imagine", "extent"), default=["imagine", "extent"],
+                        help="imagine: the imagination protocol's scores; extent: observe whole episodes for model extents")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -207,12 +213,12 @@ def main() -> None:
     for seed in args.seeds:
         episode = Episode(generated_episode(Path(args.episodes), args.preset, seed, progress=not args.quiet))
         k = int(round(args.observe_seconds * episode.fps))
-        results[seed] = imagine_and_score(episode, k, not args.quiet)
-        if not args.no_extent:
+        if "imagine" in args.parts:
+            r = results[seed] = imagine_and_score(episode, k, not args.quiet)
+            print(f"seed {seed}: imagined {r['imagined_frames']} frames in {r['draw_seconds']:.1f} s "
+                  f"({r['imagined_frames'] / r['draw_seconds'] / r['fps']:.2f}x real time)")
+        if "extent" in args.parts:
             extents[seed] = extent_ratios(episode, not args.quiet)
-        r = results[seed]
-        print(f"seed {seed}: imagined {r['imagined_frames']} frames in {r['draw_seconds']:.1f} s "
-              f"({r['imagined_frames'] / r['draw_seconds'] / r['fps']:.2f}x real time)")
     events = [e for r in results.values() for e in r["events"]]
     rates = permanence_rate(events)
     print(f"{'class':<7}{'bin':>8}{'events':>8}{'OPR':>7}{'presence':>10}{'mean IoU':>10}")
@@ -236,11 +242,16 @@ def main() -> None:
             print(f"seed {seed} PSNR {name:>17} per minute: "
                   + " ".join("-" if v is None else f"{v:.1f}" for v in r["psnr_per_minute"][name]))
     vanished = sum(len(r["vanished"]) for r in results.values())
-    realtime = sum(r["imagined_frames"] / r["fps"] for r in results.values()) / sum(r["draw_seconds"] for r in results.values())
-    (out / "fidelity.json").write_text(json.dumps({"results": {str(s): r for s, r in results.items()},
+    print(f"frames with a truly visible object drawn nowhere (its imagined pose out of sight): "
+          f"{sum(len(r['out_of_sight']) for r in results.values())}")
+    drawn = sum(r["draw_seconds"] for r in results.values())
+    realtime = sum(r["imagined_frames"] / r["fps"] for r in results.values()) / drawn if drawn else float("nan")
+    name = "fidelity" if len(args.parts) == 2 else f"fidelity_{args.parts[0]}"
+    (out / f"{name}.json").write_text(json.dumps({"results": {str(s): r for s, r in results.items()},
                                                     "extents": {str(s): e for s, e in extents.items()},
                                                     "rates": rates}, indent=1))
-    plot(results, out / "fidelity.png")
+    if results:
+        plot(results, out / "fidelity.png")
     still, moved = rates["classes"]["still"], rates["classes"]["moved"]
     fmt = lambda v: "nan" if v is None else f"{v:.4f}"  # noqa: E731
     print(f"opr_still={fmt(still['opr'])} mean_iou_still={fmt(still['mean_iou'])} presence_moved={fmt(moved['presence'])} "

@@ -65,13 +65,13 @@ def fit_texture(xy: np.ndarray, colors: np.ndarray, cell: float) -> tuple[np.nda
     """The repeating pattern of colours ``[N, 3]`` seen at floor points ``xy [N, 2]``:
     ``(texture [T, T, 3], period, explained)``, the texture at about ``cell`` metres per texel.
 
-    The period is the smallest candidate (:data:`PERIODS`, at most half the observed extent: a
-    pattern seen once is no evidence of repetition) whose folded pattern explains nearly as much
+    The period is the smallest candidate (:data:`PERIODS`, at most two thirds of the observed
+    extent: a pattern must be seen to repeat) whose folded pattern explains nearly as much
     variance as the best one (multiples of the true period explain as much), refined to 1 mm;
     below :data:`MIN_EXPLAINED` there is no pattern: ``([[mean]], 0, explained)``.
     """
     mean = colors.mean(axis=0)
-    candidates = PERIODS[PERIODS <= 0.5 * float((xy.max(axis=0) - xy.min(axis=0)).min())]
+    candidates = PERIODS[PERIODS <= float((xy.max(axis=0) - xy.min(axis=0)).min()) / 1.5]
     scores = np.array([_explained(xy, colors, p, FIT_CELLS)[0] for p in candidates])
     best = float(scores.max(initial=0.0))
     if best < MIN_EXPLAINED:

@@ -114,7 +114,7 @@ class StaticMap:
             select = None
             if self.ground is not None and self.ground.explained >= GROUND_EXPLAINED:
                 select = np.abs(self.grid.points @ self.ground.plane[:3] + self.ground.plane[3]) > self.cfg.static_voxel
-            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=0.6,
+            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=self.cfg.static_splat_scale,
                                           edge_scale=self.cfg.static_edge_scale, select=select)
             self._gaussians = (self.grid.version, Gaussians.concat([seen, self.support_fill()]))
         return self._gaussians[1]

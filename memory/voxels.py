@@ -156,8 +156,6 @@ class VoxelGrid:
         (a silhouette, a depth discontinuity), and the axis gets ``edge_scale * sqrt(12)`` of its
         standard deviation instead: ``scale`` overlaps neighbours to close the gaps between them,
         which at an edge draws the surface past where it ends (over what lies behind it).
-        ``sqrt(3) / (sqrt(12) * 1.13)`` (about 0.44) puts the half-opacity contour of a fully opaque
-        splat on the covered part's edge.
         """
         keep = self.weights >= min_weight
         if select is not None:
