@@ -1,6 +1,7 @@
 """Rasterizer backends, camera paths and video writing."""
 
 from splatworld.render.api import RenderOutput, available_backends, default_backend, render, resolve_backend
+from splatworld.render.ground import render_plane, render_sky
 from splatworld.render.paths import orbit_path
 from splatworld.render.projection import GSPLAT_SIGMA_CUTOFF, RasterSettings
 from splatworld.render.video import FrameWriter, write_video
@@ -14,6 +15,8 @@ __all__ = [
     "default_backend",
     "orbit_path",
     "render",
+    "render_plane",
+    "render_sky",
     "resolve_backend",
     "write_video",
 ]

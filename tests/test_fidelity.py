@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
+from splatworld.memory import MemoryConfig, VoxelGrid
 from splatworld.memory.ground import fit_ground, fit_texture
 from splatworld.memory.tracking import carve
 from splatworld.memory.tracks import ObjectTrack
