@@ -16,7 +16,7 @@ imagine the rest from the camera path and the agent's commands):
   colour drawn there (what the renderer showed before the ground was completed);
 - imagination frames/s (drawing only, scoring excluded), against the episode's frame rate;
 - after a separate memory observes the whole episode: each object's model extent along the true
-  object's axes (its points, aligned with :func:`splatworld.evaluation.fit_alignment`) over the true
+  object's axes (its points, aligned with :func:`splatworld.evaluation.imagined.memory_to_truth`) over the true
   ``extent``, the largest of the three axes' ratios.
 
 Writes ``OUT/fidelity.json`` (every event, every object, every minute; ``fidelity_<part>.json`` when
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from splatworld.dynamics.train import load_checkpoint
-from splatworld.evaluation import fit_alignment, identity_metrics
 from splatworld.evaluation.image import psnr_of_mse
+from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.evaluation.permanence import TAU_BINS, mask_scores, permanence_rate
 from splatworld.imagination import WorldModel
 from splatworld.jobs.generate import generated_episode
@@ -70,20 +70,6 @@ def is_ground(points: np.ndarray) -> np.ndarray:
     z = points[..., 2]
     on_table = (np.abs(points[..., 0]) <= TABLE_HALF[0]) & (np.abs(points[..., 1]) <= TABLE_HALF[1])
     return (np.abs(z) < 0.01) | (on_table & (np.abs(z - TABLE_TOP_Z) < 0.01))
-
-
-def memory_to_truth(memory: SceneMemory, gt: list[dict], frames: int) -> dict[int, tuple[int, np.ndarray]]:
-    """gt object index -> (track id, alignment ``X``: ``T_gt ~ T_track X``) over the first ``frames``."""
-    tracks = memory.tracks_json()["objects"]
-    gt_labels = np.array([o["labels"][:frames] for o in gt])
-    pred_labels = np.array([t["labels"][:frames] for t in tracks])
-    out = {}
-    for g, p in identity_metrics(gt_labels, pred_labels)["assignment"].items():
-        tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))
-        if len(tracked):
-            out[g] = (tracks[p]["id"], fit_alignment([gt[g]["poses"][i] for i in tracked],
-                                                     [tracks[p]["poses"][i] for i in tracked]))
-    return out
 
 
 def extent_ratios(episode: Episode, progress: bool) -> list[dict]:

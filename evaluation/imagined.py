@@ -31,9 +31,10 @@ def _matrix(pose) -> np.ndarray:
     return pose_to_matrix(torch.as_tensor(np.asarray(pose, dtype=np.float64))).numpy()
 
 
-def _memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int) -> dict[int, tuple[int, np.ndarray]]:
-    """gt object index -> (memory object id, object-frame alignment ``X [4, 4]``) for every object the
-    memory tracked over the observed frames (IDF1 matching; alignment fitted where it was tracked)."""
+def memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int) -> dict[int, tuple[int, np.ndarray]]:
+    """gt object index -> (memory object id, object-frame alignment ``X [4, 4]``: ``T_gt ~ T_track X``)
+    for every object the memory tracked over the first ``observed`` frames (IDF1 matching;
+    alignment fitted where it was tracked)."""
     tracks = memory.tracks_json()["objects"]
     gt_labels = np.array([o["labels"][:observed] for o in gt])
     pred_labels = np.array([t["labels"][:observed] for t in tracks])  # a next-frame run observed on
@@ -67,7 +68,7 @@ def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: Scene
     end = observed + n
     if (imagined.width, imagined.height) != (episode.width, episode.height):
         return {"note": "imagined at another resolution than the episode: no comparison"}
-    mapping = _memory_to_truth(memory, gt, observed)
+    mapping = memory_to_truth(memory, gt, observed)
     tracks = {t["id"]: t for t in imagined.tracks()["objects"]}
     cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix
                                                               for i in range(len(episode))]))

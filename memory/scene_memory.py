@@ -137,13 +137,12 @@ class SceneMemory:
         """Running means over (at most) the last 100 frames that showed any: of what lies beyond the
         map (``beyond [H, W]``), of the sky (``sky [H, W]``: no depth) and of the agent's pixels
         (``agent [H, W]``)."""
-        for name, mask in (("background", beyond), ("sky", sky), ("agent_color", agent)):
-            if mask.any():
-                count = f"{name.removesuffix('_color')}_frames"
-                frames = min(getattr(self, count) + 1, 100)
-                setattr(self, count, frames)
-                mean = getattr(self, name)
-                mean += (colors[mask].mean(axis=0) - mean) / frames
+        if beyond.any():
+            self.background_frames = _running_mean(self.background, self.background_frames, colors[beyond])
+        if sky.any():
+            self.sky_frames = _running_mean(self.sky, self.sky_frames, colors[sky])
+        if agent.any():
+            self.agent_frames = _running_mean(self.agent_color, self.agent_frames, colors[agent])
 
     # ------------------------------------------------------------- drawing
     def track_gaussians(self, track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
@@ -347,3 +346,11 @@ class SceneMemory:
     def export_tracks(self, path: str | os.PathLike) -> Path:
         """Write :meth:`tracks_json` to ``path`` atomically."""
         return export_tracks(self.tracks, path)
+
+
+def _running_mean(mean: np.ndarray, frames: int, values: np.ndarray) -> int:
+    """Move ``mean [3]`` (in place) towards the mean of ``values [N, 3]`` as a running mean over at
+    most the last 100 frames; returns the new frame count."""
+    frames = min(frames + 1, 100)
+    mean += (values.mean(axis=0) - mean) / frames
+    return frames

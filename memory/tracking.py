@@ -220,14 +220,7 @@ def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: Me
         centroid = track.centroid
         if x0 <= centroid[0] <= x1 and y0 <= centroid[1] <= y1 and centroid @ support_plane[:3] + support_plane[3] > 0:
             seen_through |= world @ support_plane[:3] + support_plane[3] < -cfg.carve_margin / 2
-    if not seen_through.any():
-        return 0
-    model.weights[seen_through] = np.floor(model.weights[seen_through] / 2)
-    model.version += 1
-    gone = model.weights <= 0
-    if gone.any():
-        model.remove(gone)
-    return int(gone.sum())
+    return model.weaken(seen_through)
 
 
 def new_track(track_id: int, seg: Segment, frame: int, time: float, cfg: MemoryConfig) -> ObjectTrack:

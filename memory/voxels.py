@@ -132,6 +132,18 @@ class VoxelGrid:
         if self.covariance:
             self.moments = self.moments[keep]
 
+    def weaken(self, mask: np.ndarray) -> int:
+        """Halve (rounding down) the weight of the voxels where ``mask [M]`` is true: evidence
+        against them. Those left with none are dropped; returns how many."""
+        if not mask.any():
+            return 0
+        self.version += 1
+        self.weights[mask] = np.floor(self.weights[mask] / 2)
+        gone = self.weights <= 0
+        if gone.any():
+            self.remove(gone)
+        return int(gone.sum())
+
     def covariances(self) -> np.ndarray:
         """``[M, 3, 3]`` covariance of the points seen in each voxel (needs ``covariance``)."""
         if not self.covariance:
