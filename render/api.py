@@ -5,11 +5,10 @@ from __future__ import annotations
 import weakref
 from typing import Callable, NamedTuple
 
-import numpy as np
 import torch
 
 from splatworld.errors import BackendUnavailableError, ConfigError, lookup
-from splatworld.render.projection import Projected, RasterSettings, project_gaussians, sh_colors
+from splatworld.render.projection import RasterSettings, project_gaussians, sh_colors
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
 
@@ -46,18 +45,18 @@ def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings
 
 
 def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
-    from splatworld.render.raster_cpu import project_cpu, rasterize_cpu
+    """The numba kernels; differentiable (their own backward pass) when autograd is on and a tensor of
+    ``g`` requires grad, in ``g``'s dtype then; in float32 otherwise."""
+    from splatworld.render.backward_cpu import ProjectCPU, RasterizeCPU
 
-    with torch.no_grad():
-        g32 = g.to(device="cpu", dtype=torch.float32)
-        colors = sh_colors(g32, cam.center).numpy()
-    arrays = (np.ascontiguousarray(t.detach().numpy()) for t in (g32.means, g32.quats, g32.log_scales,
-                                                                  g32.opacity_logits))
-    projected = Projected(*project_cpu(*arrays, cam.viewmat.numpy(), cam.fx, cam.fy, cam.cx, cam.cy,
-                                       cam.width, cam.height, s))
-    out = rasterize_cpu(projected, np.ascontiguousarray(colors), g32.object_ids.numpy(), cam.width, cam.height,
-                        bg.cpu().double().numpy(), s)
-    rgb, depth, alpha, object_id = (torch.from_numpy(a) for a in out)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (g.means, g.quats, g.log_scales,
+                                                                     g.opacity_logits, g.sh))
+    gc = g.to(device="cpu") if grad else g.to(device="cpu", dtype=torch.float32)
+    with torch.set_grad_enabled(grad):
+        means2d, conics, depths, radii = ProjectCPU.apply(gc.means, gc.quats, gc.log_scales, cam, s)
+        colors = sh_colors(gc, cam.center)
+        rgb, depth, alpha, object_id = RasterizeCPU.apply(means2d, conics, depths, gc.opacities, colors, radii,
+                                                          gc.object_ids, cam.width, cam.height, bg, s)
     return RenderOutput(rgb, depth, alpha, object_id if ids else None)
 
 
@@ -198,8 +197,8 @@ def render(
         gaussians: N Gaussians in world coordinates.
         camera: pinhole camera (OpenCV world-to-camera); fixes the image size.
         background: RGB ``[3]`` in [0, 1] behind everything.
-        backend: ``"auto"``, ``"torch"`` (differentiable reference), ``"cpu"`` (numba,
-            forward only) or ``"gsplat"`` (CUDA).
+        backend: ``"auto"``, ``"torch"`` (differentiable reference), ``"cpu"`` (numba, with its
+            own backward pass) or ``"gsplat"`` (CUDA, differentiable).
         settings: compositing rules; :class:`RasterSettings` defaults if omitted.
         object_ids: also draw the object-id map (``False`` leaves ``object_id`` as ``None``; the
             ``gsplat`` backend then composites no id channels).

@@ -1,15 +1,17 @@
-"""Fast CPU backend: numba kernels for projection, tile binning and compositing.
+"""Fast CPU backend: numba kernels for projection, tile binning and compositing (forward).
 
-Forward only. Each kernel follows its plain-torch twin rule for rule
+Each kernel follows its plain-torch twin rule for rule
 (:func:`splatworld.render.projection.project_gaussians`,
 :func:`splatworld.render.raster_torch.bin_gaussians` and
 :func:`splatworld.render.raster_torch.rasterize_torch`); ``tests/test_render.py``
-checks the pairs against each other. Work is split over tiles with ``prange``.
+checks the pairs against each other. Work is split over tiles with ``prange``. The backward
+kernels are in :mod:`splatworld.render.backward_cpu`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -110,23 +112,30 @@ def _tile_rect(mx, my, rx, ry, tile, n_tx, n_ty):  # pragma: no cover - jitted
 
 
 @njit(cache=True)
-def _bin(drawn, means2d, radii, conics, opacities, colors, depths, object_ids, tile, n_tx, n_ty):  # pragma: no cover
+def _bin(drawn, means2d, radii, conics, opacities, colors, depths, tile, n_tx, n_ty):  # pragma: no cover
     counts = np.zeros(n_tx * n_ty + 1, dtype=np.int64)
-    for g in drawn:
+    starts = np.zeros(drawn.shape[0] + 1, dtype=np.int64)
+    for d in range(drawn.shape[0]):
+        g = drawn[d]
         x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], tile, n_tx, n_ty)
+        starts[d + 1] = starts[d] + (x1 - x0) * (y1 - y0)
         for ty in range(y0, y1):
             for tx in range(x0, x1):
                 counts[ty * n_tx + tx + 1] += 1
     offsets = np.cumsum(counts)
     cursor = offsets[:-1].copy()
-    packed = np.empty((offsets[-1], _N_FIELDS), dtype=np.float32)
-    ids = np.empty(offsets[-1], dtype=np.int64)
+    packed = np.empty((offsets[-1], _N_FIELDS), dtype=colors.dtype)
+    gaussian = np.empty(offsets[-1], dtype=np.int64)
+    isects = np.empty(offsets[-1], dtype=np.int64)  # by Gaussian: drawn[d]'s are isects[starts[d]:starts[d + 1]]
+    e = 0
     for g in drawn:
         x0, x1, y0, y1 = _tile_rect(means2d[g, 0], means2d[g, 1], radii[g, 0], radii[g, 1], tile, n_tx, n_ty)
         for ty in range(y0, y1):
             for tx in range(x0, x1):
                 k = cursor[ty * n_tx + tx]
                 cursor[ty * n_tx + tx] = k + 1
+                isects[e] = k
+                e += 1
                 packed[k, _MX] = means2d[g, 0]
                 packed[k, _MY] = means2d[g, 1]
                 packed[k, _CA] = conics[g, 0]
@@ -137,13 +146,13 @@ def _bin(drawn, means2d, radii, conics, opacities, colors, depths, object_ids, t
                 packed[k, _G] = colors[g, 1]
                 packed[k, _B] = colors[g, 2]
                 packed[k, _Z] = depths[g]
-                ids[k] = object_ids[g]
-    return offsets, packed, ids
+                gaussian[k] = g
+    return offsets, packed, gaussian, starts, isects
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _composite(offsets, packed, ids, width, height, tile, n_tx, n_ty, background, power_max, alpha_min,
-               alpha_max, t_min, rgb, depth, alpha, id_map):  # pragma: no cover - jitted
+def _composite(offsets, packed, gaussian, object_ids, width, height, tile, n_tx, n_ty, background, power_max,
+               alpha_min, alpha_max, t_min, rgb, depth, alpha, id_map, trans_out, acc_out):  # pragma: no cover
     # Gaussian-major inside a tile: each Gaussian visits only the pixels of its cutoff
     # ellipse (solved per row), while per-pixel state keeps the front-to-back order,
     # so every pixel sees exactly the sequence the pixel-major torch twin does.
@@ -208,12 +217,15 @@ def _composite(offsets, packed, ids, width, height, tile, n_tx, n_ty, background
                     acc[i, 3] += w * packed[k, _Z]
                     if w > best_w[i]:
                         best_w[i] = w
-                        best[i] = ids[k]
+                        best[i] = object_ids[gaussian[k]]
                     trans[i] = next_t
         for py in range(y_lo, y_hi):
             for px in range(x_lo, x_hi):
                 i = (py - y_lo) * tw + (px - x_lo)
                 opaque = 1.0 - trans[i]
+                trans_out[py, px] = trans[i]
+                for c in range(4):
+                    acc_out[py, px, c] = acc[i, c]
                 for c in range(3):
                     rgb[py, px, c] = acc[i, c] + trans[i] * background[c]
                 alpha[py, px] = opaque
@@ -225,14 +237,15 @@ def project_cpu(means, quats, log_scales, opacity_logits, viewmat, fx, fy, cx, c
                 settings: RasterSettings) -> tuple[np.ndarray, ...]:
     """numba twin of :func:`~splatworld.render.projection.project_gaussians` on numpy arrays.
 
-    Returns ``means2d [N, 2], conics [N, 3], depths [N], radii [N, 2] int32, opacities [N]`` (float32).
+    Returns ``means2d [N, 2], conics [N, 3], depths [N], radii [N, 2] int32, opacities [N]``, in the
+    dtype of ``means`` (float32 or float64; the arithmetic is float64 either way).
     """
-    n = means.shape[0]
-    means2d = np.zeros((n, 2), np.float32)
-    conics = np.zeros((n, 3), np.float32)
-    depths = np.zeros(n, np.float32)
+    n, dtype = means.shape[0], means.dtype
+    means2d = np.zeros((n, 2), dtype)
+    conics = np.zeros((n, 3), dtype)
+    depths = np.zeros(n, dtype)
     radii = np.zeros((n, 2), np.int32)
-    opacities = np.zeros(n, np.float32)
+    opacities = np.zeros(n, dtype)
     _project(means, quats, log_scales, opacity_logits, np.ascontiguousarray(viewmat, dtype=np.float64),
              float(fx), float(fy), float(cx), float(cy), int(width), int(height), settings.eps2d,
              settings.near_plane, settings.far_plane, settings.sigma_cutoff,
@@ -240,25 +253,53 @@ def project_cpu(means, quats, log_scales, opacity_logits, viewmat, fx, fy, cx, c
     return means2d, conics, depths, radii, opacities
 
 
+class Composited(NamedTuple):
+    """What :func:`rasterize_cpu` keeps for the backward pass.
+
+    Attributes:
+        offsets: ``[n_tiles + 1]`` tile ``t`` owns intersections ``offsets[t]:offsets[t + 1]``.
+        packed: ``[n_isects, 10]`` per-intersection record (mean, conic, opacity, colour, depth).
+        gaussian: ``[n_isects]`` the Gaussian of each intersection.
+        drawn, starts, isects: the same by Gaussian: ``drawn [D]`` the Gaussians with intersections,
+            ``drawn[d]``'s are ``isects[starts[d]:starts[d + 1]]``.
+        trans: ``[H, W]`` float64 final transmittance of each pixel.
+        acc: ``[H, W, 4]`` float64 blended colour and depth, before the background.
+    """
+
+    offsets: np.ndarray
+    packed: np.ndarray
+    gaussian: np.ndarray
+    drawn: np.ndarray
+    starts: np.ndarray
+    isects: np.ndarray
+    trans: np.ndarray
+    acc: np.ndarray
+
+
 def rasterize_cpu(projected: Projected, colors: np.ndarray, object_ids: np.ndarray, width: int, height: int,
-                  background: np.ndarray, settings: RasterSettings) -> tuple[np.ndarray, ...]:
+                  background: np.ndarray, settings: RasterSettings) -> tuple:
     """numba twin of :func:`~splatworld.render.raster_torch.rasterize_torch` on numpy arrays.
 
-    Returns rgb ``[H, W, 3]``, depth ``[H, W]``, alpha ``[H, W]`` (float32) and ids ``[H, W]`` int64.
+    Returns rgb ``[H, W, 3]``, depth ``[H, W]``, alpha ``[H, W]`` (in the dtype of ``colors``), ids
+    ``[H, W]`` int64 and the :class:`Composited` state the backward pass needs.
     """
     ts = settings.tile_size
     n_tx, n_ty = math.ceil(width / ts), math.ceil(height / ts)
     means2d, conics, depths, radii, opacities = (np.asarray(a) for a in projected)
+    dtype = colors.dtype
     drawn = np.flatnonzero(radii[:, 0] > 0)  # culled Gaussians have both radii 0
-    offsets, packed, ids = _bin(drawn, means2d, radii, conics, opacities, colors, depths, object_ids, ts, n_tx, n_ty)
-    rgb = np.empty((height, width, 3), np.float32)
-    depth = np.empty((height, width), np.float32)
-    alpha = np.empty((height, width), np.float32)
+    offsets, packed, gaussian, starts, isects = _bin(drawn, means2d, radii, conics, opacities.astype(dtype, copy=False), colors,
+                                     depths.astype(dtype, copy=False), ts, n_tx, n_ty)
+    rgb = np.empty((height, width, 3), dtype)
+    depth = np.empty((height, width), dtype)
+    alpha = np.empty((height, width), dtype)
     id_map = np.empty((height, width), np.int64)
-    _composite(offsets, packed, ids, width, height, ts, n_tx, n_ty, np.asarray(background, np.float64),
-               settings.power_max, settings.alpha_min, settings.alpha_max, settings.transmittance_min,
-               rgb, depth, alpha, id_map)
-    return rgb, depth, alpha, id_map
+    trans = np.empty((height, width), np.float64)
+    acc = np.empty((height, width, 4), np.float64)
+    _composite(offsets, packed, gaussian, object_ids, width, height, ts, n_tx, n_ty,
+               np.asarray(background, np.float64), settings.power_max, settings.alpha_min, settings.alpha_max,
+               settings.transmittance_min, rgb, depth, alpha, id_map, trans, acc)
+    return rgb, depth, alpha, id_map, Composited(offsets, packed, gaussian, drawn, starts, isects, trans, acc)
 
 
 def num_threads() -> int:
