@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import binary_dilation
 
 from splatworld.errors import ShapeError
+from splatworld.render.losses import SSIM_RADIUS, ssim_map
 
 
 def _check_images(name: str, prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> None:
@@ -42,37 +42,12 @@ def psnr(prediction: np.ndarray, target: np.ndarray, mask: np.ndarray | None = N
     return psnr_of_mse(mse(prediction, target, mask), 255.0 if target.dtype == np.uint8 else 1.0)
 
 
-SSIM_SIGMA = 1.5  # Wang et al. (2004): an 11-tap Gaussian window of sigma 1.5, K1 = 0.01, K2 = 0.03
-SSIM_RADIUS = 5
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as the SSIM authors' grey-level images
 
 
 def luma(image: np.ndarray) -> np.ndarray:
     """Grey level ``[H, W]`` float64 of an RGB image ``[H, W, 3]`` (BT.601 weights, the image's own scale)."""
     return np.asarray(image, dtype=np.float64) @ _LUMA
-
-
-def ssim_map(prediction: torch.Tensor, target: torch.Tensor, peak: float) -> torch.Tensor:
-    """Structural similarity at each pixel (Wang et al., 2004) of grey images ``[B, H, W]``.
-
-    Gaussian window of sigma 1.5 and radius 5 (11 taps), constants ``(0.01 peak)^2`` and
-    ``(0.03 peak)^2``, population (co)variances. Only pixels whose whole window lies inside the
-    image are returned, as scikit-image does before averaging: ``[B, H - 10, W - 10]``.
-    """
-    if prediction.shape != target.shape or prediction.ndim != 3:
-        raise ShapeError(f"ssim_map: images must be [B, H, W] of one shape, got {tuple(prediction.shape)} "
-                         f"and {tuple(target.shape)}")
-    taps = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=prediction.dtype)
-    window = torch.exp(-taps**2 / (2 * SSIM_SIGMA**2))
-    window = window / window.sum()
-    x, y = prediction[:, None], target[:, None]
-    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [B, 5, H, W], filtered as 5 channels
-    stats = F.conv2d(stats, window.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5)
-    stats = F.conv2d(stats, window.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)
-    mx, my, xx, yy, xy = stats.unbind(1)
-    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-    vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
-    return ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
 def ssim_means(prediction: np.ndarray, target: np.ndarray, masks: list[np.ndarray | None],

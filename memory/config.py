@@ -65,6 +65,11 @@ class MemoryConfig:
     keyframe_capacity: int = 256
     keyframe_reach: float = 0.3  # farthest keyframe used to draw a view
     keyframe_pixel_scale: float = 0.25  # a keyframe pixel's Gaussian std, in its own pixels
+    # draw the nearest keyframe's static pixels over the scaffold (SceneMemory.render): stored photographs,
+    # exact at a revisited pose; off, the memory shows only its splats
+    paste_keyframes: bool = True
+    # photometric refinement steps (memory.refine) run after each new keyframe while observing; 0 = none
+    refine_steps_per_keyframe: int = 0
     backend: str = "auto"
 
     def __post_init__(self) -> None:

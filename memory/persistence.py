@@ -19,10 +19,11 @@ from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.errors import SplatworldError
 from splatworld.memory.ground import Ground
 from splatworld.memory.keyframes import KeyframeStore
+from splatworld.memory.refine import RefinedSplats
 from splatworld.memory.tracks import HISTORIES, ObjectTrack, TrackState, expand, runs
 from splatworld.memory.voxels import VoxelGrid
 
-MEMORY_FORMAT_VERSION = 8
+MEMORY_FORMAT_VERSION = 9
 
 
 def tracks_json(tracks: list[ObjectTrack]) -> dict:
@@ -57,6 +58,7 @@ def memory_state(memory) -> dict:
         "config": asdict(memory.config),
         "agent_label": memory.agent_label,
         "static": static.grid.state_dict(),
+        "refined": None if static.refined is None else static.refined.state_dict(),
         "keyframes": memory.keyframes.state_dict(),
         "tracks": tracks,
         "frame_count": memory.frame_count,
@@ -82,6 +84,7 @@ def restore(memory, state: dict) -> None:
     """
     memory.static_map.grid = VoxelGrid.from_state_dict(state["static"])
     memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
+    memory.static_map.refined = None if state["refined"] is None else RefinedSplats.from_state_dict(state["refined"])
     for ts in state["tracks"]:
         fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
         histories = {k: expand(*ts["histories"][k]) for k in HISTORIES}

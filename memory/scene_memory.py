@@ -24,6 +24,7 @@ Saving and loading: :mod:`~splatworld.memory.persistence`.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,10 @@ from splatworld.errors import ShapeError, SplatworldError
 from splatworld.memory.association import associate, segments_of
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.ground import ground_texture
-from splatworld.memory.keyframes import KeyframeStore
+from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
+from splatworld.memory.refine import RefineConfig, View
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -84,6 +86,8 @@ class SceneMemory:
         self.next_id = 1
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
+        self._views: dict[int, tuple[Keyframe, int, View]] = {}  # id(keyframe) -> (it, id(ground), training view)
+        self.refine_seconds = 0.0  # spent in incremental refinement while observing
 
     # ================================================================== observe
     def observe(self, frame: Frame) -> None:
@@ -124,8 +128,12 @@ class SceneMemory:
         static = valid & (frame.instances == 0)
         self._note_colors(colors, ~valid & (frame.instances == 0), (depth == 0) & (frame.instances == 0),
                           frame.instances == self.agent_label)
-        self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time)
+        new_keyframe = self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time)
         self.static_map.integrate(points, colors, static, depth, cam, self.time)
+        if new_keyframe and cfg.refine_steps_per_keyframe > 0:
+            started = time.perf_counter()
+            self.refine(cfg.refine_steps_per_keyframe)
+            self.refine_seconds += time.perf_counter() - started
         if self.frame_count % cfg.static_refresh_frames == 0:
             self._render_static = None
             self.static_map.fit_support_plane()
@@ -181,12 +189,13 @@ class SceneMemory:
                 for i, pose in poses.items() if len(by_id[i].model)]
 
     def render(self, camera: Camera, frame: int | None = None, backend: str | None = None,
-               poses: dict[int, np.ndarray] | None = None, movers: Gaussians | None = None) -> RenderOutput:
+               poses: dict[int, np.ndarray] | None = None, movers: Gaussians | None = None,
+               paste_keyframes: bool | None = None) -> RenderOutput:
         """The memory drawn from ``camera``: the static scaffold, the nearest keyframe's static pixels
-        drawn over it, and the objects in front, as CPU tensors. Objects are drawn at ``poses`` (track
-        id -> world_from_object ``[4, 4]``; what a dynamics model predicts) if given, else at their poses
-        at ``frame`` (default: now). ``movers`` (world Gaussians: the agent where a model puts it)
-        are drawn with the objects."""
+        drawn over it (if ``paste_keyframes``, default :attr:`MemoryConfig.paste_keyframes`), and the
+        objects in front, as CPU tensors. Objects are drawn at ``poses`` (track id -> world_from_object
+        ``[4, 4]``; what a dynamics model predicts) if given, else at their poses at ``frame`` (default:
+        now). ``movers`` (world Gaussians: the agent where a model puts it) are drawn with the objects."""
         backend = backend or self.config.backend
         parts = self._objects(self.poses_at(frame) if poses is None else poses)
         if movers is not None and len(movers):
@@ -194,7 +203,8 @@ class SceneMemory:
         objects = render(Gaussians.concat(parts) if parts else Gaussians.empty(), camera, backend=backend,
                          settings=RasterSettings(eps2d=self.config.object_eps2d)).cpu()
         backdrop = over(render(self.static_gaussians(), camera, backend=backend).cpu(), self._ground(camera))
-        keyframe = self.keyframes.nearest(camera)
+        paste = self.config.paste_keyframes if paste_keyframes is None else paste_keyframes
+        keyframe = self.keyframes.nearest(camera) if paste else None
         if keyframe is None:
             return composite(backdrop, objects, self.config.depth_margin)
         static_pixels, free_pixels = self.keyframes.layers(keyframe, self.config.keyframe_pixel_scale)
@@ -215,6 +225,41 @@ class SceneMemory:
         """The scene as Gaussians: static scaffold plus each object at its pose at ``frame`` (default: now)."""
         parts = [self.static_gaussians(), *self._objects(self.poses_at(frame))]
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
+
+    # ================================================================ refinement
+    def training_views(self) -> list[View]:
+        """Every keyframe as a training view for :meth:`refine`: its static pixels with a depth, over
+        the ground layer and sky the memory draws behind the scaffold there."""
+        ground = id(self.static_map.ground)
+        views = {}
+        for keyframe in self.keyframes.frames:
+            cached = self._views.get(id(keyframe))
+            if cached is None or cached[0] is not keyframe or cached[1] != ground:
+                depth = torch.from_numpy(keyframe.depth.astype(np.float32))
+                view = View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0, depth,
+                            torch.from_numpy(keyframe.static) & (depth > 0), self._ground(keyframe.camera).rgb.float())
+                cached = (keyframe, ground, view)
+            views[id(keyframe)] = cached
+        self._views = views
+        return [v[2] for v in views.values()]
+
+    def refine(self, steps: int, config: RefineConfig | None = None, seed: int | None = None,
+               on_step=None) -> list[float]:
+        """Photometric refinement of the static splats (:mod:`~splatworld.memory.refine`) on the
+        keyframes, ``steps`` steps; the memory then draws the refined splats. Returns the losses.
+
+        Args:
+            config: :class:`RefineConfig` defaults (with the memory's backend) if omitted.
+            seed: seeds the choice of views (default: the steps taken so far, so that a memory
+                saved and loaded refines on as one kept would).
+            on_step: called with (step, loss) after each step.
+        """
+        config = config or RefineConfig(backend=self.config.backend)
+        refined = self.static_map.refined
+        rng = np.random.default_rng(seed if seed is not None else (0 if refined is None else refined.steps))
+        losses = self.static_map.refine(self.training_views(), steps, config, rng, on_step)
+        self._render_static = None
+        return losses
 
     # ============================================================ between frames
     def move_unseen(self, poses: dict[int, np.ndarray]) -> list[int]:

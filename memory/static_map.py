@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.ground import Ground, fit_ground
+from splatworld.memory.refine import RefineConfig, RefinedSplats, View, refine
 from splatworld.memory.registration import ransac_plane
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.scene.cameras import Camera
@@ -29,6 +30,7 @@ class StaticMap:
         support_region: ``[4]`` x0, y0, x1, y1 of the plane's observed part.
         support_color: ``[3]`` median colour of the plane.
         ground: the floor under the support plane and its pattern (:func:`fit_ground`), or None.
+        refined: the scaffold's splats as photometric refinement left them (:meth:`refine`), or None.
     """
 
     def __init__(self, cfg: MemoryConfig):
@@ -39,7 +41,9 @@ class StaticMap:
         self.support_color = np.full(3, 0.5)
         self.ground: Ground | None = None
         self.ground_candidates = 0  # floor candidates the ground was fitted to
-        self._gaussians: tuple[int, Gaussians] | None = None  # (grid version, Gaussians)
+        self.refined: RefinedSplats | None = None
+        self._drawn: tuple[tuple, Gaussians] | None = None  # (grid version, refinement steps, size), gaussians()
+        self._scaffold: tuple[int, tuple[Gaussians, torch.Tensor, np.ndarray]] | None = None  # by grid version
         self._kdtree: tuple[int, cKDTree] | None = None
 
     def integrate(self, points: np.ndarray, colors: np.ndarray, static: np.ndarray, depth: np.ndarray,
@@ -89,11 +93,12 @@ class StaticMap:
         self.ground = fit_ground(self.grid.points, self.grid.colors, below, self.cfg.static_voxel,
                                  np.random.default_rng(0))
 
-    def support_fill(self) -> Gaussians:
+    def support_fill(self) -> tuple[Gaussians, np.ndarray]:
         """Gaussians completing the support plane where it was never seen (under objects, say):
-        one per static-voxel cell of the plane's observed x-y region that holds no static voxel."""
+        one per static-voxel cell of the plane's observed x-y region that holds no static voxel;
+        and their centres ``[F, 3]``."""
         if self.support_plane is None:
-            return Gaussians.empty()
+            return Gaussians.empty(), np.zeros((0, 3))
         a, b, c, d = self.support_plane
         x0, y0, x1, y1 = self.support_region
         step = self.cfg.static_voxel
@@ -103,21 +108,55 @@ class StaticMap:
         points = np.concatenate([xy, z[:, None]], axis=1)
         missing = ~(self.grid.contains(points) | self.grid.contains(points - [0, 0, step / 2]))
         colors = np.repeat(self.support_color[None], int(missing.sum()), axis=0)
-        return Gaussians.from_points(torch.from_numpy(points[missing]).float(),
-                                     torch.from_numpy(colors).float(), 0.6 * step)
+        return (Gaussians.from_points(torch.from_numpy(points[missing]).float(), torch.from_numpy(colors).float(),
+                                      0.6 * step), points[missing])
 
-    def gaussians(self) -> Gaussians:
-        """The scaffold as Gaussians, as it is now, with unseen support-plane patches completed.
+    def scaffold(self) -> tuple[Gaussians, torch.Tensor, np.ndarray]:
+        """The voxels as Gaussians, as they are now, with unseen support-plane patches completed;
+        each splat's anchor ``[N, 3]`` (the surface point it stands for) and voxel key ``[N]``.
         Voxels on a ground whose pattern explains its colours (:data:`GROUND_EXPLAINED`) are left
         to the ground layer, which draws the same colours sharper and to the horizon."""
-        if self._gaussians is None or self._gaussians[0] != self.grid.version:
-            select = None
+        if self._scaffold is None or self._scaffold[0] != self.grid.version:
+            keep = self.grid.weights >= 1.0
             if self.ground is not None and self.ground.explained >= GROUND_EXPLAINED:
-                select = np.abs(self.grid.points @ self.ground.plane[:3] + self.ground.plane[3]) > self.cfg.static_voxel
+                keep &= np.abs(self.grid.points @ self.ground.plane[:3] + self.ground.plane[3]) > self.cfg.static_voxel
             seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=self.cfg.static_splat_scale,
-                                          edge_scale=self.cfg.static_edge_scale, select=select)
-            self._gaussians = (self.grid.version, Gaussians.concat([seen, self.support_fill()]))
-        return self._gaussians[1]
+                                          edge_scale=self.cfg.static_edge_scale, select=keep)
+            fill, fill_points = self.support_fill()
+            anchors = np.concatenate([self.grid.points[keep], fill_points])
+            keys = np.concatenate([self.grid.keys[keep], self.grid.key_of(fill_points)])
+            self._scaffold = (self.grid.version, (Gaussians.concat([seen, fill]), torch.from_numpy(anchors).float(),
+                                                  keys))
+        return self._scaffold[1]
+
+    def _unrefined(self) -> np.ndarray:
+        """bool ``[N]`` over :meth:`scaffold`: splats of voxels refinement has not taken up yet."""
+        keys = self.scaffold()[2]
+        return np.ones(len(keys), bool) if self.refined is None else ~np.isin(keys, self.refined.keys)
+
+    def gaussians(self) -> Gaussians:
+        """The static scene as Gaussians: the refined splats (:meth:`refine`) and the scaffold's
+        splats of voxels seen since, or the whole scaffold before any refinement."""
+        scaffold = self.scaffold()[0]
+        if self.refined is None:
+            return scaffold
+        state = (self.grid.version, self.refined.steps, len(self.refined))
+        if self._drawn is None or self._drawn[0] != state:
+            fresh = scaffold.select(torch.from_numpy(self._unrefined()))
+            self._drawn = (state, Gaussians.concat([self.refined.gaussians(), fresh]))
+        return self._drawn[1]
+
+    def refine(self, views: list[View], steps: int, cfg: RefineConfig, rng: np.random.Generator,
+               on_step=None) -> list[float]:
+        """Photometric refinement (:func:`~splatworld.memory.refine.refine`) of the static splats
+        on ``views``; voxels seen since the last refinement join it first. Returns the losses."""
+        scaffold, anchors, keys = self.scaffold()
+        fresh = self._unrefined()
+        if self.refined is None:
+            self.refined = RefinedSplats.empty()
+        index = torch.from_numpy(fresh)
+        self.refined.adopt(scaffold.select(index), anchors[index], keys[fresh])
+        return refine(self.refined, views, steps, cfg, rng, on_step)
 
     def occupancy(self, points: np.ndarray) -> np.ndarray:
         """bool ``[N]``: points inside an occupied static voxel."""

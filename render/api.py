@@ -35,16 +35,31 @@ class RenderOutput(NamedTuple):
         return RenderOutput(*(None if t is None else t.cpu() for t in self))
 
 
-def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
+class Rendered(NamedTuple):
+    """A render and the screen-space Gaussians it drew (what training reads).
+
+    Attributes:
+        output: the images.
+        means2d: ``[N, 2]`` pixel positions of the Gaussians, in the autograd graph when the
+            Gaussians require grad (``retain_grad()`` it to read the screen-space gradient).
+        radii: ``[N, 2]`` int32 pixel half-extents, 0 where a Gaussian was not drawn.
+    """
+
+    output: RenderOutput
+    means2d: torch.Tensor
+    radii: torch.Tensor
+
+
+def _render_torch(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> Rendered:
     from splatworld.render.raster_torch import rasterize_torch
 
     projected = project_gaussians(g, cam, s)
     colors = sh_colors(g, cam.center)
     rgb, depth, alpha, object_id = rasterize_torch(projected, colors, g.object_ids, cam.width, cam.height, bg, s)
-    return RenderOutput(rgb, depth, alpha, object_id if ids else None)
+    return Rendered(RenderOutput(rgb, depth, alpha, object_id if ids else None), projected.means2d, projected.radii)
 
 
-def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
+def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> Rendered:
     """The numba kernels; differentiable (their own backward pass) when autograd is on and a tensor of
     ``g`` requires grad, in ``g``'s dtype then; in float32 otherwise."""
     from splatworld.render.backward_cpu import ProjectCPU, RasterizeCPU
@@ -57,7 +72,7 @@ def _render_cpu(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, 
         colors = sh_colors(gc, cam.center)
         rgb, depth, alpha, object_id = RasterizeCPU.apply(means2d, conics, depths, gc.opacities, colors, radii,
                                                           gc.object_ids, cam.width, cam.height, bg, s)
-    return RenderOutput(rgb, depth, alpha, object_id if ids else None)
+    return Rendered(RenderOutput(rgb, depth, alpha, object_id if ids else None), means2d, radii)
 
 
 # Compositing rules compiled into gsplat's kernels (gsplat/cuda/include/Common.h and the
@@ -84,7 +99,7 @@ def _id_channels(object_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return channels
 
 
-def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> RenderOutput:
+def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSettings, ids: bool) -> Rendered:
     """gsplat's CUDA ``rasterization``, one call per image.
 
     Colours are our SH evaluation (:func:`sh_colors`, as the other backends), passed as plain
@@ -108,12 +123,12 @@ def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSetting
     if ids:
         unique_ids, one_hot = _id_channels(gd.object_ids)
         channels.append(one_hot)
-    rendered, alphas, _ = rasterization(
+    rendered, alphas, meta = rasterization(
         means=gd.means, quats=gd.quats, scales=gd.scales, opacities=gd.opacities,
         colors=torch.cat(channels, -1) if len(channels) > 1 else channels[0],
         viewmats=cam.viewmat.to(dev, torch.float32)[None], Ks=cam.K.to(dev, torch.float32)[None],
         width=cam.width, height=cam.height, near_plane=s.near_plane, far_plane=s.far_plane,
-        eps2d=s.eps2d, tile_size=s.tile_size, render_mode="RGB+ED",
+        eps2d=s.eps2d, tile_size=s.tile_size, render_mode="RGB+ED", packed=False,
     )
     rendered, alpha = rendered[0], alphas[0, ..., 0]
     drawn = alpha > 0
@@ -125,7 +140,8 @@ def _render_gsplat(g: Gaussians, cam: Camera, bg: torch.Tensor, s: RasterSetting
         weights = torch.cat([(alpha - others.sum(-1))[..., None], others], -1)
         best = unique_ids[weights.argmax(dim=-1)]
         object_id = torch.where(drawn, best, torch.full_like(best, -1))
-    return RenderOutput(rgb, depth, alpha, object_id)
+    radii = meta["radii"][0].reshape(len(gd), -1).expand(-1, 2)  # [N] before gsplat 1.5, [N, 2] since
+    return Rendered(RenderOutput(rgb, depth, alpha, object_id), meta["means2d"][0], radii)
 
 
 def _cpu_available() -> str | None:
@@ -214,6 +230,21 @@ def render(
         >>> out.rgb.shape, int(out.object_id[16, 16])
         (torch.Size([32, 32, 3]), 0)
     """
+    return render_with_screen_space(gaussians, camera, background=background, backend=backend, settings=settings,
+                                    object_ids=object_ids).output
+
+
+def render_with_screen_space(
+    gaussians: Gaussians,
+    camera: Camera,
+    *,
+    background=(0.0, 0.0, 0.0),
+    backend: str = "auto",
+    settings: RasterSettings | None = None,
+    object_ids: bool = True,
+) -> Rendered:
+    """:func:`render`, also returning the projected means and radii (:class:`Rendered`): the
+    screen-space gradient that densification reads (``Rendered.means2d.retain_grad()``)."""
     fn = BACKENDS[resolve_backend(backend)][0]
     bg = torch.as_tensor(background, dtype=gaussians.dtype)
     if bg.shape != (3,):

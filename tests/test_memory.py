@@ -341,7 +341,7 @@ def test_queries_against_pybullet_truth(occlusion):
     scene = memory.gaussians_at(5)
     assert len(scene) > len(memory.static_gaussians())
     # the table under an object was never seen: the support plane completes it
-    fill = memory.static_map.support_fill()
+    fill, _ = memory.static_map.support_fill()
     assert len(fill) > 0 and torch.allclose(fill.means[:, 2], torch.full((len(fill),), float(
         fill.means[0, 2])), atol=0.01)
     still = min(truth, key=lambda t: np.ptp(np.array(t["poses"])[:, :2], axis=0).max())  # never pushed
