@@ -46,6 +46,13 @@ def _observe(cfg) -> int:
     return 0
 
 
+def _refine(cfg) -> int:
+    from splatworld.jobs.refine import refine_memory
+
+    refine_memory(cfg)
+    return 0
+
+
 def _train_dynamics(cfg) -> int:
     from splatworld.jobs.train_dynamics import train
 
@@ -131,6 +138,7 @@ COMMANDS: dict[str, tuple[str, Callable, str]] = {
     "orbit": ("orbit", _orbit, "build a PyBullet tabletop as Gaussians and render an orbit video"),
     "generate": ("generate", _generate, "simulate a PyBullet episode: scenario=NAME seconds=S seed=N out=DIR"),
     "observe": ("observe", _observe, "build the scene memory from an episode: episode=DIR out=DIR [until=K]"),
+    "refine": ("refine", _refine, "train a saved memory's static splats on its keyframes: memory=FILE [steps=N]"),
     "imagine": ("imagine", _imagine, "observe frames [0, K) and imagine the rest: episode=DIR observe_until=K out=DIR"),
     "evaluate": ("evaluate", _evaluate, "score predicted episodes against ground truth: gt=DIR pred=DIR out=DIR"),
     "benchmark": ("benchmark", _benchmark, "the permanence suite end to end, this model and the baselines: out=DIR"),
