@@ -1,6 +1,7 @@
 """How faithful the imagined video is to the memory: still objects, model extents, the static picture.
 
     python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR] [--parts imagine extent]
+                                  [--memory KEY=VALUE ...] [--refine-steps N]
 
 For each seed of the preset, under the imagination protocol (observe the first ``--observe-seconds``,
 imagine the rest from the camera path and the agent's commands):
@@ -12,7 +13,9 @@ imagine the rest from the camera path and the agent's commands):
   drawn nowhere (its imagined pose put it out of sight: a question of dynamics for moved objects);
 - static-region PSNR per imagined minute, split into pixels whose surface (a 5 cm cell of the true
   depth's world point) was seen during the observation ("revisited") and ground pixels (floor or
-  table top) never seen ("unseen ground"); the peer on the unseen ground is the memory's background
+  table top) never seen ("unseen ground"), and the revisited pixels the imagined frame also draws as
+  static ("revisited_static": without the pixels an object the dynamics misplaced covers); the peer
+  on the unseen ground is the memory's background
   colour drawn there (what the renderer showed before the ground was completed);
 - imagination frames/s (drawing only, scoring excluded), against the episode's frame rate;
 - after a separate memory observes the whole episode: each object's model extent along the true
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from splatworld.dynamics.train import load_checkpoint
 from splatworld.evaluation.image import psnr_of_mse
@@ -42,7 +46,7 @@ from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.evaluation.permanence import TAU_BINS, mask_scores, permanence_rate
 from splatworld.imagination import WorldModel
 from splatworld.jobs.generate import generated_episode
-from splatworld.memory import SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.progress import progress_bar
 from splatworld.scene.cameras import Cameras
 from splatworld.scene.episode import Episode
@@ -90,13 +94,17 @@ def extent_ratios(episode: Episode, progress: bool) -> list[dict]:
     return out
 
 
-def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
-    """Observe ``[0, k)``, imagine the rest, score it frame by frame (see the module docstring)."""
+def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryConfig | None = None,
+                      refine_steps: int = 0) -> dict:
+    """Observe ``[0, k)`` (then refine the memory ``refine_steps`` steps), imagine the rest, score it
+    frame by frame (see the module docstring)."""
     truth = episode.ground_truth()
     gt, fps, n = truth["objects"], episode.fps, len(episode)
-    world = WorldModel(SceneMemory(agent_label=episode.agent_label), load_checkpoint(),
+    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_checkpoint(),
                        agent_shape=episode.meta.get("agent_shape"))
     world.observe(episode, k, progress=progress)
+    if refine_steps:
+        world.memory.refine(refine_steps)
     mapping = memory_to_truth(world.memory, gt, k)
     cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix for i in range(n)]))
     events = hide_events(gt, cameras, fps, k, n, MIN_HIDDEN_SECONDS, observed_until=k)
@@ -114,7 +122,8 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
 
     minute = int(round(60 * fps))
     sums = {name: np.zeros((n - k + minute - 1) // minute) for name in
-            ("revisited", "revisited_px", "unseen", "unseen_background", "unseen_px")}
+            ("revisited", "revisited_px", "revisited_static", "revisited_static_px", "unseen", "unseen_background",
+             "unseen_px")}
     background = np.asarray(world.memory.background) * 255.0
     vanished, unseen_drawn, draw_seconds = [], [], 0.0
     stream = world.imagine((episode.info(i), episode.camera(i)) for i in range(k, n))
@@ -133,6 +142,9 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
         revisited, unseen = static & observed, static & ~observed & is_ground(points)
         sums["revisited"][m] += err[revisited].sum()
         sums["revisited_px"][m] += revisited.sum()
+        drawn_static = revisited & (pred.instances == 0)  # not covered by an object the imagination misplaced
+        sums["revisited_static"][m] += err[drawn_static].sum()
+        sums["revisited_static_px"][m] += drawn_static.sum()
         sums["unseen"][m] += err[unseen].sum()
         sums["unseen_background"][m] += ((frame.rgb[unseen] - background) ** 2).mean(-1).sum()
         sums["unseen_px"][m] += unseen.sum()
@@ -148,7 +160,7 @@ def imagine_and_score(episode: Episode, k: int, progress: bool) -> dict:
             e.update(mask_scores(frame.instances == label, pred_mask))
     scored = [e for e in events if e["scored_at"] is not None]
     per_minute = {name: [psnr_of_mse(s / max(px, 1), 255.0) if px else None for s, px in zip(sums[name], sums[f"{key}_px"])]
-                  for name, key in (("revisited", "revisited"), ("unseen", "unseen"),
+                  for name, key in (("revisited", "revisited"), ("revisited_static", "revisited_static"), ("unseen", "unseen"),
                                     ("unseen_background", "unseen"))}
     return {"events": scored, "psnr_per_minute": per_minute, "vanished": vanished, "out_of_sight": unseen_drawn,
             "imagined_frames": n - k, "draw_seconds": draw_seconds, "fps": fps}
@@ -190,8 +202,12 @@ def main() -> None:
     parser.add_argument("--out", default="fidelity_out")
     parser.add_argument("--parts", nargs="+", choices=("imagine", "extent"), default=["imagine", "extent"],
                         help="imagine: the imagination protocol's scores; extent: observe whole episodes for model extents")
+    parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="MemoryConfig overrides for the imagine part, e.g. paste_keyframes=false")
+    parser.add_argument("--refine-steps", type=int, default=0, help="imagine: refinement steps after the observation")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    config = MemoryConfig(**{key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.memory)})
     torch.manual_seed(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +216,7 @@ def main() -> None:
         episode = Episode(generated_episode(Path(args.episodes), args.preset, seed, progress=not args.quiet))
         k = int(round(args.observe_seconds * episode.fps))
         if "imagine" in args.parts:
-            r = results[seed] = imagine_and_score(episode, k, not args.quiet)
+            r = results[seed] = imagine_and_score(episode, k, not args.quiet, config, args.refine_steps)
             print(f"seed {seed}: imagined {r['imagined_frames']} frames in {r['draw_seconds']:.1f} s "
                   f"({r['imagined_frames'] / r['draw_seconds'] / r['fps']:.2f}x real time)")
         if "extent" in args.parts:
@@ -221,7 +237,7 @@ def main() -> None:
     for seed, objects in extents.items():
         print(f"seed {seed} extent ratios: " + " ".join(f"{o['object']} {o['ratio']:.2f}" for o in objects))
     worst = {}
-    for name in ("revisited", "unseen", "unseen_background"):
+    for name in ("revisited", "revisited_static", "unseen", "unseen_background"):
         values = [v for r in results.values() for v in r["psnr_per_minute"][name] if v is not None]
         worst[name] = min(values) if values else float("nan")
         for seed, r in results.items():
@@ -243,6 +259,7 @@ def main() -> None:
     print(f"opr_still={fmt(still['opr'])} mean_iou_still={fmt(still['mean_iou'])} presence_moved={fmt(moved['presence'])} "
           f"opr_moved={fmt(moved['opr'])} extent_ratio_p90={np.percentile(ratios, 90) if ratios else float('nan'):.3f} "
           f"extent_ratio_max={max(ratios) if ratios else float('nan'):.3f} psnr_revisited={worst['revisited']:.2f} "
+          f"psnr_revisited_static={worst['revisited_static']:.2f} "
           f"psnr_unseen={worst['unseen']:.2f} psnr_unseen_background={worst['unseen_background']:.2f} "
           f"vanished_frames={vanished} realtime={realtime:.2f}")
 

@@ -40,22 +40,26 @@ class Keyframe:
     Attributes:
         camera: the camera it was seen from.
         packed: ``rgb`` ``[H, W, 3]`` uint8, ``depth`` ``[H, W]`` float16 z-depth in metres (0 where
-            unknown) and ``static`` ``[H, W]`` bool (the pixel shows static scene: not an object,
-            not the agent), each as zlib-compressed bytes; read them through the properties.
+            unknown), ``static`` ``[H, W]`` bool (the pixel shows static scene: not an object,
+            not the agent) and ``objects`` ``[H, W]`` uint16 (the memory's object id seen at each
+            pixel, 0 for none), each as zlib-compressed bytes; read them through the properties.
         time: when it was taken (s).
         last_near: last time the camera was within the spacing of this viewpoint (s).
+        frame: the memory's frame index it was taken at (object poses are read there).
     """
 
     camera: Camera
-    packed: tuple[bytes, bytes, bytes]
+    packed: tuple[bytes, bytes, bytes, bytes]
     time: float
     last_near: float
+    frame: int = 0
 
     @classmethod
-    def of(cls, camera: Camera, rgb: np.ndarray, depth: np.ndarray, static: np.ndarray, time: float) -> Keyframe:
-        arrays = (rgb.astype(np.uint8), depth.astype(np.float16), static.astype(bool))
+    def of(cls, camera: Camera, rgb: np.ndarray, depth: np.ndarray, static: np.ndarray, objects: np.ndarray,
+           time: float, frame: int) -> Keyframe:
+        arrays = (rgb.astype(np.uint8), depth.astype(np.float16), static.astype(bool), objects.astype(np.uint16))
         return cls(camera, tuple(zlib.compress(np.ascontiguousarray(a).tobytes(), _ZLIB_LEVEL) for a in arrays),
-                   time, time)
+                   time, time, frame)
 
     def _unpacked(self, index: int, dtype, shape: tuple) -> np.ndarray:
         return np.frombuffer(bytearray(zlib.decompress(self.packed[index])), dtype).reshape(shape)
@@ -71,6 +75,10 @@ class Keyframe:
     @property
     def static(self) -> np.ndarray:
         return self._unpacked(2, bool, (self.camera.height, self.camera.width))
+
+    @property
+    def objects(self) -> np.ndarray:
+        return self._unpacked(3, np.uint16, (self.camera.height, self.camera.width))
 
     def layers(self, pixel_scale: float) -> tuple[Gaussians, Gaussians]:
         """One Gaussian per pixel with a depth, its standard deviation ``pixel_scale`` pixels at its
@@ -114,24 +122,28 @@ class KeyframeStore:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def consider(self, camera: Camera, rgb: np.ndarray, depth: np.ndarray, static: np.ndarray, time: float) -> bool:
+    def consider(self, camera: Camera, rgb: np.ndarray, depth: np.ndarray, static: np.ndarray, time: float,
+                 objects: np.ndarray | None = None, frame: int = 0) -> bool:
         """Keep this view as a keyframe unless one is already within the spacing. Returns whether it was kept.
 
         Args:
             rgb: ``[H, W, 3]`` uint8.
             depth: ``[H, W]`` z-depth (m), 0 where unknown.
             static: ``[H, W]`` bool, static-scene pixels.
+            objects: ``[H, W]`` the memory's object id at each pixel (0: none); all 0 if omitted.
+            frame: the memory's frame index.
         """
         size = (camera.height, camera.width)
-        if rgb.shape != (*size, 3) or depth.shape != size or static.shape != size:
-            raise ShapeError(f"keyframe: rgb {rgb.shape}, depth {depth.shape} and static {static.shape} must "
-                             f"match the camera's {camera.height}x{camera.width}")
+        objects = np.zeros(size, np.uint16) if objects is None else objects
+        if rgb.shape != (*size, 3) or depth.shape != size or static.shape != size or objects.shape != size:
+            raise ShapeError(f"keyframe: rgb {rgb.shape}, depth {depth.shape}, static {static.shape} and objects "
+                             f"{objects.shape} must match the camera's {camera.height}x{camera.width}")
         near = [k for k, d in zip(self.frames, self._distances(camera)) if d < self.spacing]
         for k in near:
             k.last_near = time
         if near:
             return False
-        self.frames.append(Keyframe.of(camera, rgb, depth, static, time))
+        self.frames.append(Keyframe.of(camera, rgb, depth, static, objects, time, frame))
         if len(self.frames) > self.capacity:
             del self.frames[int(np.argmin([k.last_near for k in self.frames]))]
         return True
@@ -163,13 +175,14 @@ class KeyframeStore:
         return {"spacing": self.spacing, "capacity": self.capacity, "reach": self.reach,
                 "frames": [{"camera": (k.camera.fx, k.camera.fy, k.camera.cx, k.camera.cy, k.camera.width,
                                        k.camera.height, k.camera.viewmat),
-                            "packed": k.packed, "time": k.time, "last_near": k.last_near} for k in self.frames]}
+                            "packed": k.packed, "time": k.time, "last_near": k.last_near, "frame": k.frame}
+                           for k in self.frames]}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> KeyframeStore:
         store = cls(state["spacing"], state["capacity"], state["reach"])
-        store.frames = [Keyframe(Camera(*k["camera"]), tuple(k["packed"]), k["time"], k["last_near"])
+        store.frames = [Keyframe(Camera(*k["camera"]), tuple(k["packed"]), k["time"], k["last_near"], k["frame"])
                         for k in state["frames"]]
         for keyframe in store.frames:  # unpacked now, so that damaged pixels fail the load, not a render
-            keyframe.rgb, keyframe.depth, keyframe.static  # noqa: B018
+            keyframe.rgb, keyframe.depth, keyframe.static, keyframe.objects  # noqa: B018
         return store

@@ -51,7 +51,8 @@ def memory_state(memory) -> dict:
                                              "observations", "contradictions", "color")}
         fields_["state"] = t.state.value
         histories = {k: runs(_saved(k, getattr(t, k))) for k in HISTORIES}
-        tracks.append({**fields_, "histories": histories, "model": t.model.state_dict()})
+        tracks.append({**fields_, "histories": histories, "model": t.model.state_dict(),
+                       "refined": None if t.refined is None else t.refined.state_dict()})
     static = memory.static_map
     return {
         "format_version": MEMORY_FORMAT_VERSION,
@@ -86,9 +87,11 @@ def restore(memory, state: dict) -> None:
     memory.keyframes = KeyframeStore.from_state_dict(state["keyframes"])
     memory.static_map.refined = None if state["refined"] is None else RefinedSplats.from_state_dict(state["refined"])
     for ts in state["tracks"]:
-        fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories")}
+        fields_ = {k: v for k, v in ts.items() if k not in ("model", "histories", "refined")}
         histories = {k: expand(*ts["histories"][k]) for k in HISTORIES}
-        memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), **fields_, **histories))
+        refined = None if ts["refined"] is None else RefinedSplats.from_state_dict(ts["refined"])
+        memory.tracks.append(ObjectTrack(model=VoxelGrid.from_state_dict(ts["model"]), refined=refined, **fields_,
+                                         **histories))
     memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
     memory.static_map.support_plane, memory.next_id = state["support_plane"], state["next_id"]
     memory.static_map.support_region, memory.static_map.support_color = state["support_region"], state["support_color"]

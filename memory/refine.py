@@ -1,4 +1,4 @@
-"""Photometric refinement: the static scaffold's splats trained on the memory's keyframes.
+"""Photometric refinement: the memory's splats trained on its keyframes.
 
 The scaffold's splats start as fused voxels (:meth:`VoxelGrid.to_gaussians`): the right surfaces,
 drawn a voxel soft. Refinement treats them as 3D Gaussian splatting does: positions, scales,
@@ -6,7 +6,10 @@ rotations, opacities and colours are optimised with Adam so that, drawn over the
 from each keyframe's camera, they reproduce its static pixels (L1 + D-SSIM, as 3DGS) and its depth
 (L1), while a regulariser keeps every splat within ``anchor_margin`` of the surface it was fused
 from (its anchor: the voxel's observed mean), so that views far from every keyframe still see the
-observed geometry. Densification and pruning follow gsplat's default strategy
+observed geometry. Objects are refined the same way in their own frames, on the keyframe pixels
+labelled with their id, placed by their track's pose at that keyframe (so refined models move with
+their tracks); around an object, pixels seen behind where it is drawn are free space and teach
+it its silhouette. Densification and pruning follow gsplat's default strategy
 (``gsplat/strategy/default.py``): every ``refine_every`` steps, a splat whose mean screen-space
 gradient exceeds ``grow_grad2d`` is cloned when small and split in two when large; splats fainter
 than ``prune_opacity`` or larger than ``prune_scale`` go. (Its periodic opacity reset is left out:
@@ -32,6 +35,7 @@ import torch
 from splatworld.errors import ConfigError
 from splatworld.render.api import RenderOutput, render_with_screen_space
 from splatworld.render.losses import SSIM_RADIUS, ssim_map
+from splatworld.render.projection import RasterSettings
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import quat_to_rotmat
@@ -71,21 +75,28 @@ class RefineConfig:
 
 @dataclass
 class View:
-    """One training view: a keyframe's camera, its pixels and what lies behind the splats there.
+    """One training view: a keyframe's camera, its pixels, and where the splats stand in it.
 
     Attributes:
         camera: the camera it was seen from.
         rgb: ``[H, W, 3]`` float in [0, 1].
         depth: ``[H, W]`` z-depth (m), 0 where unknown.
-        mask: ``[H, W]`` bool, the pixels the splats are trained on (static scene with a depth).
-        backdrop: ``[H, W, 3]`` the colour behind the splats (the ground layer, the sky).
+        mask: ``[H, W]`` bool, the pixels showing what the splats stand for (static scene with a
+            depth; one object).
+        backdrop: ``[H, W, 3]`` the colour behind static splats (the ground layer, the sky); None
+            for an object, which is trained against the observed pixels around it (:func:`view_loss`).
+        pose: ``[4, 4]`` world_from_object for an object's splats (kept in its own frame); None for
+            the static scene.
+        settings: the rules the splats are drawn with where they are shown (defaults if None).
     """
 
     camera: Camera
     rgb: torch.Tensor
     depth: torch.Tensor
     mask: torch.Tensor
-    backdrop: torch.Tensor
+    backdrop: torch.Tensor | None = None
+    pose: torch.Tensor | None = None
+    settings: RasterSettings | None = None
 
 
 @dataclass
@@ -149,6 +160,12 @@ class RefinedSplats:
         self.grad2d = torch.cat([self.grad2d, other.grad2d])
         self.seen = torch.cat([self.seen, other.seen])
 
+    def retain(self, keys: np.ndarray) -> None:
+        """Drop the splats descending from voxels no longer among ``keys`` (carved, removed)."""
+        alive = np.isin(self.keys, keys)
+        if not alive.all():
+            self.keep(torch.from_numpy(alive))
+
     def keep(self, mask: torch.Tensor) -> None:
         """Keep only the splats where ``mask [N]`` is true."""
         for name in PARAMS:
@@ -180,17 +197,34 @@ def _adam(splats: RefinedSplats, grads: dict[str, torch.Tensor], cfg: RefineConf
 
 
 def view_loss(out: RenderOutput, view: View, cfg: RefineConfig) -> torch.Tensor:
-    """L1 + D-SSIM of the splats drawn over ``view.backdrop`` on the view's mask, plus the depth L1
-    where the splats cover a pixel."""
-    rgb = out.rgb + (1 - out.alpha)[..., None] * view.backdrop
+    """The photometric loss of splats drawn in ``view`` (``out`` on a black background).
+
+    Static scene (``view.backdrop`` given): L1 + D-SSIM of the splats over the backdrop on the
+    view's mask, plus the depth L1 where the splats cover a pixel, plus their alpha where they are
+    drawn off the mask in front of a surface seen farther away (free space). An object: the splats over the
+    observed pixels, L1 on its mask and wherever it is drawn in front of a surface seen farther
+    away (free space: the object is not there), plus ``1 - alpha`` on its mask (the observed
+    pixels behind would hide a hole) and the depth L1 on its mask."""
     mask = view.mask
+    if view.backdrop is None:
+        rgb = out.rgb + (1 - out.alpha)[..., None] * view.rgb
+        free = ~mask & (view.depth > out.depth.detach() + 0.01) & (out.alpha.detach() > 1.0 / 255.0)
+        region = mask | free
+        l1 = (rgb - view.rgb).abs().mean(-1)[region].mean()
+        depth = (out.depth - view.depth).abs()[mask & (view.depth > 0)].mean()
+        return l1 + (1 - out.alpha)[mask].mean() + cfg.depth_weight * depth
+    rgb = out.rgb + (1 - out.alpha)[..., None] * view.backdrop
     l1 = (rgb - view.rgb).abs().mean(-1)[mask].mean()
     r = SSIM_RADIUS  # per channel; the map covers the pixels whose window lies inside the image
     inner = mask[r:-r, r:-r]
     d_ssim = 1 - ssim_map(rgb.permute(2, 0, 1), view.rgb.permute(2, 0, 1), 1.0)[:, inner].mean()
     covered = mask & (out.alpha.detach() > 0.5) & (view.depth > 0)
     depth = (out.depth - view.depth).abs()[covered].mean() if covered.any() else rgb.new_zeros(())
-    return (1 - cfg.ssim_weight) * l1 + cfg.ssim_weight * d_ssim + cfg.depth_weight * depth
+    # off the mask (objects, the agent), a static splat drawn in front of the surface seen there is
+    # in free space: without this the splats would grow over every object unpunished
+    free = ~mask & (view.depth > out.depth.detach() + 0.01) & (out.alpha.detach() > 1.0 / 255.0)
+    intrusion = out.alpha[free].sum() / max(int(mask.sum()), 1)
+    return (1 - cfg.ssim_weight) * l1 + cfg.ssim_weight * d_ssim + cfg.depth_weight * depth + intrusion
 
 
 def refine(splats: RefinedSplats, views: list[View], steps: int, cfg: RefineConfig,
@@ -204,7 +238,9 @@ def refine(splats: RefinedSplats, views: list[View], steps: int, cfg: RefineConf
         view = views[int(rng.integers(len(views)))]
         params = {name: t.requires_grad_(True) for name, t in splats.params.items()}
         g = Gaussians(**params, object_ids=torch.zeros(len(splats), dtype=torch.int64))
-        drawn = render_with_screen_space(g, view.camera, backend=cfg.backend, object_ids=False)
+        if view.pose is not None:
+            g = g.transform(view.pose)
+        drawn = render_with_screen_space(g, view.camera, backend=cfg.backend, settings=view.settings, object_ids=False)
         drawn.means2d.retain_grad()
         offset = params["means"] - splats.anchors
         beyond = (offset.norm(dim=-1) - cfg.anchor_margin).clamp_min(0)

@@ -38,7 +38,7 @@ from splatworld.memory.ground import ground_texture
 from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
-from splatworld.memory.refine import RefineConfig, View
+from splatworld.memory.refine import RefineConfig, RefinedSplats, View, refine
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -128,7 +128,8 @@ class SceneMemory:
         static = valid & (frame.instances == 0)
         self._note_colors(colors, ~valid & (frame.instances == 0), (depth == 0) & (frame.instances == 0),
                           frame.instances == self.agent_label)
-        new_keyframe = self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time)
+        new_keyframe = self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time,
+                                               _object_map(frame.instances, frame_labels), self.frame_count)
         self.static_map.integrate(points, colors, static, depth, cam, self.time)
         if new_keyframe and cfg.refine_steps_per_keyframe > 0:
             started = time.perf_counter()
@@ -154,11 +155,19 @@ class SceneMemory:
 
     # ------------------------------------------------------------- drawing
     def track_gaussians(self, track: ObjectTrack, pose: np.ndarray, scale: float) -> Gaussians:
-        """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7]), splat std ``scale`` voxels."""
+        """A track's model as world Gaussians at ``pose`` (4x4 matrix or [7]), splat std ``scale``
+        voxels; at the memory's display scale (:attr:`MemoryConfig.object_splat_scale`), its refined
+        splats and those of voxels fused since, once it was refined."""
+        refined = track.refined if scale == self.config.object_splat_scale else None
         key = (track.id, scale)
+        state = (track.model.version, None if refined is None else (refined.steps, len(refined)))
         cached = self._model_cache.get(key)
-        if cached is None or cached[0] != track.model.version:  # a model changes only when fused into
-            cached = (track.model.version, track.model.to_gaussians(object_id=track.id, scale=scale))
+        if cached is None or cached[0] != state:  # a model changes only when fused into or refined
+            voxels = track.model.to_gaussians(object_id=track.id, scale=scale)
+            if refined is not None:
+                fresh = torch.from_numpy(~np.isin(track.model.keys, refined.keys))
+                voxels = Gaussians.concat([refined.gaussians(track.id), voxels.select(fresh)])
+            cached = (state, voxels)
             self._model_cache[key] = cached
         return cached[1].transform(torch.from_numpy(pose))
 
@@ -243,22 +252,53 @@ class SceneMemory:
         self._views = views
         return [v[2] for v in views.values()]
 
+    def object_views(self, track: ObjectTrack, min_pixels: int = 30) -> list[View]:
+        """The keyframes that show ``track`` on at least ``min_pixels`` pixels, as training views of
+        its model in its own frame (placed by its pose at each keyframe's frame)."""
+        views = []
+        for keyframe in self.keyframes.frames:
+            mask = torch.from_numpy(keyframe.objects == track.id)
+            pose = track.pose_at(keyframe.frame)
+            if int(mask.sum()) < min_pixels or pose is None:
+                continue
+            views.append(View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0,
+                              torch.from_numpy(keyframe.depth.astype(np.float32)), mask,
+                              pose=pose_to_matrix(torch.from_numpy(np.asarray(pose, np.float64))).float(),
+                              settings=RasterSettings(eps2d=self.config.object_eps2d)))
+        return views
+
     def refine(self, steps: int, config: RefineConfig | None = None, seed: int | None = None,
                on_step=None) -> list[float]:
-        """Photometric refinement of the static splats (:mod:`~splatworld.memory.refine`) on the
-        keyframes, ``steps`` steps; the memory then draws the refined splats. Returns the losses.
+        """Photometric refinement (:mod:`~splatworld.memory.refine`) on the keyframes: ``steps``
+        steps of the static splats, then ``steps`` steps shared by the objects (in proportion to
+        their keyframe views); the memory then draws the refined splats. Returns the static losses.
 
         Args:
             config: :class:`RefineConfig` defaults (with the memory's backend) if omitted.
             seed: seeds the choice of views (default: the steps taken so far, so that a memory
                 saved and loaded refines on as one kept would).
-            on_step: called with (step, loss) after each step.
+            on_step: called with (step, loss) after each static step.
         """
         config = config or RefineConfig(backend=self.config.backend)
         refined = self.static_map.refined
         rng = np.random.default_rng(seed if seed is not None else (0 if refined is None else refined.steps))
         losses = self.static_map.refine(self.training_views(), steps, config, rng, on_step)
         self._render_static = None
+        objects = {t.id: (t, self.object_views(t)) for t in self.tracks if len(t.model)}
+        total = sum(len(v) for _, v in objects.values())
+        for track, views in objects.values():
+            share = int(round(steps * len(views) / total)) if total else 0
+            if not share:
+                continue
+            model = track.model
+            if track.refined is None:
+                track.refined = RefinedSplats.empty()
+            track.refined.retain(model.keys)
+            fresh = ~np.isin(model.keys, track.refined.keys)
+            voxels = model.to_gaussians(object_id=track.id, scale=self.config.object_splat_scale)
+            track.refined.adopt(voxels.select(torch.from_numpy(fresh)), torch.from_numpy(model.points[fresh]).float(),
+                                model.keys[fresh])
+            refine(track.refined, views, share, config, rng)
         return losses
 
     # ============================================================ between frames
@@ -391,6 +431,15 @@ class SceneMemory:
     def export_tracks(self, path: str | os.PathLike) -> Path:
         """Write :meth:`tracks_json` to ``path`` atomically."""
         return export_tracks(self.tracks, path)
+
+
+def _object_map(instances: np.ndarray, labels: dict[int, int]) -> np.ndarray:
+    """``[H, W]`` uint16: the object id (track id) whose label ``labels`` gives each pixel of
+    ``instances [H, W]``, 0 elsewhere."""
+    out = np.zeros(instances.shape, np.uint16)
+    for track_id, label in labels.items():
+        out[instances == label] = track_id
+    return out
 
 
 def _running_mean(mean: np.ndarray, frames: int, values: np.ndarray) -> int:

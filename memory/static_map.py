@@ -154,6 +154,7 @@ class StaticMap:
         fresh = self._unrefined()
         if self.refined is None:
             self.refined = RefinedSplats.empty()
+        self.refined.retain(keys)
         index = torch.from_numpy(fresh)
         self.refined.adopt(scaffold.select(index), anchors[index], keys[fresh])
         return refine(self.refined, views, steps, cfg, rng, on_step)

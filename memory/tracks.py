@@ -9,6 +9,7 @@ from enum import Enum
 import numpy as np
 import torch
 
+from splatworld.memory.refine import RefinedSplats
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
@@ -86,7 +87,8 @@ class Segment:
 
 @dataclass
 class ObjectTrack:
-    """One remembered object: a model in its own frame and its pose over time."""
+    """One remembered object: a model in its own frame (voxels; their refined splats once
+    :meth:`SceneMemory.refine` ran) and its pose over time."""
 
     id: int
     model: VoxelGrid
@@ -98,6 +100,7 @@ class ObjectTrack:
     observations: int = 0
     contradictions: int = 0
     color: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    refined: RefinedSplats | None = None  # the model's splats after photometric refinement, own frame
     # per frame since birth (a list given is converted): pose [7], label (0: none), state, belief
     poses: History = field(default_factory=list)
     labels: History = field(default_factory=list)

@@ -16,6 +16,7 @@ The same config and seed give the same files, bit for bit. The pusher's policies
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from splatworld.scene.episode_writer import EpisodeWriter
 from splatworld.scene.cameras import Cameras
 from splatworld.scene.events import hide_events
 from splatworld.sim.camera_path import CameraPath
+from splatworld.sim.look import apply_textures, seeded_light
 from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
 from splatworld.sim.pybullet_scene import (
     TABLE_HALF,
@@ -269,6 +271,13 @@ def generate_episode(cfg: DictConfig) -> Path:
         raise ConfigError(f"seconds={seconds} at fps={cfg.fps} gives no frames")
     rng = np.random.default_rng(cfg.seed)
     scene = build_tabletop(scenario, cfg.seed)
+    look = np.random.default_rng([cfg.seed, 7])  # its own stream: the default look's episodes stay as they were
+    if cfg.textures:
+        plane, table = scene.world.static_bodies[:2]
+        with tempfile.TemporaryDirectory() as folder:  # TinyRenderer reads each texture when it is loaded
+            apply_textures(scene.world.client, table, plane, scene.occluders, look, Path(folder))
+    if cfg.lighting:
+        scene.world.light = seeded_light(look)
     client, objects = scene.world.client, scene.world.object_bodies
     policy = make_policy(scenario.policy, np.random.default_rng(cfg.seed + 1))
     path = CameraPath(scenario.camera, cfg.seed)
@@ -288,7 +297,8 @@ def generate_episode(cfg: DictConfig) -> Path:
     extra = {"instance_ids_consistent": consistent, "agent_label": DEFAULT_AGENT_LABEL,
              "agent_shape": {"type": "cylinder", "radius": AGENT_RADIUS, "height": AGENT_HEIGHT},
              "action_space": {"type": "planar_velocity", "dim": 2, "units": "m/s"},
-             "scenario": scenario.name, "seed": int(cfg.seed)}
+             "scenario": scenario.name, "seed": int(cfg.seed),
+             "look": {"lighting": bool(cfg.lighting), "textures": bool(cfg.textures)}}
     writer = EpisodeWriter(cfg.out, cam0, cfg.fps, depth_unit_scale_factor=0.001, extra=extra)
     gt = {b: {"id": i + 1, "name": scene.names[b], "urdf": OBJECT_LIBRARY[scene.names[b]][0],
               "scale": OBJECT_LIBRARY[scene.names[b]][1], "extent": extents[b],

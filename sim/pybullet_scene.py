@@ -22,6 +22,7 @@ from splatworld.scene.build import gaussians_from_mesh
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import pose_to_matrix
+from splatworld.sim.look import Light
 
 # Objects a tabletop is furnished from: (urdf, global scaling).
 TABLETOP_OBJECTS = [
@@ -39,11 +40,12 @@ GROUND_HALF_EXTENT = 2.5  # metres of ground plane kept around the origin
 
 @dataclass
 class World:
-    """A PyBullet client and the bodies in it."""
+    """A PyBullet client and the bodies in it; ``light``: how TinyRenderer lights it (None: its default)."""
 
     client: int
     static_bodies: list[int]
     object_bodies: list[int]
+    light: Light | None = None
 
     def close(self) -> None:
         pb.disconnect(self.client)
@@ -217,7 +219,8 @@ def render_tinyrenderer(world: World, camera: Camera, near: float = 0.01, far: f
     """
     _, _, rgba, depth_buffer, seg = pb.getCameraImage(
         camera.width, camera.height, pybullet_view_matrix(camera), pybullet_projection_matrix(camera, near, far),
-        renderer=pb.ER_TINY_RENDERER, physicsClientId=world.client)
+        renderer=pb.ER_TINY_RENDERER, physicsClientId=world.client,
+        **({} if world.light is None else world.light.camera_image_kwargs()))
     rgba = np.asarray(rgba, dtype=np.uint8).reshape(camera.height, camera.width, 4)
     buf = np.asarray(depth_buffer, dtype=np.float64).reshape(camera.height, camera.width)
     depth = far * near / (far - (far - near) * buf)

@@ -187,6 +187,24 @@ def test_same_seed_same_bytes(tmp_path):
         assert not mismatch and not errors and not cmp.left_only and not cmp.right_only
 
 
+def test_lighting_and_textures_change_the_pixels_not_the_truth(tmp_path):
+    plain = Episode(_generate(tmp_path / "plain", "scenario=occlusion", "seconds=1", "seed=5"))
+    lit = Episode(_generate(tmp_path / "lit", "scenario=occlusion", "seconds=1", "seed=5", "lighting=true",
+                            "textures=true"))
+    again = Episode(_generate(tmp_path / "again", "scenario=occlusion", "seconds=1", "seed=5", "lighting=true",
+                              "textures=true"))
+    assert lit.meta["look"] == {"lighting": True, "textures": True} and plain.meta["look"]["lighting"] is False
+    assert lit.ground_truth()["objects"] == plain.ground_truth()["objects"]
+    for i in (0, len(lit) - 1):
+        assert np.array_equal(lit[i].depth, plain[i].depth) and np.array_equal(lit[i].rgb, again[i].rgb)
+        table = lit[i].instances == 0
+        differs = np.abs(lit[i].rgb.astype(int) - plain[i].rgb.astype(int)).max(-1) > 20
+        assert differs[table].mean() > 0.5  # new textures and light on the static scene
+        # the procedural textures hold detail a 2 cm voxel cannot: neighbouring pixels differ
+        assert np.abs(np.diff(lit[i].rgb[table.nonzero()].astype(int), axis=0)).mean() > \
+            np.abs(np.diff(plain[i].rgb[table.nonzero()].astype(int), axis=0)).mean()
+
+
 def test_nerfstudio_conventions_from_the_file_alone(push_episode):
     """Project an object's centre with nothing but transforms.json (nerfstudio / OpenGL conventions)."""
     meta = json.loads((push_episode / "transforms.json").read_text())
