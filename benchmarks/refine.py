@@ -1,13 +1,15 @@
 """Photometric refinement: the CPU backward pass, and the memory's splats at views it did not observe.
 
     python benchmarks/refine.py [--parts backward heldout incremental job] [--preset long] [--seeds 0]
-                                [--episodes DIR] [--observe-seconds 60] [--steps 1000] [--out DIR]
+                                [--look lighting textures] [--seconds S] [--episodes DIR]
+                                [--observe-seconds 60] [--steps 1000] [--out DIR]
 
 - ``backward``: forward + backward of the 50k-Gaussian PyBullet tabletop at 256x256 (the renderer
   benchmark's scene and orbit), numba kernels against the torch reference under autograd, in the
   same run (median ms over the frames); and the gradients' relative error against torch autograd in
   float64 on an 8k-Gaussian tabletop.
-- ``heldout``: a memory observes the even frames of the first ``--observe-seconds`` of each seed and
+- ``heldout``: (on the preset as generated, or lit and textured with ``--look lighting textures``)
+  a memory observes the even frames of the first ``--observe-seconds`` of each seed and
   is drawn, keyframe pasting off and on, at every 10th odd frame of that span (views it never
   observed, inside the observed region): PSNR on static pixels and on the whole image, SSIM on
   static pixels, before and after ``--steps`` refinement steps (ms per step, splats).
@@ -31,12 +33,14 @@ import numpy as np
 import torch
 
 from splatworld.evaluation.image import psnr, ssim
+from splatworld.jobs.config import load_config
 from splatworld.jobs.generate import generated_episode
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.progress import progress_bar
 from splatworld.render import orbit_path, render
 from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode
+from splatworld.sim.generate import generate_episode
 
 PARAMS = ("means", "quats", "log_scales", "opacity_logits", "sh")
 
@@ -115,7 +119,7 @@ def observe_even(episode: Episode, k: int, config: MemoryConfig, progress: bool)
 
 
 def heldout_part(episode: Episode, k: int, steps: int, progress: bool) -> dict:
-    memory, _ = observe_even(episode, k, MemoryConfig(), progress)
+    memory, _ = observe_even(episode, k, MemoryConfig(refine_steps_per_keyframe=0), progress)
     frames = _held_out_frames(k)
     before = {paste: held_out_scores(episode, memory, frames, paste) for paste in (False, True)}
     splats_before = len(memory.static_gaussians())
@@ -158,11 +162,27 @@ def job_part(episode: Episode, steps: int, out: Path, progress: bool) -> dict:
             "seconds": seconds}
 
 
+def look_episode(folder: Path, preset: str, seed: int, look: list[str], seconds: float | None,
+                 progress: bool) -> Path:
+    """The preset's episode (cached in ``folder``), generated with the ``look`` options if any."""
+    if not look and seconds is None:
+        return generated_episode(folder, preset, seed, progress=progress)
+    path = folder / f"{preset}_{'_'.join(sorted(look)) or 'plain'}_{seconds or 'all'}s_seed{seed}"
+    if not (path / "ground_truth.json").exists():
+        overrides = [f"scenario={preset}", f"seed={seed}", f"out={path}", f"progress={str(progress).lower()}",
+                     *(f"{option}=true" for option in look), *([f"seconds={seconds}"] if seconds else [])]
+        generate_episode(load_config("generate", overrides))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", default=["backward", "heldout", "incremental", "job"],
                         choices=["backward", "heldout", "incremental", "job"])
     parser.add_argument("--preset", default="long")
+    parser.add_argument("--look", nargs="*", default=[], choices=["lighting", "textures"],
+                        help="generate the preset with PyBullet lighting / procedural textures (sim/look.py)")
+    parser.add_argument("--seconds", type=float, default=None, help="generate only this much of the preset")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--episodes", type=Path, default=Path(__file__).parent / ".episodes")
     parser.add_argument("--observe-seconds", type=float, default=60.0)
@@ -182,7 +202,7 @@ def main() -> None:
               f"backward = {b['speedup']:.1f}x (cpu forward alone {b['cpu_forward_ms']:.0f} ms); gradient relative "
               f"error (float64, 8k): max {b['grad_rel_err_max']:.1e}")
     for seed in args.seeds:
-        episode = Episode(generated_episode(args.episodes, args.preset, seed, progress=progress))
+        episode = Episode(look_episode(args.episodes, args.preset, seed, args.look, args.seconds, progress))
         k = int(round(args.observe_seconds * episode.fps))
         per_seed = results.setdefault("seeds", {}).setdefault(str(seed), {})
         if "heldout" in args.parts:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -97,6 +97,22 @@ class View:
     backdrop: torch.Tensor | None = None
     pose: torch.Tensor | None = None
     settings: RasterSettings | None = None
+
+
+class LazyViews(Sequence):
+    """``n`` training views, each built by ``make(i)`` when drawn: a memory's keyframes stay
+    compressed until a step uses one."""
+
+    def __init__(self, n: int, make: Callable[[int], View]):
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> View:
+        if not 0 <= i < self.n:
+            raise IndexError(f"view {i} of {self.n}")
+        return self.make(i)
 
 
 @dataclass
@@ -227,7 +243,7 @@ def view_loss(out: RenderOutput, view: View, cfg: RefineConfig) -> torch.Tensor:
     return (1 - cfg.ssim_weight) * l1 + cfg.ssim_weight * d_ssim + cfg.depth_weight * depth + intrusion
 
 
-def refine(splats: RefinedSplats, views: list[View], steps: int, cfg: RefineConfig,
+def refine(splats: RefinedSplats, views: Sequence[View], steps: int, cfg: RefineConfig,
            rng: np.random.Generator, on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Take ``steps`` refinement steps on ``splats`` (in place), one random view of ``views`` each.
     Returns the loss of every step."""
@@ -244,7 +260,7 @@ def refine(splats: RefinedSplats, views: list[View], steps: int, cfg: RefineConf
         drawn.means2d.retain_grad()
         offset = params["means"] - splats.anchors
         beyond = (offset.norm(dim=-1) - cfg.anchor_margin).clamp_min(0)
-        loss = view_loss(drawn.output, view, cfg) + cfg.anchor_weight * (beyond**2).mean()
+        loss = view_loss(drawn.output.cpu(), view, cfg) + cfg.anchor_weight * (beyond**2).mean()
         loss.backward()
         grads = {name: p.grad for name, p in params.items()}
         with torch.no_grad():

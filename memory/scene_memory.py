@@ -38,7 +38,7 @@ from splatworld.memory.ground import ground_texture
 from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
-from splatworld.memory.refine import RefineConfig, RefinedSplats, View, refine
+from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -86,7 +86,10 @@ class SceneMemory:
         self.next_id = 1
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
-        self._views: dict[int, tuple[Keyframe, int, View]] = {}  # id(keyframe) -> (it, id(ground), training view)
+        # per keyframe, for refinement: the backdrop behind the scaffold (id(keyframe) -> (it, id(ground),
+        # uint8 image)) and the object map (id(keyframe) -> (it, [H, W] uint16)); pixels are unpacked when drawn
+        self._backdrops: dict[int, tuple] = {}
+        self._object_maps: dict[int, tuple] = {}
         self.refine_seconds = 0.0  # spent in incremental refinement while observing
 
     # ================================================================== observe
@@ -236,36 +239,58 @@ class SceneMemory:
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
     # ================================================================ refinement
-    def training_views(self) -> list[View]:
-        """Every keyframe as a training view for :meth:`refine`: its static pixels with a depth, over
-        the ground layer and sky the memory draws behind the scaffold there."""
+    def _backdrop(self, keyframe: Keyframe) -> torch.Tensor:
+        """``[H, W, 3]`` uint8: the ground layer and sky behind the scaffold from the keyframe's camera,
+        kept per keyframe until the ground changes."""
         ground = id(self.static_map.ground)
-        views = {}
-        for keyframe in self.keyframes.frames:
-            cached = self._views.get(id(keyframe))
-            if cached is None or cached[0] is not keyframe or cached[1] != ground:
-                depth = torch.from_numpy(keyframe.depth.astype(np.float32))
-                view = View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0, depth,
-                            torch.from_numpy(keyframe.static) & (depth > 0), self._ground(keyframe.camera).rgb.float())
-                cached = (keyframe, ground, view)
-            views[id(keyframe)] = cached
-        self._views = views
-        return [v[2] for v in views.values()]
+        cached = self._backdrops.get(id(keyframe))
+        if cached is None or cached[0] is not keyframe or cached[1] != ground:
+            rgb = self._ground(keyframe.camera).rgb
+            cached = (keyframe, ground, (rgb.clamp(0, 1) * 255).round().to(torch.uint8))
+            self._backdrops[id(keyframe)] = cached
+        return cached[2]
 
-    def object_views(self, track: ObjectTrack, min_pixels: int = 30) -> list[View]:
+    def _object_map(self, keyframe: Keyframe) -> np.ndarray:
+        cached = self._object_maps.get(id(keyframe))
+        if cached is None or cached[0] is not keyframe:
+            cached = (keyframe, keyframe.objects)
+            self._object_maps[id(keyframe)] = cached
+        return cached[1]
+
+    def training_views(self) -> LazyViews:
+        """Every keyframe as a training view for :meth:`refine` (built when drawn): its static
+        pixels with a depth, over the ground layer and sky the memory draws behind the scaffold there."""
+        alive = {id(k) for k in self.keyframes.frames}
+        self._backdrops = {key: value for key, value in self._backdrops.items() if key in alive}
+        self._object_maps = {key: value for key, value in self._object_maps.items() if key in alive}
+        frames = list(self.keyframes.frames)
+
+        def view(i: int) -> View:
+            keyframe = frames[i]
+            depth = torch.from_numpy(keyframe.depth.astype(np.float32))
+            return View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0, depth,
+                        torch.from_numpy(keyframe.static) & (depth > 0), self._backdrop(keyframe).float() / 255.0)
+
+        return LazyViews(len(frames), view)
+
+    def object_views(self, track: ObjectTrack, min_pixels: int = 30) -> LazyViews:
         """The keyframes that show ``track`` on at least ``min_pixels`` pixels, as training views of
-        its model in its own frame (placed by its pose at each keyframe's frame)."""
-        views = []
+        its model in its own frame (placed by its pose at each keyframe's frame; built when drawn)."""
+        chosen = []
         for keyframe in self.keyframes.frames:
-            mask = torch.from_numpy(keyframe.objects == track.id)
             pose = track.pose_at(keyframe.frame)
-            if int(mask.sum()) < min_pixels or pose is None:
-                continue
-            views.append(View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0,
-                              torch.from_numpy(keyframe.depth.astype(np.float32)), mask,
-                              pose=pose_to_matrix(torch.from_numpy(np.asarray(pose, np.float64))).float(),
-                              settings=RasterSettings(eps2d=self.config.object_eps2d)))
-        return views
+            if pose is not None and int((self._object_map(keyframe) == track.id).sum()) >= min_pixels:
+                chosen.append((keyframe, pose))
+        settings = RasterSettings(eps2d=self.config.object_eps2d)
+
+        def view(i: int) -> View:
+            keyframe, pose = chosen[i]
+            return View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0,
+                        torch.from_numpy(keyframe.depth.astype(np.float32)),
+                        torch.from_numpy(self._object_map(keyframe) == track.id), settings=settings,
+                        pose=pose_to_matrix(torch.from_numpy(np.asarray(pose, np.float64))).float())
+
+        return LazyViews(len(chosen), view)
 
     def refine(self, steps: int, config: RefineConfig | None = None, seed: int | None = None,
                on_step=None) -> list[float]:

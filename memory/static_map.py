@@ -4,6 +4,7 @@ geometric queries planners and dynamics ask of it (occupancy, signed distance, s
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -146,7 +147,7 @@ class StaticMap:
             self._drawn = (state, Gaussians.concat([self.refined.gaussians(), fresh]))
         return self._drawn[1]
 
-    def refine(self, views: list[View], steps: int, cfg: RefineConfig, rng: np.random.Generator,
+    def refine(self, views: Sequence[View], steps: int, cfg: RefineConfig, rng: np.random.Generator,
                on_step=None) -> list[float]:
         """Photometric refinement (:func:`~splatworld.memory.refine.refine`) of the static splats
         on ``views``; voxels seen since the last refinement join it first. Returns the losses."""

@@ -88,3 +88,12 @@ def test_densify_clones_small_splits_large_and_prunes_faint_splats():
     assert float(splats.grad2d.abs().sum()) == 0 and float(splats.seen.sum()) == 0
     assert all(m.shape[0] == 5 for pair in splats.moments.values() for m in pair)
     assert math.isclose(float(splats.params["log_scales"][2, 0].exp()), 0.005, rel_tol=1e-6)
+
+
+@pytest.mark.gpu
+def test_refinement_runs_on_gsplat(observed, tmp_path):
+    pytest.importorskip("gsplat")
+    _, memory = observed
+    refined = SceneMemory.load(memory.save(tmp_path / "memory.pt"))
+    losses = refined.refine(60, RefineConfig(backend="gsplat"), seed=0)
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
