@@ -86,9 +86,8 @@ class SceneMemory:
         self.next_id = 1
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
         self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
-        # per keyframe, for refinement: the backdrop behind the scaffold (id(keyframe) -> (it, id(ground),
-        # uint8 image)) and the object map (id(keyframe) -> (it, [H, W] uint16)); pixels are unpacked when drawn
-        self._backdrops: dict[int, tuple] = {}
+        # per keyframe, for refinement: its object map (id(keyframe) -> (it, [H, W] uint16)), read for every
+        # object; the other pixels are unpacked when a step draws the keyframe
         self._object_maps: dict[int, tuple] = {}
         self.refine_seconds = 0.0  # spent in incremental refinement while observing
 
@@ -239,17 +238,6 @@ class SceneMemory:
         return Gaussians.concat([p for p in parts if len(p)] or [Gaussians.empty()])
 
     # ================================================================ refinement
-    def _backdrop(self, keyframe: Keyframe) -> torch.Tensor:
-        """``[H, W, 3]`` uint8: the ground layer and sky behind the scaffold from the keyframe's camera,
-        kept per keyframe until the ground changes."""
-        ground = id(self.static_map.ground)
-        cached = self._backdrops.get(id(keyframe))
-        if cached is None or cached[0] is not keyframe or cached[1] != ground:
-            rgb = self._ground(keyframe.camera).rgb
-            cached = (keyframe, ground, (rgb.clamp(0, 1) * 255).round().to(torch.uint8))
-            self._backdrops[id(keyframe)] = cached
-        return cached[2]
-
     def _object_map(self, keyframe: Keyframe) -> np.ndarray:
         cached = self._object_maps.get(id(keyframe))
         if cached is None or cached[0] is not keyframe:
@@ -261,7 +249,6 @@ class SceneMemory:
         """Every keyframe as a training view for :meth:`refine` (built when drawn): its static
         pixels with a depth, over the ground layer and sky the memory draws behind the scaffold there."""
         alive = {id(k) for k in self.keyframes.frames}
-        self._backdrops = {key: value for key, value in self._backdrops.items() if key in alive}
         self._object_maps = {key: value for key, value in self._object_maps.items() if key in alive}
         frames = list(self.keyframes.frames)
 
@@ -269,7 +256,7 @@ class SceneMemory:
             keyframe = frames[i]
             depth = torch.from_numpy(keyframe.depth.astype(np.float32))
             return View(keyframe.camera, torch.from_numpy(keyframe.rgb).float() / 255.0, depth,
-                        torch.from_numpy(keyframe.static) & (depth > 0), self._backdrop(keyframe).float() / 255.0)
+                        torch.from_numpy(keyframe.static) & (depth > 0), self._ground(keyframe.camera).rgb.float())
 
         return LazyViews(len(frames), view)
 
@@ -309,10 +296,12 @@ class SceneMemory:
         rng = np.random.default_rng(seed if seed is not None else (0 if refined is None else refined.steps))
         losses = self.static_map.refine(self.training_views(), steps, config, rng, on_step)
         self._render_static = None
-        objects = {t.id: (t, self.object_views(t)) for t in self.tracks if len(t.model)}
-        total = sum(len(v) for _, v in objects.values())
-        for track, views in objects.values():
-            share = int(round(steps * len(views) / total)) if total else 0
+        objects = [(t, self.object_views(t)) for t in self.tracks if len(t.model)]
+        counts = np.array([len(views) for _, views in objects], dtype=np.float64)
+        # each object step goes to an object drawn in proportion to its views: a few steps per keyframe
+        # while observing still reach every object over time
+        shares = rng.multinomial(steps, counts / counts.sum()) if counts.sum() else np.zeros(len(objects), int)
+        for (track, views), share in zip(objects, shares):
             if not share:
                 continue
             model = track.model

@@ -64,6 +64,7 @@ class StaticMap:
         """The highest large horizontal plane of the scaffold (the table top), by RANSAC."""
         if len(self.grid) < 200:
             return
+        self._scaffold = self._drawn = None  # the splats depend on the plane (completion) and the ground
         rng = np.random.default_rng(0)  # same input, same plane
         points = self.grid.points
         best = None

@@ -130,7 +130,7 @@ def test_revisited_view_renders_like_the_observed_frame(occlusion):
     cover as observed: PSNR far above the scaffold alone, whose 2 cm splats blur every edge."""
     episode, memory = occlusion
     frame = episode[0]
-    drawn = memory.render(frame.camera, frame=0, backend="cpu")
+    drawn = memory.render(frame.camera, frame=0, backend="cpu", paste_keyframes=True)
     static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth) & \
         (drawn.object_id.numpy() <= 0)
     scaffold_only = to_uint8(render(memory.gaussians_at(0), frame.camera, backend="cpu").rgb.numpy())

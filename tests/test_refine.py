@@ -7,7 +7,7 @@ import torch
 from splatworld.cli import main
 from splatworld.evaluation.image import psnr
 from splatworld.jobs.config import load_config
-from splatworld.memory import SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.memory.refine import RefineConfig, RefinedSplats, densify
 from splatworld.scene import Gaussians
 from splatworld.scene.episode import Episode
@@ -16,12 +16,13 @@ from splatworld.sim.generate import generate_episode
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory):
-    """An occlusion episode, and a memory that observed its even frames (the odd ones are held out)."""
+    """An occlusion episode, and a memory that observed its even frames (the odd ones are held out),
+    not refined while observing."""
     out = tmp_path_factory.mktemp("refine") / "ep"
     cfg = load_config("generate", [f"out={out}", "progress=false", "scenario=occlusion", "seconds=8", "seed=3",
                                    "width=96", "height=96"])
     episode = Episode(generate_episode(cfg))
-    memory = SceneMemory(agent_label=episode.agent_label)
+    memory = SceneMemory(MemoryConfig(refine_steps_per_keyframe=0), agent_label=episode.agent_label)
     for i in range(0, len(episode), 2):
         memory.observe(episode[i])
     return episode, memory
