@@ -12,7 +12,8 @@
   a memory observes the even frames of the first ``--observe-seconds`` of each seed and
   is drawn, keyframe pasting off and on, at every 10th odd frame of that span (views it never
   observed, inside the observed region): PSNR on static pixels, on static pixels above the floor
-  (the table and occluders: the floor is drawn by the ground layer) and on the whole image, SSIM on
+  (the table and occluders: the floor is drawn by the ground layer; views that show none are left
+  out of that mean) and on the whole image, SSIM on
   static pixels, before and after ``--steps`` refinement steps (ms per step, splats).
 - ``incremental``: the same observation with ``refine_steps_per_keyframe`` steps run after every new
   keyframe: frames/s, the time split, and the held-out PSNR it reaches.
@@ -110,7 +111,7 @@ def held_out_scores(episode: Episode, memory: SceneMemory, frames: list[int], pa
         above_psnr.append(psnr(pred, frame.rgb, static & (height > FLOOR_MARGIN)))
         image_psnr.append(psnr(pred, frame.rgb))
         static_ssim.append(ssim(pred, frame.rgb, static))
-    return {"psnr_static": float(np.mean(static_psnr)), "psnr_above_floor": float(np.mean(above_psnr)),
+    return {"psnr_static": float(np.mean(static_psnr)), "psnr_above_floor": float(np.nanmean(above_psnr)),
             "psnr_image": float(np.mean(image_psnr)), "ssim_static": float(np.nanmean(static_ssim))}
 
 
