@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from splatworld.render.projection import RasterSettings
 from splatworld.render.raster_cpu import (_B, _CA, _CB, _CC, _G, _MX, _MY, _N_FIELDS, _OP, _R, _Z, Composited,
-                                          project_cpu, rasterize_cpu)
+                                          _rows, _span, _tile_box, project_cpu, rasterize_cpu)
 from splatworld.scene.cameras import Camera
 
 
@@ -37,10 +37,7 @@ def _composite_backward(offsets, packed, width, height, tile, n_tx, power_max, a
                         trans_final, acc_final, grad_acc, grad_trans, grad_packed):  # pragma: no cover - jitted
     # The forward kernel's loop (tile, depth order, ellipse rows and spans, stop rule), replayed.
     for t in prange(offsets.shape[0] - 1):
-        x_lo = (t % n_tx) * tile
-        y_lo = (t // n_tx) * tile
-        x_hi = min(x_lo + tile, width)
-        y_hi = min(y_lo + tile, height)
+        x_lo, x_hi, y_lo, y_hi = _tile_box(t, n_tx, tile, width, height)
         tw = x_hi - x_lo
         n_pix = tw * (y_hi - y_lo)
         trans = np.ones(n_pix)
@@ -65,16 +62,10 @@ def _composite_backward(offsets, packed, width, height, tile, n_tx, power_max, a
             f3 = packed[k, _Z]
             g_mx = g_my = g_ca = g_cb = g_cc = g_op = 0.0
             g_f0 = g_f1 = g_f2 = g_f3 = 0.0
-            half_h = math.sqrt(2.0 * power_max * ca / (ca * cc - cb * cb))
-            for py in range(max(y_lo, int(math.floor(my - half_h - 0.5))),
-                            min(y_hi, int(math.ceil(my + half_h - 0.5)) + 1)):
+            y0, y1 = _rows(my, ca, cb, cc, power_max, y_lo, y_hi)
+            for py in range(y0, y1):
                 dy = py + 0.5 - my
-                disc = cb * cb * dy * dy - ca * (cc * dy * dy - 2.0 * power_max)
-                if disc < 0.0:
-                    continue
-                root = math.sqrt(disc)
-                x0 = max(x_lo, int(math.floor(mx + (-cb * dy - root) / ca - 0.5)))
-                x1 = min(x_hi, int(math.ceil(mx + (-cb * dy + root) / ca - 0.5)) + 1)
+                x0, x1 = _span(mx, dy, ca, cb, cc, power_max, x_lo, x_hi)
                 for px in range(x0, x1):
                     i = (py - y_lo) * tw + (px - x_lo)
                     if done[i]:

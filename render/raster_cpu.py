@@ -111,6 +111,34 @@ def _tile_rect(mx, my, rx, ry, tile, n_tx, n_ty):  # pragma: no cover - jitted
     return x0, x1, y0, y1
 
 
+@njit(inline="always")
+def _tile_box(t, n_tx, tile, width, height):  # pragma: no cover - jitted
+    """Pixel box ``x_lo, x_hi, y_lo, y_hi`` (ends exclusive) of tile ``t``."""
+    x_lo = (t % n_tx) * tile
+    y_lo = (t // n_tx) * tile
+    return x_lo, min(x_lo + tile, width), y_lo, min(y_lo + tile, height)
+
+
+@njit(inline="always")
+def _rows(my, ca, cb, cc, power_max, y_lo, y_hi):  # pragma: no cover - jitted
+    """Rows of ``[y_lo, y_hi)`` the cutoff ellipse reaches: ``|dy| <= sqrt(2 power_max Sigma_yy)``,
+    ``Sigma = conic^-1``."""
+    half_h = math.sqrt(2.0 * power_max * ca / (ca * cc - cb * cb))
+    return max(y_lo, int(math.floor(my - half_h - 0.5))), min(y_hi, int(math.ceil(my + half_h - 0.5)) + 1)
+
+
+@njit(inline="always")
+def _span(mx, dy, ca, cb, cc, power_max, x_lo, x_hi):  # pragma: no cover - jitted
+    """Columns of ``[x_lo, x_hi)`` where ``0.5 (ca dx^2 + cc dy^2) + cb dx dy <= power_max`` on the
+    row at offset ``dy`` (an empty range where the row misses the ellipse)."""
+    disc = cb * cb * dy * dy - ca * (cc * dy * dy - 2.0 * power_max)
+    if disc < 0.0:
+        return x_lo, x_lo
+    root = math.sqrt(disc)
+    return (max(x_lo, int(math.floor(mx + (-cb * dy - root) / ca - 0.5))),
+            min(x_hi, int(math.ceil(mx + (-cb * dy + root) / ca - 0.5)) + 1))
+
+
 @njit(cache=True)
 def _bin(drawn, means2d, radii, conics, opacities, colors, depths, tile, n_tx, n_ty):  # pragma: no cover
     counts = np.zeros(n_tx * n_ty + 1, dtype=np.int64)
@@ -157,10 +185,7 @@ def _composite(offsets, packed, gaussian, object_ids, width, height, tile, n_tx,
     # ellipse (solved per row), while per-pixel state keeps the front-to-back order,
     # so every pixel sees exactly the sequence the pixel-major torch twin does.
     for t in prange(n_tx * n_ty):
-        x_lo = (t % n_tx) * tile
-        y_lo = (t // n_tx) * tile
-        x_hi = min(x_lo + tile, width)
-        y_hi = min(y_lo + tile, height)
+        x_lo, x_hi, y_lo, y_hi = _tile_box(t, n_tx, tile, width, height)
         tw = x_hi - x_lo
         n_pix = tw * (y_hi - y_lo)
         trans = np.ones(n_pix)
@@ -182,18 +207,10 @@ def _composite(offsets, packed, gaussian, object_ids, width, height, tile, n_tx,
             cb = packed[k, _CB]
             cc = packed[k, _CC]
             op = packed[k, _OP]
-            # rows the ellipse reaches: |dy| <= sqrt(2 power_max Sigma_yy), Sigma = conic^-1
-            half_h = math.sqrt(2.0 * power_max * ca / (ca * cc - cb * cb))
-            for py in range(max(y_lo, int(math.floor(my - half_h - 0.5))),
-                            min(y_hi, int(math.ceil(my + half_h - 0.5)) + 1)):
+            y0, y1 = _rows(my, ca, cb, cc, power_max, y_lo, y_hi)
+            for py in range(y0, y1):
                 dy = py + 0.5 - my
-                # x-span where 0.5 (ca dx^2 + cc dy^2) + cb dx dy <= power_max
-                disc = cb * cb * dy * dy - ca * (cc * dy * dy - 2.0 * power_max)
-                if disc < 0.0:
-                    continue
-                root = math.sqrt(disc)
-                x0 = max(x_lo, int(math.floor(mx + (-cb * dy - root) / ca - 0.5)))
-                x1 = min(x_hi, int(math.ceil(mx + (-cb * dy + root) / ca - 0.5)) + 1)
+                x0, x1 = _span(mx, dy, ca, cb, cc, power_max, x_lo, x_hi)
                 for px in range(x0, x1):
                     i = (py - y_lo) * tw + (px - x_lo)
                     if done[i]:
