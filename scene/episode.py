@@ -238,13 +238,22 @@ class Episode:
                                      frame=index, key=key)
         return image
 
-    def __getitem__(self, index: int) -> Frame:
+    def _observed(self, index: int) -> int:
+        """``index`` in ``[0, len)`` (negative counts from the end), checked to be a frame with images."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.path}: frame {index} out of range [0, {len(self)})")
         index %= len(self)
         if "file_path" not in self._files[index]:
             raise EpisodeFormatError(self._tf, f"frame {index} is a future frame of a task (observed frames: "
                                                f"[0, {self.task_observe_until})): it has no images", frame=index)
+        return index
+
+    def rgb(self, index: int) -> np.ndarray:
+        """Frame ``index``'s ``[H, W, 3]`` uint8 RGB alone (its depth and instances are not read)."""
+        return self._image(self._observed(index), "file_path", np.uint8, 3)
+
+    def __getitem__(self, index: int) -> Frame:
+        index = self._observed(index)
         depth = instances = None
         if self.has_depth:
             depth = self._image(index, "depth_file_path", np.uint16, None).astype(np.float32) * self.depth_scale

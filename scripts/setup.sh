@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian's libusb for open3d, a virtual environment in .venv,
+# Idempotent set-up: Debian's libusb for open3d and chromium for the viewer's browser test, a virtual environment in .venv,
 # torch==2.13.0 first (an unpinned torch would pull several GB of CUDA wheels),
 # then this package with its dev extras. Safe to run again: it skips what is done.
 set -euo pipefail
@@ -9,6 +9,15 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
     echo "[setup] installing Debian's libusb-1.0-0 (open3d needs it at import time)"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+    # the viewer's browser test (tests/test_viewer.py) draws the scene in headless Chromium
+    echo "[setup] installing Debian's chromium (the viewer's browser test)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null; }; then
+        echo "[setup] warning: chromium could not be installed; the viewer's browser test will skip" >&2
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

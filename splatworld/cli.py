@@ -53,6 +53,13 @@ def _refine(cfg) -> int:
     return 0
 
 
+def _view(cfg) -> int:
+    from splatworld.jobs.view import view_memory
+
+    view_memory(cfg)
+    return 0
+
+
 def _train_dynamics(cfg) -> int:
     from splatworld.jobs.train_dynamics import train
 
@@ -147,6 +154,7 @@ COMMANDS: dict[str, tuple[str, Callable, str]] = {
                         "score predictions/<model>/<task> on a suite: suite=DIR predictions=DIR out=DIR"),
     "train-dynamics": ("train_dynamics", _train_dynamics, "fit the learned dynamics on observed episodes: out=DIR"),
     "eval-dynamics": ("eval_dynamics", _eval_dynamics, "dynamics error vs ground truth on held-out episodes: out=DIR"),
+    "view": ("view", _view, "the memory in a browser: memory=FILE [episode=DIR imagined=DIR port=8080 record=FILE]"),
     "plan": ("plan", _plan, "closed-loop MPC on the memory, PyBullet as the world: task=push_to_goal seed=N out=DIR"),
 }
 
