@@ -9,8 +9,8 @@ Without ``--memory``, the ``long`` preset (seed 0, 10 minutes) is generated (cac
   queued (no browser running: it would share the cores). Python's imports (torch, open3d, viser)
   are timed apart, in a fresh interpreter.
 - step: the slider is moved through viser's API to ``--steps`` frames spread over the timeline;
-  each step is timed on the server (:meth:`MemoryViewer.show`), and what it sends is measured as
-  viser's recording of it (zstd-compressed bytes). The peer, in the same run: a viewer that sends
+  each step is timed on the server (:meth:`MemoryViewer.show`), and what it sends to a browser is
+  counted as viser puts it on the wire (arrays raw, the rest zstd-compressed msgpack). The peer, in the same run: a viewer that sends
   the scene again at each step (the memory's Gaussians at that frame,
   :meth:`SceneMemory.gaussians_at`, as one splat node).
 - browser: then headless Chromium (software GL, on the same cores) opens the page: seconds until
@@ -65,16 +65,26 @@ def render_ms(client) -> float:
 
 
 def timed_steps(server, frames, step) -> tuple[list[float], int]:
-    """Milliseconds of ``step(frame)`` for each frame, and the compressed bytes of what they sent."""
-    serializer = server.get_scene_serializer()
-    before = len(serializer.serialize())  # the scene as it stands
-    serializer = server.get_scene_serializer()
+    """Milliseconds of ``step(frame)`` for each frame, and the bytes they put on the wire to each
+    browser, encoded as viser sends them (binary arrays raw, the rest zstd-compressed msgpack)."""
+    import msgspec
+    import zstandard
+
+    sent = []
+    queue = server._websock_server  # viser's outgoing queue (private): every message to every browser
+    original = queue.queue_message
+    queue.queue_message = lambda message: (sent.append(message), original(message))[1]
     times = []
-    for f in frames:
-        started = time.perf_counter()
-        step(int(f))
-        times.append(1000 * (time.perf_counter() - started))
-    return times, max(len(serializer.serialize()) - before, 0)
+    try:
+        for f in frames:
+            started = time.perf_counter()
+            step(int(f))
+            times.append(1000 * (time.perf_counter() - started))
+    finally:
+        queue.queue_message = original
+    buffers: list = []
+    inner = msgspec.msgpack.encode([message.as_serializable_dict(buffers) for message in sent])
+    return times, len(zstandard.ZstdCompressor(level=1).compress(inner)) + sum(b.nbytes for b in buffers)
 
 
 def run(memory_path: Path, episode: Path, imagined: Path | None, steps: int) -> dict:
