@@ -34,8 +34,11 @@ def view_memory(cfg: DictConfig) -> None:
     import viser
 
     from splatworld.viewer import MemoryViewer, read_inputs
+    from splatworld.viewer.app import check_recording_path
     from splatworld.viewer.browser import headless_chromium, wait_for_client, wait_until_drawn
 
+    if cfg.record:
+        check_recording_path(cfg.record)
     once = bool(cfg.record or cfg.screenshot)  # write a file and exit, on a port of its own
     port = free_port(cfg.host) if once else int(cfg.port)
     check_port_free(cfg.host, port)

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
             camera = {"wxyz": rotmat_to_quat(torch.from_numpy(c2w[:3, :3])).numpy(), "position": c2w[:3, 3],
                       "fov": float(np.deg2rad(50.0))}
             width, height = 320, 240
-            _, splats, _, _, track = viewer._object_nodes[moved.id]
+            splats, track = viewer.objects[moved.id].splats, viewer.objects[moved.id].track
 
             def drawn_where(frame: int) -> tuple[np.ndarray, np.ndarray]:
                 """Pixels the object's splats change at ``frame`` (with them vs without), and its
@@ -197,6 +198,30 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
 
             image = iio.imread(shot)
             assert image.shape == (480, 640, 3) and image.std() > 10  # a scene, not a blank page
+    finally:
+        viewer.close()
+        server.stop()
+
+
+def test_play_advances_the_slider_at_the_chosen_speed(run):
+    import viser
+
+    memory, timeline = read_inputs(run["memory"], run["episode"].path)
+    server = viser.ViserServer(host="127.0.0.1", port=_free_port(), verbose=False)
+    viewer = MemoryViewer(server, memory, timeline)
+    try:
+        viewer.speed.value = 8.0
+        started = time.perf_counter()
+        viewer.playing.value = True
+        time.sleep(1.0)
+        viewer.playing.value = False
+        elapsed, shown = time.perf_counter() - started, viewer.frame
+        assert viewer.slider.value == shown
+        # 8 s of episode per second of play, in ticks of 0.1 s (the last one may have been in flight)
+        assert 8.0 * (elapsed - 0.3) <= timeline.times[shown] - timeline.times[0] <= 8.0 * elapsed + 1e-6
+        viewer.playing.value = True  # it stops at the last frame
+        time.sleep(2.0)
+        assert viewer.frame == len(timeline) - 1 and not viewer.playing.value
     finally:
         viewer.close()
         server.stop()

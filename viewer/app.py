@@ -13,8 +13,10 @@ as the timeline's camera-to-world matrices are.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -58,6 +60,17 @@ class ViewerConfig:
     image_width: int = 320
 
 
+class ObjectNodes(NamedTuple):
+    """The scene nodes of one remembered object: its frame (moved to its pose) holding its splats,
+    box and label, and its track polyline (in the world frame)."""
+
+    frame: viser.FrameHandle
+    splats: viser.GaussianSplatHandle
+    box: viser.BoxHandle
+    label: viser.LabelHandle
+    track: viser.LineSegmentsHandle
+
+
 def splat_arrays(gaussians: Gaussians) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """viser's Gaussian-splat arrays of ``gaussians`` (view-independent colour: the SH DC term):
     centres ``[N, 3]``, covariances ``[N, 3, 3]``, RGB ``[N, 3]`` in [0, 1], opacities ``[N, 1]``."""
@@ -77,6 +90,14 @@ def _subsample(n: int, most: int) -> np.ndarray:
 def _segments(points: np.ndarray) -> np.ndarray:
     """``[N - 1, 2, 3]`` line segments joining consecutive ``points [N, 3]``."""
     return np.stack([points[:-1], points[1:]], axis=1)
+
+
+def check_recording_path(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` if it names a recording :meth:`MemoryViewer.record` writes."""
+    path = Path(path)
+    if path.suffix not in (".html", ".viser"):
+        raise ConfigError(f"view: record={path} must end in .html (a self-contained page) or .viser")
+    return path
 
 
 def _home(memory: SceneMemory) -> np.ndarray:
@@ -112,6 +133,10 @@ def _label(object_id: int, state: str, belief: float) -> str:
 class MemoryViewer:
     """A viser scene of ``memory`` over ``timeline``, with a time slider, play / pause, layer
     toggles, an image panel and a save-PNG button.
+
+    Attributes:
+        objects: each object's scene nodes (:class:`ObjectNodes`), by id.
+        slider, playing, speed: the time slider, the play checkbox and the speed slider (viser GUI handles).
 
     Args:
         server: a running :class:`viser.ViserServer`.
@@ -172,7 +197,7 @@ class MemoryViewer:
 
     def _objects(self, memory: SceneMemory) -> None:
         tracks = {t.id: t for t in memory.tracks}
-        self._object_nodes = {}
+        self.objects: dict[int, ObjectNodes] = {}
         for obj in self.timeline.objects:
             root = f"/objects/{obj.id}"
             frame = self.server.scene.add_frame(root, show_axes=False, visible=False)
@@ -187,7 +212,7 @@ class MemoryViewer:
             track = self.server.scene.add_line_segments(f"/tracks/{obj.id}", np.zeros((1, 2, 3), np.float32),
                                                         STATE_COLORS[TrackState.VISIBLE.value], thickness=0.004,
                                                         visible=False)
-            self._object_nodes[obj.id] = (frame, splats, box, label, track)
+            self.objects[obj.id] = ObjectNodes(frame, splats, box, label, track)
 
     def _truth(self) -> None:
         self._truth_nodes = {}
@@ -281,7 +306,7 @@ class MemoryViewer:
     def _show_objects(self, frame: int) -> None:
         tracks_on = self.layer_tracks.value
         for obj in self.timeline.objects:
-            node, splats, box, label, track = self._object_nodes[obj.id]
+            node, splats, box, label, track = self.objects[obj.id]
             pose, state, belief = obj.poses[frame], obj.states[frame], obj.beliefs[frame]
             alive = not np.isnan(pose[0])
             self._send(f"{obj.id}/visible", alive, lambda v: setattr(node, "visible", v))
@@ -338,19 +363,23 @@ class MemoryViewer:
 
     # ------------------------------------------------------------ play / save
     def _play(self) -> None:
-        """Advance the slider while ``play`` is ticked, at ``speed`` times real time."""
-        period = 1.0 / self.config.play_hz
+        """Advance the slider while ``play`` is ticked, at ``speed`` times real time (by the clock,
+        so late ticks do not slow it down)."""
         times = self.timeline.times
-        while not self._stop.wait(period):
+        last = time.monotonic()
+        while not self._stop.wait(1.0 / self.config.play_hz):
+            now, elapsed = time.monotonic(), time.monotonic() - last
             if not self.playing.value:
+                last = now
                 continue
-            target = times[max(self.frame, 0)] + self.speed.value * period
+            target = times[max(self.frame, 0)] + self.speed.value * elapsed
             nxt = int(np.searchsorted(times, target, side="right")) - 1
-            nxt = max(nxt, self.frame + 1)
-            if nxt >= len(times):
+            if nxt >= len(times) - 1 and self.frame >= len(times) - 1:
                 self.playing.value = False
                 continue
-            self.show(nxt)
+            if nxt > self.frame:  # a frame may last longer than a tick at low speed: wait for it
+                self.show(min(nxt, len(times) - 1))
+                last = now - (target - times[self.frame]) / self.speed.value
 
     def save_view(self, client: viser.ClientHandle, path: str | Path, width: int = 1280, height: int = 960,
                   timeout: float = 60.0) -> Path:
@@ -367,9 +396,7 @@ class MemoryViewer:
         """Write the whole timeline as a recording a browser opens without the memory: ``.html``
         (self-contained page) or ``.viser`` (viser's file), one state every ``every_seconds`` of
         episode time, played back at ``speed`` times real time."""
-        path = Path(path)
-        if path.suffix not in (".html", ".viser"):
-            raise ConfigError(f"view: record={path} must end in .html or .viser")
+        path = check_recording_path(path)
         if every_seconds <= 0 or speed <= 0:
             raise ConfigError(f"view: record_every and record_speed must be > 0, got {every_seconds}, {speed}")
         times = self.timeline.times
