@@ -4,9 +4,12 @@ visible objects, revisit consistency (PSNR of the memory rendered from a revisit
 before that frame is observed, on static pixels), speed, and size (Gaussians and saved bytes
 at the end vs after the first minute).
 
-    python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR]
+    python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR] [--sensor kinect]
+                                 [--segmentation geometry]
 
-Episodes are generated into --episodes (default: a temporary folder) unless already there;
+Episodes are generated into --episodes (default: a temporary folder) unless already there,
+with ``--sensor``'s noise (sim/sensor.py; the truth and the given poses are exact); with
+``--segmentation geometry`` the memory makes its own segments (the instance masks are only scored);
 each run's tracks.json is written beside them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
@@ -26,9 +29,20 @@ import numpy as np
 
 from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
 from splatworld.render.video import to_uint8
-from splatworld.memory import SceneMemory
+from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
 from splatworld.jobs.generate import generated_episode
+
+
+def _majority_labels(own: np.ndarray, truth: np.ndarray) -> dict[int, int]:
+    """For each positive label of ``own [H, W]``, the label of ``truth [H, W]`` under most of it,
+    if that covers at least half of it (else 0)."""
+    out = {}
+    for label in np.unique(own[own > 0]):
+        values, counts = np.unique(truth[own == label], return_counts=True)
+        best = int(np.argmax(counts))
+        out[int(label)] = int(values[best]) if counts[best] >= 0.5 * counts.sum() else 0
+    return out
 
 
 def main() -> None:
@@ -36,19 +50,22 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="+", default=["occlusion", "out_of_view", "long"])
     parser.add_argument("--episodes", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sensor", default="ideal", help="ideal | kinect | realsense (splatworld generate sensor=)")
+    parser.add_argument("--segmentation", default="instances", help="instances | geometry (MemoryConfig.segmentation)")
     args = parser.parse_args()
     root = args.episodes or Path(tempfile.mkdtemp())
     rows, all_events, position_errors, rotation_errors = [], [], [], []
     glimpses = 0
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
-        episode = Episode(generated_episode(root, name, args.seed))
-        memory = SceneMemory(agent_label=episode.agent_label)
+        extra = () if args.sensor == "ideal" else (f"sensor={args.sensor}",)
+        episode = Episode(generated_episode(root, name, args.seed, extra=extra))
+        memory = SceneMemory(MemoryConfig(segmentation=args.segmentation), agent_label=episode.agent_label)
         c2w = np.stack([episode.info(i).transform_matrix for i in range(len(episode))])
         revisits = revisited_frames(c2w, min_gap=int(30 * episode.fps))[::10]  # a spread-out sample
         revisit_at = {k for k, _ in revisits}
         minute = int(60 * episode.fps)
-        seconds, psnrs, interior_psnrs, sizes = 0.0, [], [], {}
+        seconds, psnrs, interior_psnrs, sizes, to_true = 0.0, [], [], {}, []
         for i in tqdm(range(len(episode)), desc=name, unit="frame"):
             frame = episode[i]
             if i in revisit_at:  # what the memory shows before it sees this frame again
@@ -59,6 +76,8 @@ def main() -> None:
             start = time.perf_counter()
             memory.observe(frame)
             seconds += time.perf_counter() - start
+            if args.segmentation == "geometry":  # the true label under each of the memory's own segments
+                to_true.append(_majority_labels(memory.last_instances, frame.instances))
             if i + 1 in (minute, len(episode)) and len(episode) >= 2 * minute:
                 saved = memory.save(root / f"{name}_seed{args.seed}_memory.pt")
                 sizes[i + 1] = (len(memory.gaussians_at()), saved.stat().st_size)
@@ -66,6 +85,10 @@ def main() -> None:
         gt = episode.ground_truth()["objects"]
         tracks = memory.tracks_json()["objects"]
         gt_labels, pred_labels = np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks])
+        if to_true:
+            pred_labels = np.array([[to_true[k].get(label, 0) for k, label in enumerate(row)] for row in pred_labels])
+            for track, row in zip(tracks, pred_labels):
+                track["labels"] = row.tolist()
         ident = identity_metrics(gt_labels, pred_labels)
         for g, p in ident["assignment"].items():  # visible frames where the object's own track holds it
             tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))

@@ -17,11 +17,11 @@ from splatworld.memory.tracks import ObjectTrack, Segment, TrackState
 
 def segments_of(instances: np.ndarray, valid: np.ndarray, points: np.ndarray, colors: np.ndarray,
                 agent_label: int, min_points: int) -> list[Segment]:
-    """One segment per instance label (not 0, not ``agent_label``) with at least ``min_points``
+    """One segment per instance label (positive, not ``agent_label``) with at least ``min_points``
     valid pixels (``valid [H, W]``; ``points [H, W, 3]`` world, ``colors [H, W, 3]`` in [0, 1])."""
     out = []
     for label in np.unique(instances[valid]):
-        if label == 0 or label == agent_label:
+        if label <= 0 or label == agent_label:
             continue
         mask = (instances == label) & valid
         if mask.sum() < min_points:

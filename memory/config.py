@@ -71,9 +71,20 @@ class MemoryConfig:
     paste_keyframes: bool = False
     # photometric refinement steps (memory.refine) run after each new keyframe while observing; 0 = none
     refine_steps_per_keyframe: int = 2
+    # where segments come from: "instances" (the frame's instance masks; frames without them are
+    # segmented from geometry) or "geometry" (always from geometry: memory/segmentation.py)
+    segmentation: str = "instances"
+    plane_tolerance: float = 0.012  # points this close to the support plane are the table
+    object_max_height: float = 0.15  # a segment rising higher above the table is static (an occluder)
+    segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
+    static_margin: float = 0.01  # points this close to a static voxel's surface are static scene
+    agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape), left out of segments
+    agent_height: float = 0.1
     backend: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.segmentation not in ("instances", "geometry"):
+            raise ConfigError(f"memory segmentation must be 'instances' or 'geometry', got {self.segmentation!r}")
         box = tuple(float(v) for v in self.workspace)
         if len(box) != 6 or not all(a < b for a, b in zip(box[:3], box[3:])):
             raise ConfigError(f"memory workspace must be (x0, y0, z0, x1, y1, z1) with x0 < x1 etc., got {box}")

@@ -39,6 +39,7 @@ from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
+from splatworld.memory.segmentation import agent_pixels, bootstrap_plane, geometric_segments
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -90,12 +91,17 @@ class SceneMemory:
         # object; the other pixels are unpacked when a step draws the keyframe
         self._object_maps: dict[int, tuple] = {}
         self.refine_seconds = 0.0  # spent in incremental refinement while observing
+        # the last observed frame's instance map as the memory used it (its own, or made from geometry:
+        # 0 static, agent_label the agent, -1 unexplained); tracks.json labels refer to it
+        self.last_instances: np.ndarray | None = None
 
     # ================================================================== observe
     def observe(self, frame: Frame) -> None:
-        """Update the memory with one frame (RGB, depth and instances are required)."""
-        if frame.depth is None or frame.instances is None:
-            raise ShapeError(f"frame {frame.info.index}: the memory needs depth and instances")
+        """Update the memory with one frame: RGB and depth, and the instance masks if
+        :attr:`MemoryConfig.segmentation` is ``"instances"`` and the frame has them (otherwise its
+        segments come from geometry, which needs the frame's ``agent_pose``)."""
+        if frame.depth is None:
+            raise ShapeError(f"frame {frame.info.index}: the memory needs depth")
         depth = frame.depth
         if not np.isfinite(depth).all():
             raise ShapeError(f"frame {frame.info.index}: depth has non-finite values")
@@ -105,7 +111,11 @@ class SceneMemory:
         points = cam.backproject(torch.from_numpy(depth).double()).numpy()
         colors = frame.rgb.astype(np.float64) / 255.0
         valid = (depth > 0) & (depth < cfg.max_depth)
-        segments = segments_of(frame.instances, valid, points, colors, self.agent_label, cfg.min_segment_points)
+        instances = frame.instances
+        if instances is None or cfg.segmentation == "geometry":
+            instances = self._segment(frame, points, valid)
+        self.last_instances = instances
+        segments = segments_of(instances, valid, points, colors, self.agent_label, cfg.min_segment_points)
         self.agent.note(agent_pose, self.time)
 
         small = cam.resized(max(1, round(cam.width * cfg.render_scale)), max(1, round(cam.height * cfg.render_scale)))
@@ -127,11 +137,11 @@ class SceneMemory:
                 frame_labels[self.tracks[-1].id] = seg.label
         reason_visibility(self.tracks, set(frame_labels), depth, small, self._draw_alone, cfg)
 
-        static = valid & (frame.instances == 0)
-        self._note_colors(colors, ~valid & (frame.instances == 0), (depth == 0) & (frame.instances == 0),
-                          frame.instances == self.agent_label)
+        static = valid & (instances == 0)
+        self._note_colors(colors, ~valid & (instances == 0), (depth == 0) & (instances == 0),
+                          instances == self.agent_label)
         new_keyframe = self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time,
-                                               _object_map(frame.instances, frame_labels), self.frame_count)
+                                               _object_map(instances, frame_labels), self.frame_count)
         self.static_map.integrate(points, colors, static, depth, cam, self.time)
         if new_keyframe and cfg.refine_steps_per_keyframe > 0:
             started = time.perf_counter()
@@ -143,6 +153,25 @@ class SceneMemory:
         record_all(self.tracks, frame_labels)
         self.times.append(self.time)
         self.frame_count += 1
+
+    def _segment(self, frame: Frame, points: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The frame's instance map made from geometry (:mod:`.segmentation`), the agent labelled
+        ``agent_label``."""
+        cfg, agent_pose = self.config, frame.info.agent_pose
+        if agent_pose is None:
+            raise ShapeError(f"frame {frame.info.index}: no instance masks and no agent_pose: segments from "
+                             f"geometry need the agent's pose to tell it from the objects it pushes")
+        plane, region = self.static_map.support_plane, self.static_map.support_region
+        if plane is None:  # before the static map has a table: the frame's own highest large plane
+            found = bootstrap_plane(points[valid])
+            if found is None:
+                return np.where(valid, -1, 0)
+            plane, region = found
+        agent = agent_pixels(points, valid, agent_pose, cfg.agent_radius, cfg.agent_height)
+        labels = geometric_segments(points, valid, plane, region,
+                                    lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
+        labels[agent] = self.agent_label
+        return labels
 
     def _note_colors(self, colors: np.ndarray, beyond: np.ndarray, sky: np.ndarray, agent: np.ndarray) -> None:
         """Running means over (at most) the last 100 frames that showed any: of what lies beyond the

@@ -46,6 +46,7 @@ class StaticMap:
         self._drawn: tuple[tuple, Gaussians] | None = None  # (grid version, refinement steps, size), gaussians()
         self._scaffold: tuple[int, tuple[Gaussians, torch.Tensor, np.ndarray]] | None = None  # by grid version
         self._kdtree: tuple[int, cKDTree] | None = None
+        self._raised: tuple | None = None  # (grid version and plane, k-d tree of the voxels standing out of it)
 
     def integrate(self, points: np.ndarray, colors: np.ndarray, static: np.ndarray, depth: np.ndarray,
                   camera: Camera, time: float) -> None:
@@ -164,6 +165,21 @@ class StaticMap:
     def occupancy(self, points: np.ndarray) -> np.ndarray:
         """bool ``[N]``: points inside an occupied static voxel."""
         return self.grid.contains(np.asarray(points, dtype=np.float64).reshape(-1, 3))
+
+    def near(self, points: np.ndarray, distance: float, plane: np.ndarray) -> np.ndarray:
+        """bool ``[N]``: points within ``distance`` of the surface of a static voxel (its centre plus
+        half a voxel) that stands out of the support ``plane [4]`` (more than a voxel above it: the
+        table itself is near every object standing on it)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        key = (self.grid.version, tuple(np.round(plane, 4)))
+        if self._raised is None or self._raised[0] != key:
+            raised = self.grid.points[self.grid.points @ plane[:3] + plane[3] > self.cfg.static_voxel]
+            self._raised = (key, cKDTree(raised) if len(raised) else None)
+        tree = self._raised[1]
+        if tree is None or not len(points):
+            return np.zeros(len(points), bool)
+        dist, _ = tree.query(points, distance_upper_bound=distance + self.cfg.static_voxel / 2)
+        return np.isfinite(dist)
 
     def signed_distance(self, points: np.ndarray) -> np.ndarray:
         """Approximate signed distance ``[N]`` (m) to the static surfaces: distance to the nearest

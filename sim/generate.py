@@ -34,6 +34,7 @@ from splatworld.scene.cameras import Cameras
 from splatworld.scene.events import hide_events
 from splatworld.sim.camera_path import CameraPath
 from splatworld.sim.look import apply_textures, seeded_light
+from splatworld.sim.sensor import PoseDrift, noisy_depth, noisy_rgb, sensor_model
 from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
 from splatworld.sim.pybullet_scene import (
     TABLE_HALF,
@@ -228,17 +229,19 @@ def object_pose(client: int, body: int, centre: np.ndarray) -> tuple[np.ndarray,
 COUNTERFACTUAL_DIR = "counterfactual"
 
 
-def _counterfactuals(scene: Tabletop, writer: EpisodeWriter, cam_at, gt: dict, bases: list[dict]) -> list[dict]:
+def _counterfactuals(scene: Tabletop, writer: EpisodeWriter, cam_at, gt: dict, bases: list[dict],
+                     camera_to_world: np.ndarray) -> list[dict]:
     """Draw each event's scoring frame again without its object; returns the ``events`` entries of
     ``ground_truth.json`` (one per event, with ``counterfactual`` where it is scored).
 
     The bodies are put back where they were at that frame (``bases``: per frame, body -> base
     position and xyzw orientation), the object is sent 100 m under the floor (past the far plane),
     and the frame is drawn again, with and without it: the pixels that differ are the object's
-    footprint (and any shadow), saved as a mask beside the counterfactual RGB."""
+    footprint (and any shadow), saved as a mask beside the counterfactual RGB. Events are found
+    with the true cameras (``camera_to_world [T, 4, 4]``, nerfstudio axes), not the reported ones."""
     client = scene.world.client
     objects = list(gt.values())
-    cameras = Cameras.from_nerfstudio(writer.meta, np.array([f["transform_matrix"] for f in writer.frames]))
+    cameras = Cameras.from_nerfstudio(writer.meta, camera_to_world)
     entries = []
     for e in hide_events(objects, cameras, writer.meta["fps"]):
         entry = {k: e[k] for k in ("id", "name", "last_visible", "reappears", "scored_at", "hidden_seconds", "cause")}
@@ -272,6 +275,9 @@ def generate_episode(cfg: DictConfig) -> Path:
     rng = np.random.default_rng(cfg.seed)
     scene = build_tabletop(scenario, cfg.seed)
     look = np.random.default_rng([cfg.seed, 7])  # its own stream: the default look's episodes stay as they were
+    sensor = sensor_model(cfg.sensor)
+    noise = np.random.default_rng([cfg.seed, 11])  # the sensor's own stream, for the same reason
+    drift = PoseDrift(sensor, noise) if cfg.pose_noise else None
     if cfg.textures:
         plane, table = scene.world.static_bodies[:2]
         with tempfile.TemporaryDirectory() as folder:  # TinyRenderer reads each texture when it is loaded
@@ -298,7 +304,8 @@ def generate_episode(cfg: DictConfig) -> Path:
              "agent_shape": {"type": "cylinder", "radius": AGENT_RADIUS, "height": AGENT_HEIGHT},
              "action_space": {"type": "planar_velocity", "dim": 2, "units": "m/s"},
              "scenario": scenario.name, "seed": int(cfg.seed),
-             "look": {"lighting": bool(cfg.lighting), "textures": bool(cfg.textures)}}
+             "look": {"lighting": bool(cfg.lighting), "textures": bool(cfg.textures)},
+             "sensor": {"model": str(cfg.sensor), "pose_noise": bool(cfg.pose_noise)}}
     writer = EpisodeWriter(cfg.out, cam0, cfg.fps, depth_unit_scale_factor=0.001, extra=extra)
     gt = {b: {"id": i + 1, "name": scene.names[b], "urdf": OBJECT_LIBRARY[scene.names[b]][0],
               "scale": OBJECT_LIBRARY[scene.names[b]][1], "extent": extents[b],
@@ -306,6 +313,7 @@ def generate_episode(cfg: DictConfig) -> Path:
               "visible_fraction": []} for i, b in enumerate(objects)}
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])
     bases = []  # per frame: every moving body's base pose, to draw counterfactual frames afterwards
+    true_c2w = []  # per frame: the true camera-to-world (the reported one drifts with pose_noise)
     try:
         for i in progress_bar(range(n_frames), desc=f"generate {scenario.name}", unit="frame", disable=not cfg.progress):
             t = i / cfg.fps
@@ -339,14 +347,22 @@ def generate_episode(cfg: DictConfig) -> Path:
             agent_pose = [*agent_pos, 1.0, 0.0, 0.0, 0.0]
             action = executed_action(target, policy.act(t, np.array(agent_pos[:2]), {b: p[:3] for b, p in poses.items()}),
                                      substeps / PHYSICS_HZ)
-            writer.write(rgb, cam.c2w_nerfstudio.numpy(), t, depth=depth, instances=instances,
+            true_c2w.append(cam.c2w_nerfstudio.numpy())
+            if drift is not None and i > 0:
+                drift.step(1.0 / cfg.fps)
+            writer.write(noisy_rgb(sensor, rgb, noise),
+                         true_c2w[-1] if drift is None else drift.reported(true_c2w[-1]), t,
+                         depth=noisy_depth(sensor, depth, cam.fx, cam.fy, cam.cx, cam.cy, noise), instances=instances,
                          agent_pose=agent_pose, action=action)
             target = drive_pusher(scene, target, action, substeps)
         events = _counterfactuals(scene, writer, lambda c: path.camera(c / cfg.fps, cfg.width, cfg.height,
-                                                                       cfg.fov_y_deg), gt, bases)
+                                                                       cfg.fov_y_deg), gt, bases, np.array(true_c2w))
     finally:
         scene.world.close()
-    return writer.close(ground_truth={"objects": list(gt.values()), "events": events})
+    truth = {"objects": list(gt.values()), "events": events}
+    if drift is not None:  # the true camera path, for scoring pose estimates (ATE)
+        truth["camera_transform_matrices"] = np.round(np.array(true_c2w), 7).tolist()
+    return writer.close(ground_truth=truth)
 
 
 __all__ = ["OBJECT_LIBRARY", "build_tabletop", "generate_episode"]

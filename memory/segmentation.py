@@ -1,0 +1,106 @@
+"""Segments from geometry, for frames without instance masks (a real RGB-D camera gives none).
+
+Each frame's points are explained in turn:
+
+1. the support surface: points within ``plane_tolerance`` of the support plane (the static map's,
+   or, before it has one, the highest horizontal plane holding a tenth of the frame's points),
+   and everything below it (the floor, the table's legs);
+2. the static scaffold: points within ``static_margin`` of a static voxel standing out of the
+   table (left out of segments, and not fused into the scaffold again);
+3. the agent: points within its radius (plus a margin) of its axis, at its pose (a robot knows where
+   its gripper is);
+4. what is left above the table, over its observed part, is split into objects by 3D
+   connectivity: the points are binned into ``segment_voxel`` cells and the cells'
+   26-connected components (``scipy.ndimage.label``) are the segments, so two objects a
+   centimetre apart, or an object cut in two by an occluder in front, are separate components.
+   A component rising higher than ``object_max_height`` above the table is static (an occluder);
+   an object touching one is taken with it (a known limit).
+
+The labels are per frame; association downstream does not need them consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from splatworld.memory.config import MemoryConfig
+
+STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say)
+
+
+def bootstrap_plane(points: np.ndarray, cell: float = 0.01, share: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
+    """The highest horizontal plane holding at least ``share`` of ``points [N, 3]`` (a histogram of
+    heights in ``cell`` bins): ``(plane [4], region [4] x0 y0 x1 y1)``, or None."""
+    if len(points) < 100:
+        return None
+    z = points[:, 2]
+    edges = np.arange(z.min(), z.max() + 2 * cell, cell)
+    counts, _ = np.histogram(z, edges)
+    counts = counts + np.concatenate([counts[1:], [0]])  # a surface straddling two bins
+    full = np.flatnonzero(counts >= share * len(points))
+    if not len(full):
+        return None
+    top = full[-1]
+    on = (z >= edges[top]) & (z < edges[top] + 2 * cell)
+    height = float(np.median(z[on]))
+    region = np.concatenate(np.percentile(points[on, :2], [1, 99], axis=0))
+    return np.array([0.0, 0.0, 1.0, -height]), region
+
+
+def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray, region: np.ndarray,
+                       near_static: Callable[[np.ndarray], np.ndarray], agent: np.ndarray,
+                       cfg: MemoryConfig) -> np.ndarray:
+    """``[H, W]`` int64 labels: 0 static scene (and pixels with no valid depth, as in an instance
+    mask), 1..n segments, -1 left unexplained (the agent, a component too small to be an object).
+
+    Args:
+        points: ``[H, W, 3]`` world points of the depth.
+        valid: ``[H, W]`` pixels with a depth in range.
+        plane: ``[4]`` the support plane ``a x + b y + c z + d = 0``, normal up.
+        region: ``[4]`` x0, y0, x1, y1 of its observed part.
+        near_static: bool ``[N]`` of world points ``[N, 3]``: close to the static scaffold (asked
+            only of the points above the table).
+        agent: ``[H, W]`` points on the agent.
+        cfg: ``plane_tolerance``, ``object_max_height``, ``segment_voxel``, ``min_segment_points``.
+    """
+    labels = np.where(valid, UNEXPLAINED, STATIC).astype(np.int64)
+    height = points @ plane[:3] + plane[3]
+    x0, y0, x1, y1 = region
+    margin = 0.02
+    over = ((points[..., 0] > x0 - margin) & (points[..., 0] < x1 + margin)
+            & (points[..., 1] > y0 - margin) & (points[..., 1] < y1 + margin))
+    above = valid & ~agent & over & (height > cfg.plane_tolerance)
+    labels[valid & ~above & ~agent] = STATIC
+    if not above.any():
+        return labels
+    cell = cfg.segment_voxel
+    keys = np.floor(points[above] / cell).astype(np.int64)
+    keys -= keys.min(axis=0)
+    grid = np.zeros(keys.max(axis=0) + 1, bool)
+    grid[tuple(keys.T)] = True
+    components, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
+    component = components[tuple(keys.T)]
+    tall = np.asarray(ndimage.maximum(height[above], component, np.arange(1, count + 1))) > cfg.object_max_height
+    # near the scaffold: static scene, but not fused again (an object touching an occluder would
+    # otherwise grow into the scaffold a voxel at a time)
+    near = near_static(points[above])
+    kept = ~tall[component - 1] & ~near
+    sizes = np.bincount(component[kept], minlength=count + 1)
+    out = np.where(tall[component - 1], STATIC, UNEXPLAINED)
+    out[kept] = np.where(sizes[component[kept]] >= cfg.min_segment_points, component[kept], UNEXPLAINED)
+    labels[above] = out
+    return labels
+
+
+def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray | None, radius: float,
+                 height: float, margin: float = 0.015) -> np.ndarray:
+    """``[H, W]`` valid points within ``radius + margin`` of the vertical axis through the agent's
+    position ``agent_pose [7]`` and within ``height / 2 + margin`` of it vertically (none without a pose)."""
+    if agent_pose is None:
+        return np.zeros(valid.shape, bool)
+    offset = points - np.asarray(agent_pose[:3])
+    return (valid & (np.hypot(offset[..., 0], offset[..., 1]) < radius + margin)
+            & (np.abs(offset[..., 2]) < height / 2 + margin))
