@@ -78,6 +78,7 @@ class MemoryConfig:
     object_max_height: float = 0.15  # a segment rising higher above the table is static (an occluder)
     segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
     static_margin: float = 0.01  # points this close to a static voxel's surface are static scene
+    part_reach: float = 0.02  # an unmatched segment this close to a matched track's model is more of it
     agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape), left out of segments
     agent_height: float = 0.1
     backend: str = "auto"

@@ -39,7 +39,7 @@ from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
-from splatworld.memory.segmentation import agent_pixels, bootstrap_plane, geometric_segments
+from splatworld.memory.segmentation import agent_pixels, bootstrap_plane, geometric_segments, merge_parts
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -112,15 +112,18 @@ class SceneMemory:
         colors = frame.rgb.astype(np.float64) / 255.0
         valid = (depth > 0) & (depth < cfg.max_depth)
         instances = frame.instances
-        if instances is None or cfg.segmentation == "geometry":
+        geometric = instances is None or cfg.segmentation == "geometry"
+        if geometric:
             instances = self._segment(frame, points, valid)
-        self.last_instances = instances
         segments = segments_of(instances, valid, points, colors, self.agent_label, cfg.min_segment_points)
         self.agent.note(agent_pose, self.time)
 
         small = cam.resized(max(1, round(cam.width * cfg.render_scale)), max(1, round(cam.height * cfg.render_scale)))
         rendered = self._render_for_association(small)
         matches = associate(segments, self.tracks, None if rendered is None else rendered.object_id.numpy(), cfg)
+        if geometric:  # an object cut in two by an occluder in front is two segments of one track
+            segments, matches = merge_parts(segments, matches, instances, cfg.part_reach)
+        self.last_instances = instances
         frame_labels = {}  # track id -> the label it owns in this frame
         nearest_depth = None
         for seg_index, track in matches.items():

@@ -25,8 +25,10 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from splatworld.memory.config import MemoryConfig
+from splatworld.memory.tracks import ObjectTrack, Segment
 
 STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say)
 
@@ -104,3 +106,33 @@ def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray |
     offset = points - np.asarray(agent_pose[:3])
     return (valid & (np.hypot(offset[..., 0], offset[..., 1]) < radius + margin)
             & (np.abs(offset[..., 2]) < height / 2 + margin))
+
+
+def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instances: np.ndarray,
+                reach: float) -> tuple[list[Segment], dict[int, ObjectTrack]]:
+    """Fold each segment no track was matched to into the matched segment whose track's model it
+    lies on (at least half its points within ``reach`` of the model's points, at the track's pose):
+    the parts of one object seen on both sides of a thin occluder. Relabels ``instances [H, W]``
+    in place to match. Returns the segments left and the matches re-indexed to them."""
+    if not matches or len(matches) == len(segments):
+        return segments, matches
+    trees = {i: cKDTree(t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3]) for i, t in matches.items()
+             if len(t.model)}
+    merged = {i: segments[i] for i in matches}
+    for j, part in enumerate(segments):
+        if j in matches:
+            continue
+        near = {i: float(np.mean(np.isfinite(tree.query(part.points, distance_upper_bound=reach)[0])))
+                for i, tree in trees.items()}
+        best = max(near, key=near.get, default=None)
+        if best is None or near[best] < 0.5:
+            merged[j] = part
+            continue
+        whole = merged[best]
+        instances[part.mask] = whole.label
+        pts, cols = np.concatenate([whole.points, part.points]), np.concatenate([whole.colors, part.colors])
+        lo, hi = np.percentile(pts, [2, 98], axis=0)
+        merged[best] = Segment(whole.label, whole.mask | part.mask, pts, cols, np.median(pts, axis=0),
+                               cols.mean(axis=0), float((hi - lo).max()))
+    order = sorted(merged)
+    return [merged[i] for i in order], {order.index(i): t for i, t in matches.items()}

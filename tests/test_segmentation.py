@@ -70,3 +70,32 @@ def test_a_frame_without_masks_or_agent_pose_is_refused_by_name(episode):
     with pytest.raises(ShapeError, match="frame 3: no instance masks and no agent_pose"):
         SceneMemory(agent_label=episode.agent_label).observe(bare)
     SceneMemory(agent_label=episode.agent_label).observe(dataclasses.replace(frame, instances=None))  # with a pose: fine
+
+
+def test_a_part_lying_on_a_matched_objects_model_joins_its_segment():
+    from splatworld.memory import ObjectTrack, VoxelGrid
+    from splatworld.memory.segmentation import merge_parts
+    from splatworld.memory.tracks import Segment
+
+    model = VoxelGrid(0.005)
+    box = np.stack(np.meshgrid(*[np.linspace(-0.05, 0.05, 21)] * 2, indexing="ij"), -1).reshape(-1, 2)
+    model.integrate(np.column_stack([box, np.zeros(len(box))]), np.full((len(box), 3), 0.5))
+    pose = np.eye(4)
+    pose[:3, 3] = [0.3, 0.0, 0.7]
+    track = ObjectTrack(1, model, pose)
+    instances = np.zeros((4, 6), np.int64)
+
+    def segment(label, columns, xs):
+        mask = np.zeros(instances.shape, bool)
+        mask[:, columns] = True
+        instances[mask] = label
+        pts = np.column_stack([xs, np.zeros(len(xs)), np.full(len(xs), 0.7)])
+        return Segment(label, mask, pts, np.full((len(xs), 3), 0.5), np.median(pts, axis=0), np.full(3, 0.5), 0.05)
+
+    left = segment(1, slice(0, 2), np.linspace(0.26, 0.28, 8))  # matched
+    right = segment(2, slice(2, 4), np.linspace(0.32, 0.34, 8))  # the same object past an occluder
+    other = segment(3, slice(4, 6), np.linspace(0.40, 0.42, 8))  # a neighbour 5 cm beyond its edge
+    segments, matches = merge_parts([left, right, other], {0: track}, instances, reach=0.02)
+    assert [s.label for s in segments] == [1, 3] and matches == {0: track}
+    assert segments[0].mask[:, :4].all() and len(segments[0].points) == 16
+    assert (instances[:, :4] == 1).all() and (instances[:, 4:] == 3).all()
