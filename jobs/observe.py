@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from splatworld.errors import ConfigError
 from splatworld.memory import MemoryConfig, SceneMemory
+from splatworld.memory.segmentation import agent_dimensions
 from splatworld.progress import progress_bar
 from splatworld.scene.episode import Episode
 from splatworld.scene.ply import write_ply
@@ -22,7 +23,9 @@ def observe_episode(cfg: DictConfig) -> SceneMemory:
     until = len(episode) if cfg.until is None else int(cfg.until)
     if not 0 < until <= len(episode):
         raise ConfigError(f"until={until} outside [1, {len(episode)}] for {cfg.episode}")
-    memory = SceneMemory(MemoryConfig(backend=cfg.backend), agent_label=episode.agent_label)
+    config = MemoryConfig(backend=cfg.backend, segmentation=cfg.segmentation,
+                          **agent_dimensions(episode.meta.get("agent_shape")))
+    memory = SceneMemory(config, agent_label=episode.agent_label)
     start = time.perf_counter()
     for i in progress_bar(range(until), desc="observe", unit="frame", disable=not cfg.progress):
         memory.observe(episode[i])

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from splatworld.errors import ConfigError
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.tracks import ObjectTrack, Segment
 
@@ -95,6 +96,22 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
     out[kept] = np.where(sizes[component[kept]] >= cfg.min_segment_points, component[kept], UNEXPLAINED)
     labels[above] = out
     return labels
+
+
+def agent_dimensions(shape: dict | None) -> dict[str, float]:
+    """``MemoryConfig`` keys ``agent_radius`` and ``agent_height`` of an episode's ``agent_shape``
+    (cylinder, sphere or box; the box by its x-y half-diagonal); none without a shape."""
+    if shape is None:
+        return {}
+    kind = shape.get("type")
+    if kind == "cylinder":
+        return {"agent_radius": float(shape["radius"]), "agent_height": float(shape["height"])}
+    if kind == "sphere":
+        return {"agent_radius": float(shape["radius"]), "agent_height": 2.0 * float(shape["radius"])}
+    if kind == "box":
+        hx, hy, hz = (float(v) for v in shape["half_extents"])
+        return {"agent_radius": float(np.hypot(hx, hy)), "agent_height": 2.0 * hz}
+    raise ConfigError(f"agent_shape: unknown type {kind!r} (cylinder, sphere or box)")
 
 
 def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray | None, radius: float,

@@ -99,3 +99,19 @@ def test_a_part_lying_on_a_matched_objects_model_joins_its_segment():
     assert [s.label for s in segments] == [1, 3] and matches == {0: track}
     assert segments[0].mask[:, :4].all() and len(segments[0].points) == 16
     assert (instances[:, :4] == 1).all() and (instances[:, 4:] == 3).all()
+
+
+def test_observe_cli_segments_from_geometry_with_the_episodes_agent(episode, tmp_path):
+    import json
+
+    from splatworld.cli import main
+    from splatworld.memory.segmentation import agent_dimensions
+
+    assert agent_dimensions(episode.meta["agent_shape"]) == {"agent_radius": 0.025, "agent_height": 0.1}
+    assert agent_dimensions({"type": "box", "half_extents": [0.03, 0.04, 0.05]}) == pytest.approx(
+        {"agent_radius": 0.05, "agent_height": 0.1})
+    assert main(["observe", f"episode={episode.path}", f"out={tmp_path}", "until=20", "segmentation=geometry",
+                 "progress=false"]) == 0
+    memory = SceneMemory.load(tmp_path / "memory.pt")
+    assert memory.config.segmentation == "geometry" and memory.config.agent_radius == 0.025
+    assert json.loads((tmp_path / "summary.json").read_text())["objects"] >= 3
