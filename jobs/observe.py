@@ -38,7 +38,7 @@ def observe_episode(cfg: DictConfig) -> SceneMemory:
     states = Counter(t.state for t in memory.tracks)
     summary = {"frames": until, "objects": len(memory.tracks), "states": dict(states),
                "static_gaussians": len(memory.static), "object_gaussians": sum(len(t.model) for t in memory.tracks),
-               "keyframes": len(memory.keyframes),
+               "keyframes": len(memory.keyframes), "depthless_frames": memory.depthless_frames,
                "seconds_per_frame": seconds / until}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"observed {until} frames in {seconds:.1f} s ({until / seconds:.1f} frames/s, "
@@ -46,5 +46,8 @@ def observe_episode(cfg: DictConfig) -> SceneMemory:
     print(f"objects: {len(memory.tracks)} ({', '.join(f'{v} {k}' for k, v in sorted(states.items()))}); "
           f"Gaussians: {summary['static_gaussians']} static, {summary['object_gaussians']} in objects; "
           f"{summary['keyframes']} keyframes")
+    if memory.depthless_frames:
+        print(f"warning: {memory.depthless_frames} frames had depth on under "
+              f"{memory.config.min_depth_fraction:.0%} of their pixels: they moved no object and took no keyframe")
     print(f"-> {out / 'memory.pt'}, {out / 'tracks.json'}, {out / 'scene.ply'}")
     return memory

@@ -81,6 +81,7 @@ class MemoryConfig:
     part_reach: float = 0.02  # an unmatched segment this close to a matched track's model is more of it
     agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape), left out of segments
     agent_height: float = 0.1
+    min_depth_fraction: float = 0.02  # a frame with depth on fewer pixels is depthless (memory.depthless_frames)
     backend: str = "auto"
 
     def __post_init__(self) -> None:

@@ -74,6 +74,7 @@ def memory_state(memory) -> dict:
         "agent_color": (memory.agent_color, memory.agent_frames),
         "next_id": memory.next_id,
         "agent": (memory.agent.position, memory.agent.moved_at),
+        "depthless_frames": memory.depthless_frames,
     }
 
 
@@ -94,6 +95,7 @@ def restore(memory, state: dict) -> None:
                                          **histories))
     memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
     memory.static_map.support_plane, memory.next_id = state["support_plane"], state["next_id"]
+    memory.depthless_frames = state.get("depthless_frames", 0)  # absent from memories saved before it was counted
     memory.static_map.support_region, memory.static_map.support_color = state["support_region"], state["support_color"]
     memory.background, memory.background_frames = state["background"]
     memory.sky, memory.sky_frames, memory.depth_range = state["sky"]

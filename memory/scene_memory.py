@@ -94,6 +94,9 @@ class SceneMemory:
         # the last observed frame's instance map as the memory used it (its own, or made from geometry:
         # 0 static, agent_label the agent, -1 unexplained); tracks.json labels refer to it
         self.last_instances: np.ndarray | None = None
+        # frames with depth on less than MemoryConfig.min_depth_fraction of the pixels (a sensor fault, a lens
+        # cap): they move nothing and take no keyframe; objects in view are "occluded", belief unchanged
+        self.depthless_frames = 0
 
     # ================================================================== observe
     def observe(self, frame: Frame) -> None:
@@ -143,8 +146,11 @@ class SceneMemory:
         static = valid & (instances == 0)
         self._note_colors(colors, ~valid & (instances == 0), (depth == 0) & (instances == 0),
                           instances == self.agent_label)
-        new_keyframe = self.keyframes.consider(cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time,
-                                               _object_map(instances, frame_labels), self.frame_count)
+        depthless = valid.mean() < cfg.min_depth_fraction
+        self.depthless_frames += int(depthless)
+        new_keyframe = not depthless and self.keyframes.consider(
+            cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time, _object_map(instances, frame_labels),
+            self.frame_count)
         self.static_map.integrate(points, colors, static, depth, cam, self.time)
         if new_keyframe and cfg.refine_steps_per_keyframe > 0:
             started = time.perf_counter()

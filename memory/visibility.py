@@ -2,8 +2,8 @@
 
 Each object no segment claimed is rendered alone and its expected depth compared with the
 observed depth: ``out_of_view`` (less than half of its footprint's core in the image),
-``occluded`` (something observed in front of it, or nothing contradicts it), or ``contradicted``
-(its place is in view and the depth shows what is behind it). Belief drops only on
+``occluded`` (something observed in front of it, or nothing contradicts it: pixels with no depth
+are no evidence), or ``contradicted`` (its place is in view and the depth shows what is behind it). Belief drops only on
 contradiction; ``displace_after`` contradictions in a row mark the object ``displaced``.
 """
 
@@ -42,10 +42,11 @@ def reason_visibility(tracks: list[ObjectTrack], matched: set, depth: np.ndarray
             # (almost) nothing of it, or only its edge, would be in the image: no evidence either way
             track.state = TrackState.OUT_OF_VIEW
             continue
-        expected = alone.depth.numpy()[image][foot]
-        seen = observed[foot]
-        known = seen > 0
-        behind = (seen > expected + cfg.depth_margin) | ~known  # no return = looking through
+        known = observed[foot] > 0  # no return is no evidence: a real sensor's holes, not free space
+        if known.sum() < cfg.min_evidence_pixels:
+            track.state = TrackState.OCCLUDED
+            continue
+        behind = observed[foot][known] > alone.depth.numpy()[image][foot][known] + cfg.depth_margin
         if behind.mean() > cfg.contradiction_fraction:
             track.state = TrackState.CONTRADICTED
             track.contradictions += 1

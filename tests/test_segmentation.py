@@ -115,3 +115,22 @@ def test_observe_cli_segments_from_geometry_with_the_episodes_agent(episode, tmp
     memory = SceneMemory.load(tmp_path / "memory.pt")
     assert memory.config.segmentation == "geometry" and memory.config.agent_radius == 0.025
     assert json.loads((tmp_path / "summary.json").read_text())["objects"] >= 3
+
+
+@pytest.mark.parametrize("segmentation", ["instances", "geometry"])
+def test_a_frame_without_depth_moves_nothing_and_is_counted(episode, segmentation, tmp_path):
+    memory = SceneMemory(MemoryConfig(segmentation=segmentation, refine_steps_per_keyframe=0),
+                         agent_label=episode.agent_label)
+    for i in range(10):
+        memory.observe(episode[i])
+    before = {t.id: (t.pose.copy(), t.belief) for t in memory.tracks}
+    voxels, keyframes = len(memory.static), len(memory.keyframes)
+    frame = episode[10]
+    memory.observe(dataclasses.replace(frame, depth=np.zeros_like(frame.depth)))  # a sensor fault
+    assert memory.depthless_frames == 1 and len(memory.static) == voxels and len(memory.keyframes) == keyframes
+    for track in memory.tracks:  # not seen, not contradicted: where they were, as sure as before
+        pose, belief = before[track.id]
+        np.testing.assert_array_equal(track.pose, pose)
+        assert track.belief == belief and track.state.value in ("occluded", "out_of_view")
+    memory.save(tmp_path / "m.pt")
+    assert SceneMemory.load(tmp_path / "m.pt").depthless_frames == 1
