@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,17 +37,9 @@ from splatworld.jobs.config import load_config
 from splatworld.jobs.generate import generated_episode
 from splatworld.jobs.observe import observe_episode
 from splatworld.jobs.view import free_port
+from splatworld.viewer.browser import headless_chromium, wait_for_client
 
 RENDER = (240, 320)  # height, width of the probe renders
-
-
-def chromium(url: str) -> subprocess.Popen:
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        raise SystemExit("benchmarks/view.py needs Chromium (Debian: apt-get install chromium)")
-    return subprocess.Popen([binary, "--headless=new", "--no-sandbox", "--use-angle=swiftshader",
-                             "--enable-unsafe-swiftshader", "--window-size=1280,960", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def import_seconds() -> float:
@@ -96,7 +85,6 @@ def run(memory_path: Path, episode: Path, imagined: Path | None, steps: int) -> 
     port = free_port("127.0.0.1")
     started = time.perf_counter()
     server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
-    browser = None
     try:
         memory, timeline = read_inputs(memory_path, episode, imagined)
         read = time.perf_counter() - started
@@ -114,17 +102,15 @@ def run(memory_path: Path, episode: Path, imagined: Path | None, steps: int) -> 
         server.scene.remove_by_name("/resent")
 
         started = time.perf_counter()
-        browser = chromium(f"http://127.0.0.1:{port}")
-        while not server.get_clients():
-            time.sleep(0.01)
-        client = next(iter(server.get_clients().values()))
-        client.get_render(*RENDER, timeout=120.0)
-        browser_first = time.perf_counter() - started
-        still = [render_ms(client) for _ in range(3)]
-        moved = []
-        for f in frames[:3]:
-            viewer.slider.value = int(f)
-            moved.append(render_ms(client))
+        with headless_chromium(f"http://127.0.0.1:{port}") as browser:
+            client = wait_for_client(server, browser, timeout=120.0)
+            client.get_render(*RENDER, timeout=120.0)
+            browser_first = time.perf_counter() - started
+            still = [render_ms(client) for _ in range(3)]
+            moved = []
+            for f in frames[:3]:
+                viewer.slider.value = int(f)
+                moved.append(render_ms(client))
         viewer.close()
         return {"frames": len(timeline), "objects": len(timeline.objects),
                 "static_splats": len(memory.static_gaussians()), "read_s": read, "ready_s": ready,
@@ -134,8 +120,6 @@ def run(memory_path: Path, episode: Path, imagined: Path | None, steps: int) -> 
                 "browser_first_s": browser_first, "browser_render_ms": statistics.median(still),
                 "browser_step_render_ms": statistics.median(moved)}
     finally:
-        if browser is not None:
-            os.killpg(browser.pid, signal.SIGKILL)
         server.stop()
 
 

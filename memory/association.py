@@ -26,10 +26,7 @@ def segments_of(instances: np.ndarray, valid: np.ndarray, points: np.ndarray, co
         mask = (instances == label) & valid
         if mask.sum() < min_points:
             continue
-        pts = points[mask]
-        lo, hi = np.percentile(pts, [2, 98], axis=0)
-        out.append(Segment(int(label), mask, pts, colors[mask], np.median(pts, axis=0),
-                           colors[mask].mean(axis=0), float((hi - lo).max())))
+        out.append(Segment.of(label, mask, points[mask], colors[mask]))
     return out
 
 

@@ -147,9 +147,7 @@ def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instan
             continue
         whole = merged[best]
         instances[part.mask] = whole.label
-        pts, cols = np.concatenate([whole.points, part.points]), np.concatenate([whole.colors, part.colors])
-        lo, hi = np.percentile(pts, [2, 98], axis=0)
-        merged[best] = Segment(whole.label, whole.mask | part.mask, pts, cols, np.median(pts, axis=0),
-                               cols.mean(axis=0), float((hi - lo).max()))
+        merged[best] = Segment.of(whole.label, whole.mask | part.mask, np.concatenate([whole.points, part.points]),
+                                  np.concatenate([whole.colors, part.colors]))
     order = sorted(merged)
     return [merged[i] for i in order], {order.index(i): t for i, t in matches.items()}

@@ -84,6 +84,14 @@ class Segment:
     color: np.ndarray  # mean RGB
     extent: float  # largest axis-aligned size
 
+    @classmethod
+    def of(cls, label: int, mask: np.ndarray, points: np.ndarray, colors: np.ndarray) -> Segment:
+        """The segment of pixels ``mask [H, W]`` with world ``points [N, 3]`` and ``colors [N, 3]``:
+        its median as centroid, mean colour, and the largest size of its 2nd-98th percentile box."""
+        lo, hi = np.percentile(points, [2, 98], axis=0)
+        return cls(int(label), mask, points, colors, np.median(points, axis=0), colors.mean(axis=0),
+                   float((hi - lo).max()))
+
 
 @dataclass
 class ObjectTrack:

@@ -15,7 +15,9 @@ import torch
 from splatworld.cli import main
 from splatworld.errors import ConfigError
 from splatworld.jobs.config import load_config
+from splatworld.jobs.view import free_port
 from splatworld.memory import SceneMemory
+from splatworld.scene import Camera, look_at
 from splatworld.scene.episode import Episode
 from splatworld.scene.gaussians import Gaussians
 from splatworld.sim.generate import generate_episode
@@ -95,19 +97,6 @@ def test_splat_arrays_are_the_covariances_and_colours_of_the_gaussians():
     np.testing.assert_allclose(opacities, [[0.5]])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _project(points: np.ndarray, c2w: np.ndarray, fov_y: float, width: int, height: int) -> np.ndarray:
-    """Pixel coordinates ``[N, 2]`` of world ``points [N, 3]`` in an OpenCV camera (``c2w [4, 4]``)."""
-    cam = (points - c2w[:3, 3]) @ c2w[:3, :3]
-    f = 0.5 * height / np.tan(fov_y / 2)
-    return np.stack([f * cam[:, 0] / cam[:, 2] + width / 2, f * cam[:, 1] / cam[:, 2] + height / 2], axis=1)
-
-
 def _box_corners(obj, frame: int) -> np.ndarray:
     from splatworld.scene.transforms import pose_to_matrix
 
@@ -117,24 +106,13 @@ def _box_corners(obj, frame: int) -> np.ndarray:
     return local @ pose[:3, :3].T + pose[:3, 3]
 
 
-def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """OpenCV camera-to-world looking from ``eye`` at ``target``, world z up."""
-    forward = (target - eye) / np.linalg.norm(target - eye)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([right, np.cross(forward, right), forward], axis=1)
-    c2w[:3, 3] = eye
-    return c2w
-
-
 def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slider(run, tmp_path):
     import viser
 
     from splatworld.scene.transforms import rotmat_to_quat
 
     memory, timeline = read_inputs(run["memory"], run["episode"].path, run["imagined"].path)
-    port = _free_port()
+    port = free_port("127.0.0.1")
     server = viser.ViserServer(host="127.0.0.1", port=port, verbose=False)
     viewer = MemoryViewer(server, memory, timeline, screenshot_dir=tmp_path)
     try:
@@ -152,10 +130,15 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
             travel = np.linalg.norm(moved.poses[after, :3] - moved.poses[before, :3])
             assert travel > 0.05
             middle = (moved.poses[before, :3] + moved.poses[after, :3]) / 2
-            c2w = _look_at(middle + np.array([0.0, -0.25, 0.35]), middle)
-            camera = {"wxyz": rotmat_to_quat(torch.from_numpy(c2w[:3, :3])).numpy(), "position": c2w[:3, 3],
-                      "fov": float(np.deg2rad(50.0))}
             width, height = 320, 240
+            probe = Camera.from_fov(50.0, width, height, look_at(middle + np.array([0.0, -0.25, 0.35]), middle))
+            c2w = torch.linalg.inv(probe.viewmat)
+            camera = {"wxyz": rotmat_to_quat(c2w[:3, :3]).numpy(), "position": c2w[:3, 3].numpy(),
+                      "fov": float(np.deg2rad(50.0))}
+
+            def project(points: np.ndarray) -> np.ndarray:
+                return probe.project(torch.from_numpy(points))[0].numpy()
+
             splats, track = viewer.objects[moved.id].splats, viewer.objects[moved.id].track
 
             def drawn_where(frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +152,7 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
                 without = client.get_render(height, width, **camera, timeout=60.0).astype(int)
                 splats.visible = True
                 changed = np.abs(with_splats - without).sum(axis=-1) > 30
-                uv = _project(_box_corners(moved, frame), c2w, camera["fov"], width, height)
+                uv = project(_box_corners(moved, frame))
                 box = np.zeros((height, width), bool)
                 (u0, v0), (u1, v1) = np.floor(uv.min(axis=0)).astype(int), np.ceil(uv.max(axis=0)).astype(int)
                 box[max(v0 - 2, 0):v1 + 3, max(u0 - 2, 0):u1 + 3] = True
@@ -183,8 +166,7 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
             changed_after, box_after = drawn_where(after)  # the slider, moved through viser's API
             assert changed_after.sum() >= 20 and (changed_after & box_after).sum() >= 0.9 * changed_after.sum()
             # it moved on screen as its box did (centroid of its pixels vs its box centre's projection)
-            centres = _project(np.stack([_box_corners(moved, f).mean(axis=0) for f in (before, after)]), c2w,
-                               camera["fov"], width, height)
+            centres = project(np.stack([_box_corners(moved, f).mean(axis=0) for f in (before, after)]))
             shift = np.diff(centres, axis=0)[0]
             seen = np.array([np.argwhere(c)[:, ::-1].mean(axis=0) for c in (changed, changed_after)])
             assert np.linalg.norm(shift) > 15
@@ -207,7 +189,7 @@ def test_play_advances_the_slider_at_the_chosen_speed(run):
     import viser
 
     memory, timeline = read_inputs(run["memory"], run["episode"].path)
-    server = viser.ViserServer(host="127.0.0.1", port=_free_port(), verbose=False)
+    server = viser.ViserServer(host="127.0.0.1", port=free_port("127.0.0.1"), verbose=False)
     viewer = MemoryViewer(server, memory, timeline)
     try:
         viewer.speed.value = 8.0
@@ -237,7 +219,7 @@ def test_view_cli_port_in_use_ctrl_c_screenshot_and_recording(run, tmp_path):
                                  capture_output=True, text=True, timeout=120)
     assert process.returncode == 2 and f"port {port}" in process.stderr
 
-    port = _free_port()
+    port = free_port("127.0.0.1")
     server = subprocess.Popen([sys.executable, "-u", "-m", "splatworld.cli", "view", *args, f"port={port}"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
