@@ -5,7 +5,7 @@ before that frame is observed, on static pixels), speed, and size (Gaussians and
 at the end vs after the first minute).
 
     python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR] [--sensor kinect]
-                                 [--segmentation geometry]
+                                 [--segmentation geometry] [--poses estimate] [--plot FILE.png]
 
 Episodes are generated into --episodes (default: a temporary folder) unless already there,
 with ``--sensor``'s noise (sim/sensor.py; the truth and the given poses are exact); with
@@ -13,7 +13,8 @@ with ``--sensor``'s noise (sim/sensor.py; the truth and the given poses are exac
 each run's tracks.json is written beside them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
-position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...``.
+position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
+ate_rmse_max=...`` (the last with ``--poses estimate``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 import numpy as np
+import torch
 
-from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
+from splatworld.evaluation import (aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances,
+                                   revisited_frames, trajectory_errors)
+from splatworld.evaluation.report import plot_trajectory_error
+from splatworld.jobs.observe import true_camera_path
+from splatworld.scene.cameras import opencv_to_nerfstudio
 from splatworld.render.video import to_uint8
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
@@ -52,29 +58,33 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sensor", default="ideal", help="ideal | kinect | realsense (splatworld generate sensor=)")
     parser.add_argument("--segmentation", default="instances", help="instances | geometry (MemoryConfig.segmentation)")
+    parser.add_argument("--poses", default="given", help="given | estimate (MemoryConfig.poses)")
+    parser.add_argument("--plot", type=Path, default=None, help="with --poses estimate: camera error over time (PNG)")
     args = parser.parse_args()
     root = args.episodes or Path(tempfile.mkdtemp())
     rows, all_events, position_errors, rotation_errors = [], [], [], []
-    glimpses = 0
+    glimpses, paths = 0, {}
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
         extra = () if args.sensor == "ideal" else (f"sensor={args.sensor}",)
         episode = Episode(generated_episode(root, name, args.seed, extra=extra))
-        memory = SceneMemory(MemoryConfig(segmentation=args.segmentation), agent_label=episode.agent_label)
+        memory = SceneMemory(MemoryConfig(segmentation=args.segmentation, poses=args.poses),
+                             agent_label=episode.agent_label)
         c2w = np.stack([episode.info(i).transform_matrix for i in range(len(episode))])
         revisits = revisited_frames(c2w, min_gap=int(30 * episode.fps))[::10]  # a spread-out sample
         revisit_at = {k for k, _ in revisits}
         minute = int(60 * episode.fps)
         seconds, psnrs, interior_psnrs, sizes, to_true = 0.0, [], [], {}, []
+        upcoming = episode[0]
         for i in tqdm(range(len(episode)), desc=name, unit="frame"):
-            frame = episode[i]
-            if i in revisit_at:  # what the memory shows before it sees this frame again
+            frame, upcoming = upcoming, episode[i + 1] if i + 1 < len(episode) else None
+            if i in revisit_at:  # what the memory shows before it sees this frame again (from the true pose)
                 image = to_uint8(memory.render(frame.camera, backend="cpu").rgb.numpy())
                 static = (frame.instances == 0) & (frame.depth > 0) & (frame.depth < memory.config.max_depth)
                 psnrs.append(psnr(image, frame.rgb, static))
                 interior_psnrs.append(psnr(image, frame.rgb, static & ~depth_edges(frame.depth)))
             start = time.perf_counter()
-            memory.observe(frame)
+            memory.observe(frame, upcoming)
             seconds += time.perf_counter() - start
             if args.segmentation == "geometry":  # the true label under each of the memory's own segments
                 to_true.append(_majority_labels(memory.last_instances, frame.instances))
@@ -82,6 +92,15 @@ def main() -> None:
                 saved = memory.save(root / f"{name}_seed{args.seed}_memory.pt")
                 sizes[i + 1] = (len(memory.gaussians_at()), saved.stat().st_size)
         memory.export_tracks(root / f"{name}_seed{args.seed}_tracks.json")  # for a closer look
+        if args.poses == "estimate":
+            truth, _ = true_camera_path(episode, len(episode))
+            estimated = opencv_to_nerfstudio(torch.linalg.inv(torch.from_numpy(np.stack(memory.camera_path)))).numpy()
+            position, rotation = trajectory_errors(estimated, truth)
+            paths[name] = {"times": memory.times, "position": position, "rotation": rotation,
+                           "lost": ~np.asarray(memory.tracked)}
+            print(f"{name}: camera ATE RMSE {np.sqrt(np.mean(position ** 2)) * 1000:.1f} mm, max "
+                  f"{position.max() * 1000:.1f} mm, median rotation error {np.median(rotation):.2f} deg; "
+                  f"{memory.lost_frames} frames lost; {len(memory.camera_tracker.references)} references")
         gt = episode.ground_truth()["objects"]
         tracks = memory.tracks_json()["objects"]
         gt_labels, pred_labels = np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks])
@@ -138,7 +157,11 @@ def main() -> None:
           f"belief_min={min(beliefs) if beliefs else float('nan'):.3f} "
           f"position_median={np.median(position_errors):.4f} rotation_median_deg={np.median(rotation_errors):.2f} "
           f"revisit_psnr_min={min(r[10] for r in rows):.1f} size_ratio_max={max((r[13] for r in rows if r[13] == r[13]), default=float('nan')):.2f} "
-          f"observe_fps={total_frames / total_seconds:.1f}")
+          f"observe_fps={total_frames / total_seconds:.1f}"
+          + (f" ate_rmse_max={max(np.sqrt(np.mean(p['position'] ** 2)) for p in paths.values()):.4f}" if paths else ""))
+    if paths and args.plot:
+        plot_trajectory_error(paths, args.plot)
+        print(f"-> {args.plot}")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,19 @@ def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
     position_error = np.linalg.norm(predicted[:, :3, 3] - g[:, :3, 3], axis=1)
     residual = np.einsum("kji,kjl->kil", predicted[:, :3, :3], g[:, :3, :3])
     return position_error, rotation_angle(torch.from_numpy(residual)).numpy()
+
+
+def trajectory_errors(estimated, truth) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame camera position error (m) and rotation error (degrees) ``[T]`` of an estimated
+    camera path against the true one, both camera-to-world ``[T, 4, 4]`` in the same world frame
+    (no alignment: the first frame's given pose fixes it). The camera axes may be OpenCV or
+    nerfstudio, the same in both: the angle between two rotations does not depend on them.
+
+    The absolute trajectory error (ATE) RMSE is ``sqrt(mean(position ** 2))``.
+    """
+    est = torch.as_tensor(np.asarray(estimated, dtype=np.float64))
+    true = torch.as_tensor(np.asarray(truth, dtype=np.float64))
+    check_shape("estimated", est, (None, 4, 4))
+    check_shape("truth", true, (est.shape[0], 4, 4))
+    position = torch.linalg.norm(est[:, :3, 3] - true[:, :3, 3], dim=-1)
+    return position.numpy(), rotation_angle(true[:, :3, :3].transpose(-1, -2) @ est[:, :3, :3]).numpy()

@@ -144,8 +144,28 @@ def plot_drift(reports: dict[str, dict], file: Path) -> None:
         d = r["drift"]
         for ax, key in zip(axes, ("psnr_per_second", "ssim_per_second", "abs_rel_per_second")):
             ax.plot(d["seconds"], [np.nan if v is None else v for v in d[key]], label=name, lw=1)
-    for ax, title in zip(axes, ("PSNR (dB)", "SSIM", "depth AbsRel")):
-        ax.set(title=title, xlabel="horizon (s)")
+    _finish(fig, axes, ("PSNR (dB)", "SSIM", "depth AbsRel"), "horizon (s)", file)
+
+
+def plot_trajectory_error(runs: dict[str, dict], file: Path) -> None:
+    """Camera position error (mm) and rotation error (degrees) over time, one line per run; each
+    run a dict of ``times``, ``position`` (m), ``rotation`` (degrees) ``[T]`` and optionally ``lost``
+    (bool ``[T]``: frames the tracker could not place, marked with crosses)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.6))
+    for name, run in runs.items():
+        times = np.asarray(run["times"])
+        for ax, values, scale in zip(axes, (run["position"], run["rotation"]), (1000.0, 1.0)):
+            line, = ax.plot(times, np.asarray(values) * scale, lw=1, label=name)
+            lost = np.asarray(run.get("lost", np.zeros(len(times), bool)), bool)
+            if lost.any():
+                ax.plot(times[lost], np.asarray(values)[lost] * scale, "x", ms=3, color=line.get_color())
+    _finish(fig, axes, ("camera position error (mm)", "camera rotation error (degrees)"), "time (s)", file)
+
+
+def _finish(fig, axes, titles: tuple[str, ...], xlabel: str, file: Path) -> None:
+    """Title, label and grid a row of axes, put the legend on the first, save at 110 dpi and close."""
+    for ax, title in zip(axes, titles):
+        ax.set(title=title, xlabel=xlabel)
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()

@@ -82,11 +82,29 @@ class MemoryConfig:
     agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape), left out of segments
     agent_height: float = 0.1
     min_depth_fraction: float = 0.02  # a frame with depth on fewer pixels is depthless (memory.depthless_frames)
+    # camera poses: "given" (each frame's transform_matrix) or "estimate" (memory/camera_tracking.py: the
+    # first frame's given pose fixes the world frame; RGB-D odometry against reference frames places the rest)
+    poses: str = "given"
+    pose_reference_spacing: float = 0.08  # a tracked frame this far (m + rad) from every reference becomes one
+    pose_reference_reach: float = 0.3  # frames are tracked against a reference within this view distance
+    pose_reference_capacity: int = 300  # about 0.5 MB each
+    pose_iterations: tuple = (10, 5, 3)  # odometry's Gauss-Newton steps per pyramid level, coarsest first
+    pose_depth_difference: float = 0.03
+    # the odometry's information matrix with its smallest eigenvalue under this share of its largest: a view
+    # of a far plane, which fixes the camera's turn but not its centre (kept from the constant-velocity guess)
+    pose_degenerate_ratio: float = 0.01
+    pose_min_overlap: float = 0.3  # odometry must pair this share of the frame's depth pixels with the reference's
+    pose_relocalise_candidates: int = 4  # references tried (most alike first) for each frame while lost  # odometry pairs points at most this far apart in depth
+    # odometry farther than this from its constant-velocity guess (m, degrees) took a wrong minimum
+    pose_max_correction: float = 0.08
+    pose_max_correction_deg: float = 8.0
     backend: str = "auto"
 
     def __post_init__(self) -> None:
         if self.segmentation not in ("instances", "geometry"):
             raise ConfigError(f"memory segmentation must be 'instances' or 'geometry', got {self.segmentation!r}")
+        if self.poses not in ("given", "estimate"):
+            raise ConfigError(f"memory poses must be 'given' or 'estimate', got {self.poses!r}")
         box = tuple(float(v) for v in self.workspace)
         if len(box) != 6 or not all(a < b for a, b in zip(box[:3], box[3:])):
             raise ConfigError(f"memory workspace must be (x0, y0, z0, x1, y1, z1) with x0 < x1 etc., got {box}")

@@ -13,6 +13,7 @@ import zlib
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from splatworld.atomic import atomic_write, atomic_write_text
@@ -75,6 +76,7 @@ def memory_state(memory) -> dict:
         "next_id": memory.next_id,
         "agent": (memory.agent.position, memory.agent.moved_at),
         "depthless_frames": memory.depthless_frames,
+        "camera_path": (np.asarray(memory.camera_path).reshape(-1, 4, 4), list(memory.tracked)),
     }
 
 
@@ -96,6 +98,8 @@ def restore(memory, state: dict) -> None:
     memory.frame_count, memory.time, memory.times = state["frame_count"], state["time"], state["times"]
     memory.static_map.support_plane, memory.next_id = state["support_plane"], state["next_id"]
     memory.depthless_frames = state.get("depthless_frames", 0)  # absent from memories saved before it was counted
+    path, memory.tracked = state.get("camera_path", (np.zeros((0, 4, 4)), []))
+    memory.camera_path = list(path)
     memory.static_map.support_region, memory.static_map.support_color = state["support_region"], state["support_color"]
     memory.background, memory.background_frames = state["background"]
     memory.sky, memory.sky_frames, memory.depth_range = state["sky"]

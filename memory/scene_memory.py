@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from scipy import ndimage
 
 from splatworld.errors import ShapeError, SplatworldError
 from splatworld.memory.association import associate, segments_of
+from splatworld.memory.camera_tracking import CameraTracker
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.ground import ground_texture
 from splatworld.memory.keyframes import Keyframe, KeyframeStore
@@ -97,18 +99,32 @@ class SceneMemory:
         # frames with depth on less than MemoryConfig.min_depth_fraction of the pixels (a sensor fault, a lens
         # cap): they move nothing and take no keyframe; objects in view are "occluded", belief unchanged
         self.depthless_frames = 0
+        # with MemoryConfig.poses == "estimate": the OpenCV camera-to-world [4, 4] used for each frame and
+        # whether it was tracked (a lost frame keeps the last pose and is observed as depthless)
+        self.camera_tracker = CameraTracker(self.config)
+        self.camera_path: list[np.ndarray] = []
+        self.tracked: list[bool] = []
 
     # ================================================================== observe
-    def observe(self, frame: Frame) -> None:
+    def observe(self, frame: Frame, upcoming: Frame | None = None) -> None:
         """Update the memory with one frame: RGB and depth, and the instance masks if
         :attr:`MemoryConfig.segmentation` is ``"instances"`` and the frame has them (otherwise its
-        segments come from geometry, which needs the frame's ``agent_pose``)."""
+        segments come from geometry, which needs the frame's ``agent_pose``).
+
+        With :attr:`MemoryConfig.poses` ``"estimate"`` the frame's pose is tracked from the frames
+        (the first frame's given pose fixes the world frame); ``upcoming``, the frame to be observed
+        next if known, is then tracked in a worker thread while this one is observed."""
         if frame.depth is None:
             raise ShapeError(f"frame {frame.info.index}: the memory needs depth")
         depth = frame.depth
         if not np.isfinite(depth).all():
             raise ShapeError(f"frame {frame.info.index}: depth has non-finite values")
-        cam, cfg, agent_pose = frame.camera, self.config, frame.info.agent_pose
+        cfg, agent_pose = self.config, frame.info.agent_pose
+        if cfg.poses == "estimate":
+            frame = replace(frame, camera=self._track_camera(frame, upcoming))
+            if not self.tracked[-1]:  # lost: observed as a frame without depth, at the last pose
+                depth = np.zeros_like(depth)
+        cam = frame.camera
         self.time = frame.info.time
         self.depth_range = max(self.depth_range, float(depth.max()))
         points = cam.backproject(torch.from_numpy(depth).double()).numpy()
@@ -144,10 +160,11 @@ class SceneMemory:
         reason_visibility(self.tracks, set(frame_labels), depth, small, self._draw_alone, cfg)
 
         static = valid & (instances == 0)
-        self._note_colors(colors, ~valid & (instances == 0), (depth == 0) & (instances == 0),
-                          instances == self.agent_label)
         depthless = valid.mean() < cfg.min_depth_fraction
         self.depthless_frames += int(depthless)
+        if not depthless:  # a frame without depth would paint everything as sky
+            self._note_colors(colors, ~valid & (instances == 0), (depth == 0) & (instances == 0),
+                              instances == self.agent_label)
         new_keyframe = not depthless and self.keyframes.consider(
             cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time, _object_map(instances, frame_labels),
             self.frame_count)
@@ -162,6 +179,30 @@ class SceneMemory:
         record_all(self.tracks, frame_labels)
         self.times.append(self.time)
         self.frame_count += 1
+
+    @property
+    def lost_frames(self) -> int:
+        """Frames whose camera pose could not be estimated (kept at the last pose, observed as depthless)."""
+        return self.tracked.count(False)
+
+    def _track_camera(self, frame: Frame, upcoming: Frame | None) -> Camera:
+        """The frame's camera with its pose estimated (:mod:`.camera_tracking`; the first frame's
+        given pose fixes the world frame), ``upcoming`` then tracked in a worker thread. Appends to
+        :attr:`camera_path` and :attr:`tracked`."""
+        tracker = self.camera_tracker
+        if not tracker.started and not self.camera_path:
+            pose, tracked = np.linalg.inv(frame.camera.viewmat.numpy().astype(np.float64)), True
+            tracker.start(pose, frame)
+        else:
+            if not tracker.started:  # loaded from disk: go on from the last pose
+                tracker.start(self.camera_path[-1])
+            estimate = tracker.track(frame)
+            pose, tracked = estimate.camera_to_world, estimate.tracked
+        if upcoming is not None:
+            tracker.prefetch(upcoming)
+        self.camera_path.append(pose)
+        self.tracked.append(tracked)
+        return replace(frame.camera, viewmat=torch.from_numpy(np.linalg.inv(pose)))
 
     def _segment(self, frame: Frame, points: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The frame's instance map made from geometry (:mod:`.segmentation`), the agent labelled

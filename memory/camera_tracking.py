@@ -1,0 +1,253 @@
+"""Camera poses from the RGB-D frames themselves (``MemoryConfig.poses == "estimate"``).
+
+Each frame is placed by dense RGB-D odometry (open3d's hybrid photometric + geometric term,
+Steinbrucker et al. 2011 / Kerl et al. 2013) against a **reference**: an earlier tracked frame
+kept for this (a keyframe map of the static scene, in RGB-D rather than in splats). References are
+taken ``pose_reference_spacing`` apart; a frame is tracked against the reference within
+``pose_reference_reach`` that is the fewest odometry steps from the first frame, starting from a
+constant-velocity guess, so drift grows with the steps of that chain and not with time, and a
+revisit re-anchors on the references made when the place was first seen (loop closure). With no
+reference in reach, or when that fails, the last frame is the reference.
+
+Why not ICP against the voxel scaffold: the scene is mostly planes (table, floor), on which
+point-to-plane ICP slides. Measured on `occlusion` seed 0 with Kinect noise, 300 frames: ATE
+RMSE 50 mm with the scaffold ICP after odometry, 18 mm without it (chained frame to frame), 3.6 mm
+with the reference chain.
+
+An odometry result farther than ``pose_max_correction`` from its guess took a wrong minimum
+(a periodic floor seen alone) and is refused. A frame that no reference places is **lost**: the
+last pose is kept, and the memory observes nothing in it (:meth:`SceneMemory.observe`), counting
+it (``memory.lost_frames``); the next frame is tracked from the last tracked one, at rest.
+
+Tracking needs only the frames, not the memory, so :meth:`CameraTracker.prefetch` can track
+the next frame in a worker thread while the memory observes this one (open3d releases the GIL).
+
+Convention: poses here are OpenCV camera-to-world ``[4, 4]`` float64 (the inverse of
+:attr:`Camera.viewmat`). open3d's pinhole model puts pixel centres at integers, ours at half-integers.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+
+from splatworld.memory.config import MemoryConfig
+from splatworld.scene.episode import Frame
+
+_ODOMETRY = o3d.pipelines.odometry
+
+
+@dataclass(frozen=True)
+class PoseEstimate:
+    """One frame's tracked camera.
+
+    Attributes:
+        camera_to_world: ``[4, 4]`` OpenCV camera-to-world.
+        tracked: False for a lost frame (the last pose kept).
+        links: odometry steps between this pose and the first frame's.
+    """
+
+    camera_to_world: np.ndarray
+    tracked: bool
+    links: int
+
+
+@dataclass(eq=False)
+class Reference:
+    """A tracked frame kept to track later frames against: its images (``rgb [H, W, 3]`` uint8 and
+    ``depth [H, W]`` uint16 millimetres, the episode's own precision; None when resumed from a pose
+    alone), pose, the number of odometry steps from the first frame, and when the camera was last near it."""
+
+    images: tuple[np.ndarray, np.ndarray] | None
+    camera_to_world: np.ndarray
+    links: int
+    last_near: int
+    thumbnail: np.ndarray | None = None  # [THUMBNAIL ** 2] intensity, zero mean and unit norm: for relocalising
+
+
+class CameraTracker:
+    """Tracks the camera frame by frame (see the module docstring). Frames must come in order.
+
+    Args:
+        config: the memory's constants (``pose_*`` fields, ``max_depth``).
+    """
+
+    def __init__(self, config: MemoryConfig):
+        self.config = config
+        self.references: list[Reference] = []
+        self._last: tuple[Reference, np.ndarray] | None = None  # the last tracked frame, the motion into it
+        self._count = 0
+        self._lost = 0  # frames lost in a row
+        self._pending: tuple[int, Future] | None = None  # (frame index, its estimate) from prefetch
+        self._worker: ThreadPoolExecutor | None = None
+
+    def __getstate__(self) -> dict:
+        """Copies (``copy.deepcopy`` of a memory) wait for a prefetched frame and leave the worker behind."""
+        if self._pending is not None:
+            self._pending[1].result()
+        return {**self.__dict__, "_pending": None, "_worker": None}
+
+    @property
+    def started(self) -> bool:
+        return self._last is not None
+
+    def start(self, camera_to_world: np.ndarray, frame: Frame | None = None) -> None:
+        """Fix the world frame: the first frame's (given) pose and the frame itself, or only the
+        pose (a memory loaded from disk goes on from its last pose; the next frame is then tracked
+        against nothing until it becomes the first reference)."""
+        reference = Reference(None if frame is None else _images(frame), np.asarray(camera_to_world, np.float64), 0, 0,
+                              None if frame is None else _thumbnail(frame.rgb))
+        if frame is not None:
+            self.references.append(reference)
+        self._last = (reference, np.eye(4))
+
+    def prefetch(self, frame: Frame) -> None:
+        """Start tracking ``frame`` (the next one :meth:`track` will be asked for) in a worker thread."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="camera-tracking")
+        self._pending = (frame.info.index, self._worker.submit(self._track, frame))
+
+    def track(self, frame: Frame) -> PoseEstimate:
+        """The pose of ``frame`` (its own ``camera`` supplies only the intrinsics)."""
+        if self._last is None:
+            raise RuntimeError("CameraTracker.track before start()")
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == frame.info.index:
+            return pending[1].result()
+        if pending is not None:
+            pending[1].result()  # a prefetched frame that was never asked for: let it finish first
+        return self._track(frame)
+
+    def _track(self, frame: Frame) -> PoseEstimate:
+        self._count += 1
+        last, motion = self._last
+        guess = last.camera_to_world @ motion
+        images = _images(frame)
+        rgbd = self._rgbd(images)
+        camera = frame.camera
+        intrinsic = o3d.camera.PinholeCameraIntrinsic(camera.width, camera.height, camera.fx, camera.fy,
+                                                      camera.cx - 0.5, camera.cy - 0.5)
+        thumbnail = _thumbnail(frame.rgb)
+        valid = int(((frame.depth > 0) & (frame.depth < self.config.max_depth)).sum())
+        # lost: the guess means nothing; try the references that look most like the frame, from their poses
+        candidates = self._lookalikes(thumbnail) if self._lost else [(self._anchor(guess), guess), (last, guess)]
+        for reference, start in candidates:
+            if reference is None or reference.images is None:
+                continue
+            pose = self._odometry(rgbd, reference, start, intrinsic, valid, not self._lost, last.camera_to_world[:3, 3])
+            if pose is not None:
+                current = Reference(images, pose, reference.links + 1, self._count, thumbnail)
+                self._last = (current, np.linalg.inv(last.camera_to_world) @ pose if not self._lost else np.eye(4))
+                self._lost = 0
+                self._remember(current)
+                return PoseEstimate(pose, True, current.links)
+        if last.images is None:  # resumed from a pose alone: this frame becomes the first reference there
+            current = Reference(images, last.camera_to_world, last.links, self._count, thumbnail)
+            self._last = (current, np.eye(4))
+            self._remember(current)
+            return PoseEstimate(last.camera_to_world.copy(), True, last.links)
+        self._last = (last, np.eye(4))
+        self._lost += 1
+        return PoseEstimate(last.camera_to_world.copy(), False, last.links)
+
+    def _rgbd(self, images: tuple[np.ndarray, np.ndarray]) -> o3d.geometry.RGBDImage:
+        """open3d's odometry input (grey intensity in [0, 1], depth in metres), made when needed (0.7 ms at 256 px)."""
+        rgb, depth = images
+        return o3d.geometry.RGBDImage.create_from_color_and_depth(
+            o3d.geometry.Image(rgb), o3d.geometry.Image(depth),
+            depth_scale=1000.0, depth_trunc=self.config.max_depth, convert_rgb_to_intensity=True)
+
+    def _odometry(self, rgbd: o3d.geometry.RGBDImage, reference: Reference, guess: np.ndarray,
+                  intrinsic: o3d.camera.PinholeCameraIntrinsic, valid: int, check_guess: bool,
+                  still_at: np.ndarray) -> np.ndarray | None:
+        """The frame's pose by odometry against ``reference`` started from ``guess``; None if it
+        failed, paired under ``pose_min_overlap`` of the frame's ``valid`` depth pixels with the
+        reference's (open3d reports success with no pairs at all when the views do not overlap),
+        or (``check_guess``) strayed farther than ``pose_max_correction`` from the guess. In a
+        degenerate view (``pose_degenerate_ratio``) the camera centre is ``still_at``."""
+        cfg = self.config
+        # the relative motion maps the current camera's points into the reference camera's frame
+        found, relative, information = _ODOMETRY.compute_rgbd_odometry(
+            rgbd, self._rgbd(reference.images), intrinsic, np.linalg.inv(reference.camera_to_world) @ guess,
+            _ODOMETRY.RGBDOdometryJacobianFromHybridTerm(),
+            _ODOMETRY.OdometryOption(iteration_number_per_pyramid_level=o3d.utility.IntVector(list(cfg.pose_iterations)),
+                                     depth_diff_max=cfg.pose_depth_difference, depth_min=0.1, depth_max=cfg.max_depth))
+        pose = reference.camera_to_world @ relative
+        pairs = np.asarray(information)[5, 5]  # the information matrix sums [skew(p) | I]^T [skew(p) | I] over pairs
+        if not found or pairs < cfg.pose_min_overlap * max(valid, 1):
+            return None
+        if check_guess and not within(np.linalg.inv(guess) @ pose, cfg.pose_max_correction, cfg.pose_max_correction_deg):
+            return None
+        spread = np.linalg.eigvalsh(np.asarray(information))
+        if check_guess and spread[0] < cfg.pose_degenerate_ratio * spread[-1]:
+            # a far plane (the floor alone): turning and sliding along it look alike, and the odometry
+            # mixes them. The turn is seen (the pattern moves); the camera is taken to stay where it was.
+            pose = pose.copy()
+            pose[:3, 3] = still_at
+        return pose
+
+    def _lookalikes(self, thumbnail: np.ndarray) -> list[tuple[Reference, np.ndarray]]:
+        """The ``pose_relocalise_candidates`` references whose thumbnails correlate best with
+        ``thumbnail``, each with its own pose as the starting guess."""
+        kept = [r for r in self.references if r.thumbnail is not None]
+        if not kept:
+            return []
+        scores = np.stack([r.thumbnail for r in kept]) @ thumbnail
+        best = np.argsort(-scores)[:self.config.pose_relocalise_candidates]
+        return [(kept[k], kept[k].camera_to_world) for k in best]
+
+    def _distances(self, pose: np.ndarray) -> np.ndarray:
+        """View distance (centre distance + angle between optical axes, m + rad) from ``pose`` to each reference."""
+        poses = np.stack([r.camera_to_world for r in self.references])
+        cosine = np.clip(poses[:, :3, 2] @ pose[:3, 2], -1.0, 1.0)
+        return np.linalg.norm(poses[:, :3, 3] - pose[:3, 3], axis=1) + np.arccos(cosine)
+
+    def _anchor(self, pose: np.ndarray) -> Reference | None:
+        """The reference within ``pose_reference_reach`` of ``pose`` with the fewest links (the nearest of those)."""
+        if not self.references:
+            return None
+        distances = self._distances(pose)
+        near = np.flatnonzero(distances <= self.config.pose_reference_reach)
+        if not len(near):
+            return None
+        best = min(near, key=lambda k: (self.references[k].links, distances[k]))
+        self.references[best].last_near = self._count
+        return self.references[best]
+
+    def _remember(self, frame: Reference) -> None:
+        """Keep a tracked frame as a reference if it is farther than the spacing from all of them;
+        beyond the capacity, the least recently approached reference goes."""
+        if self.references and self._distances(frame.camera_to_world).min() <= self.config.pose_reference_spacing:
+            return
+        self.references.append(frame)
+        if len(self.references) > self.config.pose_reference_capacity:
+            self.references.pop(min(range(len(self.references)), key=lambda k: self.references[k].last_near))
+
+
+def _images(frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    depth = np.round(np.clip(frame.depth, 0.0, 65.0) * 1000.0).astype(np.uint16)  # the episode's precision
+    return np.ascontiguousarray(frame.rgb), depth
+
+
+THUMBNAIL = 16  # side of the thumbnails compared to relocalise a lost camera
+
+
+def _thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """``rgb [H, W, 3]`` as a ``THUMBNAIL`` x ``THUMBNAIL`` grey image, zero mean and unit norm, flattened."""
+    h, w = rgb.shape[0] // THUMBNAIL * THUMBNAIL, rgb.shape[1] // THUMBNAIL * THUMBNAIL
+    grey = rgb[:h, :w].astype(np.float64).mean(axis=-1)
+    small = grey.reshape(THUMBNAIL, h // THUMBNAIL, THUMBNAIL, w // THUMBNAIL).mean(axis=(1, 3)).ravel()
+    small -= small.mean()
+    return small / max(np.linalg.norm(small), 1e-9)
+
+
+def within(motion: np.ndarray, metres: float, degrees: float) -> bool:
+    """Whether a rigid ``motion [4, 4]`` moves at most ``metres`` and turns at most ``degrees``."""
+    angle = np.degrees(np.arccos(np.clip((np.trace(motion[:3, :3]) - 1) / 2, -1.0, 1.0)))
+    return bool(np.linalg.norm(motion[:3, 3]) <= metres and angle <= degrees)
+
+
+__all__ = ["CameraTracker", "PoseEstimate", "Reference", "within"]
