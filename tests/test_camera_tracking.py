@@ -7,11 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from splatworld.evaluation import trajectory_errors
 from splatworld.jobs.config import load_config
 from splatworld.jobs.observe import observe_episode
 from splatworld.memory import MemoryConfig, SceneMemory
+from splatworld.memory.camera_tracking import rotation_between
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
 
@@ -42,6 +44,25 @@ def test_trajectory_errors_by_hand():
     position, rotation = trajectory_errors(estimated, truth)
     np.testing.assert_allclose(position, [0.0, 0.05], atol=1e-12)
     np.testing.assert_allclose(rotation, [0.0, 90.0], atol=1e-6)
+
+
+def test_rotation_between_recovers_a_turn_about_the_camera_centre(episode):
+    """A view made by turning the camera 6 degrees (warping a frame by K R K^-1, depth plays no
+    part) is aligned back to that rotation from the identity."""
+    frame = episode[0]
+    cam = frame.camera
+    grey = frame.rgb.astype(np.float64).mean(axis=-1) / 255.0
+    axis = np.array([0.3, 1.0, 0.2]) / np.linalg.norm([0.3, 1.0, 0.2])
+    angle = np.radians(6.0)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    turn = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    v, u = np.mgrid[0:cam.height, 0:cam.width] + 0.5
+    rays = np.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, np.ones_like(u)], axis=-1) @ turn.T
+    pu, pv = cam.fx * rays[..., 0] / rays[..., 2] + cam.cx - 0.5, cam.fy * rays[..., 1] / rays[..., 2] + cam.cy - 0.5
+    turned = ndimage.map_coordinates(grey, [pv, pu], order=1, mode="nearest")
+    found = rotation_between(turned, grey, cam.fx, cam.fy, cam.cx, cam.cy, np.eye(3))
+    error = np.degrees(np.arccos(np.clip((np.trace(found.T @ turn) - 1) / 2, -1, 1)))
+    assert error < 0.1 and np.allclose(found @ found.T, np.eye(3), atol=1e-9)
 
 
 def test_estimated_path_follows_the_orbit(episode):
