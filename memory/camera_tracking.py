@@ -77,6 +77,9 @@ class Reference:
     links: int
     last_near: int
     thumbnail: np.ndarray | None = None  # [THUMBNAIL ** 2] intensity, zero mean and unit norm: for relocalising
+    index: int = -1  # the frame it is
+    time: float = 0.0  # and when (s)
+    static_depth: np.ndarray | None = None  # depth on the static scene alone (keep_static), uint16 mm
 
 
 class CameraTracker:
@@ -110,10 +113,21 @@ class CameraTracker:
         pose (a memory loaded from disk goes on from its last pose; the next frame is then tracked
         against nothing until it becomes the first reference)."""
         reference = Reference(None if frame is None else _images(frame), np.asarray(camera_to_world, np.float64), 0, 0,
-                              None if frame is None else _thumbnail(frame.rgb))
+                              None if frame is None else _thumbnail(frame.rgb), -1 if frame is None else frame.info.index,
+                              0.0 if frame is None else frame.info.time)
         if frame is not None:
             self.references.append(reference)
         self._last = (reference, np.eye(4))
+
+    def keep_static(self, index: int, static: np.ndarray) -> None:
+        """Note which pixels of frame ``index`` show the static scene (``static [H, W]``, the
+        memory's segmentation). Objects and the agent move: a reference older than
+        ``pose_static_after`` seconds is matched on its static pixels alone, else it pulls later
+        frames toward where the objects were. Recent ones keep them (at 160 px the objects are
+        much of what there is to align)."""
+        for reference in {id(r): r for r in [*self.references[-2:], self._last[0]]}.values():
+            if reference.index == index and reference.images is not None:
+                reference.static_depth = np.where(static, reference.images[1], 0).astype(np.uint16)
 
     def prefetch(self, frame: Frame) -> None:
         """Start tracking ``frame`` (the next one :meth:`track` will be asked for) in a worker thread."""
@@ -144,16 +158,19 @@ class CameraTracker:
         for reference, start in candidates:
             if reference is None or reference.images is None:
                 continue
-            pose = self._odometry(images, frame.camera, reference, start, valid, not self._lost, last)
+            pose = self._odometry(images, frame.camera, reference, start, valid, not self._lost, last,
+                                  frame.info.time - reference.time)
             if pose is not None:
                 pose[:3, :3] = _orthonormal(pose[:3, :3])
-                current = Reference(images, pose, reference.links + 1, self._count, thumbnail)
+                current = Reference(images, pose, reference.links + 1, self._count, thumbnail, frame.info.index,
+                                    frame.info.time)
                 self._last = (current, np.linalg.inv(last.camera_to_world) @ pose if not self._lost else np.eye(4))
                 self._lost = 0
                 self._remember(current)
                 return PoseEstimate(pose, True, current.links)
         if last.images is None:  # resumed from a pose alone: this frame becomes the first reference there
-            current = Reference(images, last.camera_to_world, last.links, self._count, thumbnail)
+            current = Reference(images, last.camera_to_world, last.links, self._count, thumbnail, frame.info.index,
+                                frame.info.time)
             self._last = (current, np.eye(4))
             self._remember(current)
             return PoseEstimate(last.camera_to_world.copy(), True, last.links)
@@ -169,7 +186,8 @@ class CameraTracker:
             depth_scale=1000.0, depth_trunc=self.config.max_depth, convert_rgb_to_intensity=True)
 
     def _odometry(self, current: tuple[np.ndarray, np.ndarray], camera: Camera, reference: Reference,
-                  guess: np.ndarray, valid: int, check_guess: bool, last: Reference) -> np.ndarray | None:
+                  guess: np.ndarray, valid: int, check_guess: bool, last: Reference,
+                  seconds_since: float) -> np.ndarray | None:
         """The frame's pose by odometry against ``reference`` started from ``guess``; None if it
         failed, paired under ``pose_min_overlap`` of the frame's ``valid`` depth pixels with the
         reference's (open3d reports success with no pairs at all when the views do not overlap),
@@ -179,8 +197,11 @@ class CameraTracker:
         intrinsic = o3d.camera.PinholeCameraIntrinsic(camera.width, camera.height, camera.fx, camera.fy,
                                                       camera.cx - 0.5, camera.cy - 0.5)
         # the relative motion maps the current camera's points into the reference camera's frame
+        images = reference.images
+        if reference.static_depth is not None and seconds_since > cfg.pose_static_after:
+            images = (images[0], reference.static_depth)
         found, relative, information = _ODOMETRY.compute_rgbd_odometry(
-            self._rgbd(current), self._rgbd(reference.images), intrinsic, np.linalg.inv(reference.camera_to_world) @ guess,
+            self._rgbd(current), self._rgbd(images), intrinsic, np.linalg.inv(reference.camera_to_world) @ guess,
             _ODOMETRY.RGBDOdometryJacobianFromHybridTerm(),
             _ODOMETRY.OdometryOption(iteration_number_per_pyramid_level=o3d.utility.IntVector(list(cfg.pose_iterations)),
                                      depth_diff_max=cfg.pose_depth_difference, depth_min=0.1, depth_max=cfg.max_depth))

@@ -90,6 +90,7 @@ class MemoryConfig:
     pose_reference_capacity: int = 300  # about 0.5 MB each
     pose_iterations: tuple = (10, 5, 3)  # odometry's Gauss-Newton steps per pyramid level, coarsest first
     pose_depth_difference: float = 0.03
+    pose_static_after: float = 2.0  # s: older references are matched on their static pixels alone (objects move)
     # the odometry's information matrix with its smallest eigenvalue under this share of its largest: a view
     # of a far plane, which fixes the camera's turn but not its centre (kept from the constant-velocity guess)
     pose_degenerate_ratio: float = 0.01

@@ -41,7 +41,8 @@ from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
-from splatworld.memory.segmentation import agent_pixels, bootstrap_plane, geometric_segments, merge_parts
+from splatworld.memory.segmentation import (agent_pixels, bootstrap_plane, geometric_segments, merge_parts,
+                                            split_touching)
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -160,6 +161,8 @@ class SceneMemory:
         reason_visibility(self.tracks, set(frame_labels), depth, small, self._draw_alone, cfg)
 
         static = valid & (instances == 0)
+        if cfg.poses == "estimate":
+            self.camera_tracker.keep_static(frame.info.index, static)
         depthless = valid.mean() < cfg.min_depth_fraction
         self.depthless_frames += int(depthless)
         if not depthless:  # a frame without depth would paint everything as sky
@@ -220,6 +223,9 @@ class SceneMemory:
         agent = agent_pixels(points, valid, agent_pose, cfg.agent_radius, cfg.agent_height)
         labels = geometric_segments(points, valid, plane, region,
                                     lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
+        models = [t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in self.tracks
+                  if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
+        labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points)
         labels[agent] = self.agent_label
         return labels
 

@@ -14,7 +14,10 @@ Each frame's points are explained in turn:
    26-connected components (``scipy.ndimage.label``) are the segments, so two objects a
    centimetre apart, or an object cut in two by an occluder in front, are separate components.
    A component rising higher than ``object_max_height`` above the table is static (an occluder);
-   an object touching one is taken with it (a known limit).
+   an object touching one is taken with it (a known limit);
+5. objects touching each other are one component: a component on which two remembered objects'
+   models each hold a good share of the points is split between them, each point to the nearest
+   model (:func:`split_touching`; the memory's own models, at their last poses).
 
 The labels are per frame; association downstream does not need them consistent.
 """
@@ -123,6 +126,42 @@ def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray |
     offset = points - np.asarray(agent_pose[:3])
     return (valid & (np.hypot(offset[..., 0], offset[..., 1]) < radius + margin)
             & (np.abs(offset[..., 2]) < height / 2 + margin))
+
+
+def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarray], reach: float,
+                   min_points: int) -> np.ndarray:
+    """Split each segment that two or more remembered objects share: objects touching each other
+    are one connected component, but each lies on its own model. ``models``: each object's model
+    points ``[M_k, 3]`` in the world at its last pose. A segment is split when at least two models
+    each hold (are the nearest, within ``reach``) ``min_points`` of its points and a fifth of them;
+    then every point of it goes to its nearest model, as a new label. Returns the relabelled
+    ``[H, W]`` map (a copy)."""
+    out = labels.copy()
+    if len(models) < 2:
+        return out
+    trees = [cKDTree(m) for m in models]
+    bounds = [(m.min(axis=0) - reach, m.max(axis=0) + reach) for m in models]
+    next_label = int(labels.max()) + 1
+    for label in np.unique(labels[labels > 0]):
+        mask = labels == label
+        seg = points[mask]
+        lo, hi = seg.min(axis=0), seg.max(axis=0)
+        near = [k for k, (a, b) in enumerate(bounds) if (a <= hi).all() and (b >= lo).all()]
+        if len(near) < 2:
+            continue
+        distances = np.stack([trees[k].query(seg)[0] for k in near], axis=1)  # [N, K]
+        nearest = distances.argmin(axis=1)
+        held = np.bincount(nearest[distances.min(axis=1) < reach], minlength=len(near))
+        owners = np.flatnonzero((held >= min_points) & (held >= 0.2 * len(seg)))
+        if len(owners) < 2:
+            continue
+        part = owners[np.argmin(distances[:, owners], axis=1)]  # every point to its nearest owner
+        new = np.empty(len(seg), np.int64)
+        for i, owner in enumerate(owners):
+            new[part == i] = label if i == 0 else next_label
+            next_label += i > 0
+        out[mask] = new
+    return out
 
 
 def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instances: np.ndarray,

@@ -101,6 +101,31 @@ def test_a_part_lying_on_a_matched_objects_model_joins_its_segment():
     assert (instances[:, :4] == 1).all() and (instances[:, 4:] == 3).all()
 
 
+def test_touching_objects_are_split_between_their_models():
+    """Two 4 cm cubes side by side, one connected segment: each point goes to the cube it lies on.
+    A segment that one model holds alone, or that a second model only grazes, stays whole."""
+    from splatworld.memory.segmentation import split_touching
+
+    side = np.linspace(-0.02, 0.02, 9)
+    cube = np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)
+    left, right = cube + [0.0, 0.0, 0.72], cube + [0.041, 0.0, 0.72]
+    # the frame sees the cubes a couple of millimetres off (noise), but not the faces they touch by
+    rng = np.random.default_rng(0)
+    seen = np.concatenate([left, right])
+    truth = np.concatenate([np.ones(len(cube)), np.full(len(cube), 2)])
+    apart = np.abs(seen[:, 0] - 0.0205) > 0.004
+    points = (seen[apart] + rng.normal(0, 0.002, (apart.sum(), 3)))[:, None]  # an [N, 1] image
+    truth = truth[apart][:, None]
+    labels = np.full(truth.shape, 5)  # one merged segment
+    split = split_touching(labels, points, [left, right], reach=0.02, min_points=12)
+    assert set(np.unique(split)) == {5, 6}
+    assert np.mean((split == 5) == (truth == 1)) > 0.98  # the first owner keeps the label
+    assert (split_touching(labels, points, [left], 0.02, 12) == 5).all()
+    # one object's model covers both cubes; another model touches only the far face (about 6% of the points)
+    sliver = right[right[:, 0] > 0.055] + [0.01, 0.0, 0.0]
+    assert (split_touching(labels, points, [np.concatenate([left, right]), sliver], 0.02, 12) == 5).all()
+
+
 def test_observe_cli_segments_from_geometry_with_the_episodes_agent(episode, tmp_path):
     import json
 
