@@ -26,7 +26,8 @@ Measured on `out_of_view` seed 0 with Kinect noise: through the 3 s pan away fro
 
 A frame that no reference places is **lost**: the last pose is kept, the memory observes nothing in
 it (:meth:`SceneMemory.observe`) and counts it (``memory.lost_frames``); while lost, each frame is
-tried against the references whose thumbnails look most like it, from their own poses.
+tried against the references whose thumbnails look most like it, from their own poses (a view
+of a far plane alone does not relocalise: it would slide).
 
 Tracking needs only the frames, not the memory, so :meth:`CameraTracker.prefetch` can track
 the next frame in a worker thread while the memory observes this one (open3d releases the GIL).
@@ -192,7 +193,8 @@ class CameraTracker:
         failed, paired under ``pose_min_overlap`` of the frame's ``valid`` depth pixels with the
         reference's (open3d reports success with no pairs at all when the views do not overlap),
         or (``check_guess``) strayed farther than ``pose_max_correction`` from the guess. In a
-        degenerate view (``pose_degenerate_ratio``) the camera turned about ``last``'s centre."""
+        degenerate view (``pose_degenerate_ratio``) the camera turned about ``last``'s centre; a
+        lost camera (not ``check_guess``) is not placed by one."""
         cfg = self.config
         intrinsic = o3d.camera.PinholeCameraIntrinsic(camera.width, camera.height, camera.fx, camera.fy,
                                                       camera.cx - 0.5, camera.cy - 0.5)
@@ -212,7 +214,10 @@ class CameraTracker:
         if check_guess and not within(np.linalg.inv(guess) @ pose, cfg.pose_max_correction, cfg.pose_max_correction_deg):
             return None
         spread = np.linalg.eigvalsh(np.asarray(information))
-        if check_guess and spread[0] < cfg.pose_degenerate_ratio * spread[-1] and last.images is not None:
+        degenerate = spread[0] < cfg.pose_degenerate_ratio * spread[-1]
+        if degenerate and not check_guess:  # a far plane alone cannot place a lost camera (it slides)
+            return None
+        if degenerate and last.images is not None:
             # a far plane (the floor alone): turning and sliding along it look alike, and the odometry
             # mixes them. The camera is taken to stay where it was and only turn, which the images
             # fix whatever the depth (rotation_between)
