@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 import time
 
 from omegaconf import DictConfig
@@ -45,6 +47,10 @@ def view_memory(cfg: DictConfig) -> None:
     started = time.perf_counter()
     server = viser.ViserServer(host=cfg.host, port=port, verbose=False)
     viewer = None
+    # Ctrl-C sets a flag instead of raising wherever the main thread is: raised inside viser's
+    # message queue while the scene is being sent, it left the server unable to stop (seen under load)
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT) if once else signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         if server.get_port() != port:  # viser moves to the next free port; a user asked for this one
             raise ConfigError(f"view: port {port} on {cfg.host} is in use; give another with port=N")
@@ -68,11 +74,11 @@ def view_memory(cfg: DictConfig) -> None:
             print(f"-> {out} (open it in a browser)")
         if once:
             return
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            pass
         print("stopping the viewer")
     finally:
+        signal.signal(signal.SIGINT, previous)
         if viewer is not None:
             viewer.close()
         server.stop()
