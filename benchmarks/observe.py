@@ -27,13 +27,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 import numpy as np
-import torch
 
-from splatworld.evaluation import (aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances,
-                                   revisited_frames, trajectory_errors)
+from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
 from splatworld.evaluation.report import plot_trajectory_error
-from splatworld.jobs.observe import true_camera_path
-from splatworld.scene.cameras import opencv_to_nerfstudio
+from splatworld.jobs.observe import camera_path_errors
 from splatworld.render.video import to_uint8
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
@@ -93,11 +90,8 @@ def main() -> None:
                 sizes[i + 1] = (len(memory.gaussians_at()), saved.stat().st_size)
         memory.export_tracks(root / f"{name}_seed{args.seed}_tracks.json")  # for a closer look
         if args.poses == "estimate":
-            truth, _ = true_camera_path(episode, len(episode))
-            estimated = opencv_to_nerfstudio(torch.linalg.inv(torch.from_numpy(np.stack(memory.camera_path)))).numpy()
-            position, rotation = trajectory_errors(estimated, truth)
-            paths[name] = {"times": memory.times, "position": position, "rotation": rotation,
-                           "lost": ~np.asarray(memory.tracked)}
+            paths[name] = camera_path_errors(memory, episode)
+            position, rotation = paths[name]["position"], paths[name]["rotation"]
             print(f"{name}: camera ATE RMSE {np.sqrt(np.mean(position ** 2)) * 1000:.1f} mm, max "
                   f"{position.max() * 1000:.1f} mm, median rotation error {np.median(rotation):.2f} deg; "
                   f"{memory.lost_frames} frames lost; {len(memory.camera_tracker.references)} references")

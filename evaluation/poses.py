@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from splatworld.errors import check_shape
-from splatworld.scene.transforms import pose_to_matrix, rotation_angle
+from splatworld.scene.transforms import nearest_rotation, pose_to_matrix, rotation_angle
 
 
 def fit_alignment(gt_poses, track_poses) -> np.ndarray:
@@ -25,9 +25,8 @@ def fit_alignment(gt_poses, track_poses) -> np.ndarray:
     check_shape("track_poses", tr, (gt.shape[0], 7))
     g, t = pose_to_matrix(gt).numpy(), pose_to_matrix(tr).numpy()
     rel = np.einsum("kji,kjl->kil", t[:, :3, :3], g[:, :3, :3])  # R_track^T R_gt
-    u, _, vt = np.linalg.svd(rel.sum(axis=0))
     x = np.eye(4)
-    x[:3, :3] = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    x[:3, :3] = nearest_rotation(rel.sum(axis=0))
     x[:3, 3] = np.einsum("kji,kj->ki", t[:, :3, :3], g[:, :3, 3] - t[:, :3, 3]).mean(axis=0)
     return x
 

@@ -79,18 +79,27 @@ def true_camera_path(episode: Episode, frames: int) -> tuple[np.ndarray, str]:
     return np.stack([episode.info(i).transform_matrix for i in range(frames)]), "transform_matrix poses"
 
 
+def camera_path_errors(memory: SceneMemory, episode: Episode) -> dict:
+    """The memory's estimated camera path against the episode's true one: ``estimated``
+    camera-to-world ``[T, 4, 4]`` (nerfstudio axes), per frame ``times``, ``position`` (m) and
+    ``rotation`` (degrees) errors and ``lost`` frames (what :func:`plot_trajectory_error` draws),
+    and ``source``, where the truth came from (:func:`true_camera_path`)."""
+    estimated = opencv_to_nerfstudio(torch.linalg.inv(torch.from_numpy(np.stack(memory.camera_path)))).numpy()
+    truth, source = true_camera_path(episode, len(estimated))
+    position, rotation = trajectory_errors(estimated, truth)
+    return {"estimated": estimated, "times": memory.times, "position": position, "rotation": rotation,
+            "lost": ~np.asarray(memory.tracked), "source": source}
+
+
 def _camera_path(memory: SceneMemory, episode: Episode, out: Path) -> dict:
     """Write the estimated camera path (cameras.json, nerfstudio camera-to-world) and its error
     over time (trajectory.png); return the summary's pose fields."""
-    estimated = opencv_to_nerfstudio(torch.linalg.inv(torch.from_numpy(np.stack(memory.camera_path))))
-    estimated = estimated.numpy()
-    truth, source = true_camera_path(episode, len(estimated))
-    position, rotation = trajectory_errors(estimated, truth)
+    path = camera_path_errors(memory, episode)
+    position = path["position"]
     frames = [{"index": i, "time": t, "transform_matrix": np.round(m, 7).tolist(), "tracked": k}
-              for i, (t, m, k) in enumerate(zip(memory.times, estimated, memory.tracked))]
+              for i, (t, m, k) in enumerate(zip(memory.times, path["estimated"], memory.tracked))]
     atomic_write_text(out / "cameras.json", json.dumps({"frames": frames}))
-    plot_trajectory_error({"estimated": {"times": memory.times, "position": position, "rotation": rotation,
-                                         "lost": ~np.asarray(memory.tracked)}}, out / "trajectory.png")
+    plot_trajectory_error({"estimated": path}, out / "trajectory.png")
     return {"poses": "estimate", "ate_rmse": float(np.sqrt(np.mean(position ** 2))), "ate_max": float(position.max()),
-            "rotation_error_median_deg": float(np.median(rotation)), "ate_truth": source,
+            "rotation_error_median_deg": float(np.median(path["rotation"])), "ate_truth": path["source"],
             "lost_frames": memory.lost_frames}

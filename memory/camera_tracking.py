@@ -43,11 +43,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+import torch
 from scipy import ndimage
 
 from splatworld.memory.config import MemoryConfig
+from splatworld.memory.keyframes import view_distances
 from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import Frame
+from splatworld.scene.transforms import nearest_rotation, rotation_angle
 
 _ODOMETRY = o3d.pipelines.odometry
 
@@ -162,7 +165,7 @@ class CameraTracker:
             pose = self._odometry(images, frame.camera, reference, start, valid, not self._lost, last,
                                   frame.info.time - reference.time)
             if pose is not None:
-                pose[:3, :3] = _orthonormal(pose[:3, :3])
+                pose[:3, :3] = nearest_rotation(pose[:3, :3])
                 current = Reference(images, pose, reference.links + 1, self._count, thumbnail, frame.info.index,
                                     frame.info.time)
                 self._last = (current, np.linalg.inv(last.camera_to_world) @ pose if not self._lost else np.eye(4))
@@ -221,7 +224,7 @@ class CameraTracker:
             # a far plane (the floor alone): turning and sliding along it look alike, and the odometry
             # mixes them. The camera is taken to stay where it was and only turn, which the images
             # fix whatever the depth (rotation_between)
-            grey = [images[0].astype(np.float64).mean(axis=-1) / 255.0 for images in (current, last.images)]
+            grey = [rgb.astype(np.float64).mean(axis=-1) / 255.0 for rgb in (current[0], last.images[0])]
             turn = rotation_between(*grey, camera.fx, camera.fy, camera.cx, camera.cy,
                                     last.camera_to_world[:3, :3].T @ guess[:3, :3])
             pose = pose.copy()
@@ -241,8 +244,7 @@ class CameraTracker:
     def _distances(self, pose: np.ndarray) -> np.ndarray:
         """View distance (centre distance + angle between optical axes, m + rad) from ``pose`` to each reference."""
         poses = np.stack([r.camera_to_world for r in self.references])
-        cosine = np.clip(poses[:, :3, 2] @ pose[:3, 2], -1.0, 1.0)
-        return np.linalg.norm(poses[:, :3, 3] - pose[:3, 3], axis=1) + np.arccos(cosine)
+        return view_distances(torch.from_numpy(np.linalg.inv(poses)), torch.from_numpy(np.linalg.inv(pose)))
 
     def _anchor(self, pose: np.ndarray) -> Reference | None:
         """The reference within ``pose_reference_reach`` of ``pose`` with the fewest links (the nearest of those)."""
@@ -290,7 +292,7 @@ def rotation_between(current: np.ndarray, previous: np.ndarray, fx: float, fy: f
     current pixel ``x`` shows what the previous image shows at ``K R K^-1 x``, whatever the depth.
     Gauss-Newton on ``R <- exp([w]x) R`` from ``start``, coarse to fine over ``levels`` halvings.
     Pixel centres at half-integers."""
-    rotation = _orthonormal(np.asarray(start, np.float64))
+    rotation = nearest_rotation(np.asarray(start, np.float64))
     pyramid = [(current, previous, 1.0)]
     for _ in range(levels - 1):
         a, b, scale = pyramid[-1]
@@ -323,14 +325,7 @@ def rotation_between(current: np.ndarray, previous: np.ndarray, fx: float, fy: f
             rotation = _exp(step) @ rotation
             if np.linalg.norm(step) < 1e-6:
                 break
-    return _orthonormal(rotation)
-
-
-def _orthonormal(matrix: np.ndarray) -> np.ndarray:
-    """The rotation nearest ``matrix [3, 3]`` (products of many rotations drift off orthonormal, and
-    composed frame after frame the drift grows geometrically)."""
-    u, _, vt = np.linalg.svd(matrix)
-    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    return nearest_rotation(rotation)  # products of many rotations drift off orthonormal, composed frame after frame
 
 
 def _exp(w: np.ndarray) -> np.ndarray:
@@ -344,7 +339,7 @@ def _exp(w: np.ndarray) -> np.ndarray:
 
 def within(motion: np.ndarray, metres: float, degrees: float) -> bool:
     """Whether a rigid ``motion [4, 4]`` moves at most ``metres`` and turns at most ``degrees``."""
-    angle = np.degrees(np.arccos(np.clip((np.trace(motion[:3, :3]) - 1) / 2, -1.0, 1.0)))
+    angle = float(rotation_angle(torch.from_numpy(np.asarray(motion[:3, :3], np.float64))))
     return bool(np.linalg.norm(motion[:3, 3]) <= metres and angle <= degrees)
 
 

@@ -92,13 +92,15 @@ class Keyframe:
                      for keep in ((depth > 0) & static, (depth > 0) & ~static))
 
 
-def view_distances(viewmats: torch.Tensor, camera: Camera, metres_per_radian: float = 1.0) -> np.ndarray:
-    """``[K]`` distances of the viewpoints of world-to-camera ``viewmats [K, 4, 4]`` to ``camera``'s:
-    centre distance plus ``metres_per_radian`` times the angle between the optical axes."""
-    viewmats = viewmats.double()
+def view_distances(viewmats: torch.Tensor, viewmat: torch.Tensor, metres_per_radian: float = 1.0) -> np.ndarray:
+    """``[K]`` distances of the viewpoints of world-to-camera ``viewmats [K, 4, 4]`` to that of
+    ``viewmat [4, 4]``: centre distance plus ``metres_per_radian`` times the angle between the
+    optical axes."""
+    viewmats, viewmat = viewmats.double(), viewmat.double()
     centres = -torch.einsum("kji,kj->ki", viewmats[:, :3, :3], viewmats[:, :3, 3])  # as Camera.center
-    cosine = torch.clamp(viewmats[:, 2, :3] @ camera.viewmat[2, :3].double(), -1.0, 1.0)
-    distance = torch.linalg.norm(centres - camera.center.double(), dim=-1) + metres_per_radian * torch.arccos(cosine)
+    centre = -viewmat[:3, :3].T @ viewmat[:3, 3]
+    cosine = torch.clamp(viewmats[:, 2, :3] @ viewmat[2, :3], -1.0, 1.0)
+    distance = torch.linalg.norm(centres - centre, dim=-1) + metres_per_radian * torch.arccos(cosine)
     return distance.numpy()
 
 
@@ -152,7 +154,7 @@ class KeyframeStore:
         """``[K]`` view distances of the stored keyframes to ``camera`` (empty store: ``[0]``)."""
         if not self.frames:
             return np.zeros(0)
-        return view_distances(torch.stack([k.camera.viewmat for k in self.frames]), camera)
+        return view_distances(torch.stack([k.camera.viewmat for k in self.frames]), camera.viewmat)
 
     def nearest(self, camera: Camera) -> Keyframe | None:
         """The keyframe whose viewpoint is nearest to ``camera``, if within ``reach``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix, rotation_matrix_to_quaternion
 
@@ -61,6 +62,13 @@ def rotation_angle(rotmats: torch.Tensor) -> torch.Tensor:
     """
     trace = rotmats.diagonal(dim1=-2, dim2=-1).sum(-1)
     return torch.rad2deg(torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0)))
+
+
+def nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+    """The rotation ``[3, 3]`` nearest a matrix ``[3, 3]`` in the Frobenius norm (SVD, with the
+    determinant's sign fixed so that it is a rotation, not a reflection)."""
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
 
 
 def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
