@@ -1,7 +1,7 @@
 """How faithful the imagined video is to the memory: still objects, model extents, the static picture.
 
     python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR] [--parts imagine extent]
-                                  [--memory KEY=VALUE ...] [--refine-steps N]
+                                  [--memory KEY=VALUE ...] [--refine-steps N] [--checkpoint FILE]
 
 For each seed of the preset, under the imagination protocol (observe the first ``--observe-seconds``,
 imagine the rest from the camera path and the agent's commands):
@@ -95,12 +95,13 @@ def extent_ratios(episode: Episode, progress: bool) -> list[dict]:
 
 
 def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryConfig | None = None,
-                      refine_steps: int = 0) -> dict:
-    """Observe ``[0, k)`` (then refine the memory ``refine_steps`` steps), imagine the rest, score it
-    frame by frame (see the module docstring)."""
+                      refine_steps: int = 0, checkpoint: str | None = None) -> dict:
+    """Observe ``[0, k)`` (then refine the memory ``refine_steps`` steps), imagine the rest with the
+    learned dynamics of ``checkpoint`` (None: the shipped one), score it frame by frame (see the
+    module docstring)."""
     truth = episode.ground_truth()
     gt, fps, n = truth["objects"], episode.fps, len(episode)
-    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_checkpoint(),
+    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_checkpoint(checkpoint),
                        agent_shape=episode.meta.get("agent_shape"))
     world.observe(episode, k, progress=progress)
     if refine_steps:
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE",
                         help="MemoryConfig overrides for the imagine part, e.g. paste_keyframes=false")
     parser.add_argument("--refine-steps", type=int, default=0, help="imagine: refinement steps after the observation")
+    parser.add_argument("--checkpoint", default=None, help="imagine: learned dynamics (default: the shipped checkpoint)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     config = MemoryConfig(**{key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.memory)})
@@ -216,7 +218,8 @@ def main() -> None:
         episode = Episode(generated_episode(Path(args.episodes), args.preset, seed, progress=not args.quiet))
         k = int(round(args.observe_seconds * episode.fps))
         if "imagine" in args.parts:
-            r = results[seed] = imagine_and_score(episode, k, not args.quiet, config, args.refine_steps)
+            r = results[seed] = imagine_and_score(episode, k, not args.quiet, config, args.refine_steps,
+                                                     args.checkpoint)
             print(f"seed {seed}: imagined {r['imagined_frames']} frames in {r['draw_seconds']:.1f} s "
                   f"({r['imagined_frames'] / r['draw_seconds'] / r['fps']:.2f}x real time)")
         if "extent" in args.parts:

@@ -65,16 +65,25 @@ def sequence_from_memory(memory, episode) -> Sequence:
 
 def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, progress: bool = True):
     """Generate (unless already there) and observe one episode. Returns its tracks as a
-    :class:`Sequence`, the memory's ``tracks.json`` content and the episode."""
+    :class:`Sequence`, the memory's ``tracks.json`` content and the episode. The first two are
+    kept beside the episode (``<episode>_sequence.pt``) and read from there next time."""
     from splatworld.jobs.generate import generated_episode
     from splatworld.memory import SceneMemory
     from splatworld.scene.episode import Episode
 
     episode = Episode(generated_episode(folder, scenario, seed, seconds, progress))
+    cache = episode.path.with_name(f"{episode.path.name}_sequence.pt")
+    if cache.exists():
+        saved = torch.load(cache, weights_only=False)
+        if saved.get("version") == DATASET_VERSION and saved.get("frames") == len(episode):
+            return _sequence_from_state(saved["sequence"]), saved["tracks"], episode
     memory = SceneMemory(agent_label=episode.agent_label)
     for i in progress_bar(range(len(episode)), desc=f"observe {episode.path.name}", unit="frame", disable=not progress):
         memory.observe(episode[i])
-    return sequence_from_memory(memory, episode), memory.tracks_json(), episode
+    seq, tracks = sequence_from_memory(memory, episode), memory.tracks_json()
+    saved = {"version": DATASET_VERSION, "frames": len(episode), "sequence": _sequence_state(seq), "tracks": tracks}
+    atomic_write(cache, lambda tmp: torch.save(saved, tmp))
+    return seq, tracks, episode
 
 
 def _sequence_state(seq: Sequence) -> dict:

@@ -35,7 +35,7 @@ from splatworld.scene.events import hide_events
 from splatworld.sim.camera_path import CameraPath
 from splatworld.sim.look import apply_textures, seeded_light
 from splatworld.sim.sensor import PoseDrift, noisy_depth, noisy_rgb, sensor_model
-from splatworld.sim.policies import PUSHER_REACH, executed_action, make_policy
+from splatworld.sim.policies import PUSHER_REACH, draw, executed_action, make_policy
 from splatworld.sim.pybullet_scene import (
     TABLE_HALF,
     TABLE_TOP_Z,
@@ -58,7 +58,15 @@ OBJECT_LIBRARY = {
     "random_001": ("random_urdfs/001/001.urdf", 1.0),
     "random_002": ("random_urdfs/002/002.urdf", 1.0),
     "random_003": ("random_urdfs/003/003.urdf", 1.0),
+    "block": ("block.urdf", 1.5),
+    "mug": ("objects/mug.urdf", 1.0),
+    "random_004": ("random_urdfs/004/004.urdf", 1.0),
+    "random_005": ("random_urdfs/005/005.urdf", 1.0),
+    "random_006": ("random_urdfs/006/006.urdf", 1.0),
+    "random_007": ("random_urdfs/007/007.urdf", 1.0),
 }
+# what a scenario without an ``objects`` list is furnished from (the library's first ten)
+DEFAULT_OBJECTS = tuple(OBJECT_LIBRARY)[:10]
 AGENT_RADIUS, AGENT_HEIGHT = 0.025, 0.1
 AGENT_Z = TABLE_TOP_Z + AGENT_HEIGHT / 2 + 0.002  # the pusher glides 2 mm above the table top
 PHYSICS_HZ = 120
@@ -72,6 +80,7 @@ class Tabletop:
     constraint: int
     names: dict[int, str]
     occluders: list[int] = field(default_factory=list)
+    sizes: dict[int, float] = field(default_factory=dict)  # body -> size drawn on top of the library's scaling
 
 
 def _free_spot(rng, taken, radius, half=(0.55, 0.35), tries=200):
@@ -88,14 +97,18 @@ def _box(client, half_extents, position, yaw, rgba):
     return pb.createMultiBody(0, col, vis, position, pb.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=client)
 
 
-def add_object(client: int, name: str, xy, yaw: float, rgba) -> int:
-    """Drop the library object ``name`` 6 cm above the table top at ``xy [2]``, turned by ``yaw``."""
+def add_object(client: int, name: str, xy, yaw: float, rgba, size: float = 1.0, mass: float = 1.0,
+               friction: float = 0.6) -> int:
+    """Drop the library object ``name`` 6 cm above the table top at ``xy [2]``, turned by ``yaw``,
+    scaled by ``size``, its URDF mass times ``mass``, with lateral ``friction``."""
     urdf, scaling = OBJECT_LIBRARY[name]
     body = pb.loadURDF(urdf, [xy[0], xy[1], TABLE_TOP_Z + 0.06], pb.getQuaternionFromEuler([0, 0, yaw]),
-                       globalScaling=scaling, physicsClientId=client)
+                       globalScaling=scaling * size, physicsClientId=client)
     pb.changeVisualShape(body, -1, rgbaColor=list(rgba), physicsClientId=client)
-    pb.changeDynamics(body, -1, lateralFriction=0.6, rollingFriction=0.001, spinningFriction=0.001,
-                      physicsClientId=client)
+    dynamics = {"lateralFriction": friction, "rollingFriction": 0.001, "spinningFriction": 0.001}
+    if mass != 1.0:
+        dynamics["mass"] = pb.getDynamicsInfo(body, -1, physicsClientId=client)[0] * mass
+    pb.changeDynamics(body, -1, **dynamics, physicsClientId=client)
     return body
 
 
@@ -181,29 +194,27 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     n = int(rng.integers(lo, hi + 1))
     if not 1 <= n <= 12:
         raise ConfigError(f"n_objects must lie in [1, 12], got {n}")
-    library = list(scenario.get("objects", OBJECT_LIBRARY.keys()))
+    library = list(scenario.get("objects", DEFAULT_OBJECTS))
     unknown = [name for name in library if name not in OBJECT_LIBRARY]
     if unknown:
         raise ConfigError(f"unknown objects {unknown}; valid: {list(OBJECT_LIBRARY)}")
-    objects, names = [], {}
+    objects, names, sizes = [], {}, {}
     order = rng.permutation(len(library))  # distinct kinds first, repeats only past the library's size
+    # sizes, masses and frictions from their own stream: scenarios without them keep their worlds
+    variation, vary = scenario.get("variation", {}), np.random.default_rng([seed, 13])
     for i in range(n):
         name = library[int(order[i % len(library)])]
         xy = _free_spot(rng, taken, 0.07)
         taken.append((xy, 0.07))
         yaw = rng.uniform(-np.pi, np.pi)
-        body = add_object(client, name, xy, yaw, [*rng.uniform(0.15, 0.95, 3), 1.0])
+        drawn = {key: draw(variation[key], vary) for key in ("size", "mass", "friction") if key in variation}
+        body = add_object(client, name, xy, yaw, [*rng.uniform(0.15, 0.95, 3), 1.0], **drawn)
         objects.append(body)
         names[body] = name
+        sizes[body] = drawn.get("size", 1.0)
 
     agent, constraint = add_pusher(client, static, np.array([-TABLE_HALF[0] + 0.06, -TABLE_HALF[1] + 0.06]))
-    return Tabletop(World(client, static, objects), agent, constraint, names, occluders)
-
-
-# --------------------------------------------------------------------------- policies
-
-
-# ------------------------------------------------------------------------ camera path
+    return Tabletop(World(client, static, objects), agent, constraint, names, occluders, sizes)
 
 
 # -------------------------------------------------------------------------- generation
@@ -308,7 +319,7 @@ def generate_episode(cfg: DictConfig) -> Path:
              "sensor": {"model": str(cfg.sensor), "pose_noise": bool(cfg.pose_noise)}}
     writer = EpisodeWriter(cfg.out, cam0, cfg.fps, depth_unit_scale_factor=0.001, extra=extra)
     gt = {b: {"id": i + 1, "name": scene.names[b], "urdf": OBJECT_LIBRARY[scene.names[b]][0],
-              "scale": OBJECT_LIBRARY[scene.names[b]][1], "extent": extents[b],
+              "scale": OBJECT_LIBRARY[scene.names[b]][1] * scene.sizes.get(b, 1.0), "extent": extents[b],
               "frame_offset": centres[b].tolist(), "poses": [], "labels": [],
               "visible_fraction": []} for i, b in enumerate(objects)}
     target = np.array(pb.getBasePositionAndOrientation(scene.agent, physicsClientId=client)[0][:2])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from splatworld.dynamics.data import MemorySlots, rotation_increment, sequence_from_poses, state_at, window_batch, yaw_box
-from splatworld.dynamics.evaluate import horizon_errors
+from splatworld.dynamics.evaluate import horizon_errors, push_end_errors, push_events
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, drive_heading, from_frame,
                                         geometry_probes, make_model, outline_gaps, pushing_into, reach_in_frame,
                                         rollout, to_frame)
@@ -539,3 +539,33 @@ def test_train_refuses_cuda_without_a_gpu(tmp_path):
     cfg = load_config("train_dynamics", [f"out={tmp_path}", "device=cuda"])
     with pytest.raises(ConfigError, match="device=cuda"):
         train(cfg)
+
+
+def test_push_events_hand_made():
+    poses = np.zeros((60, 2, 7))
+    poses[..., 3] = 1.0
+    x = np.zeros(60)
+    x[11:21] = np.arange(1, 11) * 0.005  # steps 10..19 move it 5 mm each (5 cm/s)
+    x[21:] = x[20]
+    x[26:31] = x[20] + np.arange(1, 6) * 0.005  # steps 25..29: 0.5 s later, the same push
+    x[31:] = x[30]
+    x[46:51] = x[30] + np.arange(1, 6) * 0.005  # steps 45..49: a second push
+    x[51:] = x[50]
+    poses[:, 0, 0] = x
+    assert push_events(torch.from_numpy(poses), 0.1) == [(0, 5, 40), (0, 40, 59)]
+
+
+def test_push_end_errors_score_displacement_and_falls():
+    seq = _push_sequence(seed=0)  # pushed along +x at 10 cm/s until past the table's edge at x = 0.5
+    gt = torch.cat([seq.position, seq.quat], -1)
+    gt[:, 0, 2] = torch.where(gt[:, 0, 0] > 0.5, 0.025, gt[:, 0, 2])  # the truth falls to the floor there
+    events = push_events(gt, seq.dt)
+    assert len(events) == 1 and events[0][2] == len(seq) - 1
+    still = push_end_errors(make_model("static"), seq, gt, {0: 0}, events)
+    np.testing.assert_allclose(still["position"], still["true_motion"], atol=1e-12)
+    assert still["true_fell"].tolist() == [True] and still["predicted_fell"].tolist() == [False]
+    moving = int(np.flatnonzero(seq.position[:, 0, 0].numpy() > 0.3)[0])  # mid-push: constant velocity carries it on
+    carried = push_end_errors(make_model("constant_velocity"), seq, gt, {0: 0}, [(0, moving, len(seq) - 1)])
+    # it falls too, landing 3 cm further on: an object falling off an edge tips clear of it
+    assert carried["predicted_fell"].tolist() == [True] and 0.02 < carried["position"][0] < 0.04
+    assert push_end_errors(make_model("static"), seq, gt, {}, events)["position"].shape == (0,)

@@ -177,6 +177,61 @@ def test_scripted_pusher_gives_up_an_unreachable_target():
     assert (policy.act(0.2, np.zeros(2), {1: np.array([0.5, 0.0, 0.02])}) == 0).all() and policy.phase == "rest"
 
 
+def _mixed(**overrides):
+    cfg = load_config("generate", ["scenario=push_mix"]).scenario.policy
+    for key, value in overrides.items():
+        cfg[key] = value  # assigned, not merged: an `aim` given here replaces the mixture's
+    return ScriptedPushPolicy(cfg, np.random.default_rng(0))
+
+
+def test_mixed_pushes_aim_at_edges_and_objects_and_graze():
+    on_table = {1: np.array([0.45, 0.1, TABLE_TOP_Z + 0.03]), 2: np.array([0.0, -0.2, TABLE_TOP_Z + 0.03])}
+    policy = _mixed(aim={"edge": 1.0}, approach_spread=0.0, graze=[0.0, 0.0])
+    for _ in range(6):
+        policy._choose_push(on_table)
+        nearest = [1.0, 0.0] if policy.target == 1 else [0.0, -1.0]  # 0.45 of 0.75 vs 0.2 of 0.5 (y)
+        np.testing.assert_allclose(policy.direction, nearest, atol=1e-12)
+    policy = _mixed(aim={"object": 1.0}, approach_spread=0.0, graze=[0.02, 0.03])
+    for _ in range(6):
+        policy._choose_push(on_table)
+        other = on_table[3 - policy.target][:2] - on_table[policy.target][:2]
+        np.testing.assert_allclose(policy.direction, other / np.linalg.norm(other), atol=1e-12)
+        assert abs(policy.offset @ policy.direction) < 1e-12 and 0.02 <= np.linalg.norm(policy.offset) <= 0.03
+    with pytest.raises(ConfigError, match="unknown aims"):
+        _mixed(aim={"sideways": 1.0})._choose_push(on_table)
+
+
+def test_mixed_pushes_draw_their_length_and_speed_and_sometimes_wander():
+    policy = _mixed(explore=0.0, approach_spread=0.0, aim={"centre": 1.0}, graze=[0.0, 0.0])
+    on_table = {1: np.array([0.2, 0.0, TABLE_TOP_Z + 0.03])}
+    agent, dt = np.array([0.4, 0.0]), 0.1
+    for k in range(200):  # from behind (x = 0.275), pushing towards the centre
+        agent = agent + policy.act(k * dt, agent, on_table) * dt
+        if policy.phase == "push":
+            break
+    lo, hi = policy.cfg.push_speed
+    assert policy.phase == "push" and lo <= policy.speed <= hi
+    step = policy.act(k * dt, agent, on_table)
+    assert np.linalg.norm(step) == pytest.approx(policy.speed) and step[0] < 0
+    travel = np.linalg.norm(policy.goal - agent)  # push_distance + standoff from the pre-push point
+    assert policy.cfg.push_distance[0] + 0.07 <= travel <= policy.cfg.push_distance[1] + 0.08
+    wanderer = _mixed(explore=1.0, explore_seconds=[1.0, 1.0])
+    moves = [wanderer.act(k * dt, np.zeros(2), on_table) for k in range(30)]
+    assert wanderer.phase in ("explore", "rest") and any(np.linalg.norm(m) > 0 for m in moves[:10])
+    assert wanderer.phase == "rest" or np.linalg.norm(moves[-1]) > 0
+
+
+def test_object_variation_scales_the_objects_and_is_recorded(tmp_path):
+    ep = Episode(_generate(tmp_path / "mix", "scenario=push_mix", "seconds=0.3", "seed=4"))
+    from splatworld.sim.generate import OBJECT_LIBRARY
+
+    scenario = load_config("generate", ["scenario=push_mix"]).scenario
+    objects = ep.ground_truth()["objects"]
+    sizes = [o["scale"] / OBJECT_LIBRARY[o["name"]][1] for o in objects]
+    assert all(o["name"] in scenario.objects for o in objects)
+    assert all(0.8 <= s <= 1.25 for s in sizes) and np.ptp(sizes) > 0.05, sizes
+
+
 def test_same_seed_same_bytes(tmp_path):
     a = _generate(tmp_path / "a", "scenario=occlusion", "seconds=2", "seed=5")
     b = _generate(tmp_path / "b", "scenario=occlusion", "seconds=2", "seed=5")
