@@ -2,6 +2,7 @@
 
     python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR] [--parts imagine extent]
                                   [--memory KEY=VALUE ...] [--refine-steps N] [--checkpoint FILE]
+                                  [--sensor ideal|kinect|realsense]
 
 For each seed of the preset, under the imagination protocol (observe the first ``--observe-seconds``,
 imagine the rest from the camera path and the agent's commands):
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--memory", nargs="*", default=[], metavar="KEY=VALUE",
                         help="MemoryConfig overrides for the imagine part, e.g. paste_keyframes=false")
     parser.add_argument("--refine-steps", type=int, default=0, help="imagine: refinement steps after the observation")
+    parser.add_argument("--sensor", default="ideal", help="the episodes' sensor noise (splatworld generate sensor=)")
     parser.add_argument("--checkpoint", default=None, help="imagine: learned dynamics (default: the shipped checkpoint)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -215,7 +217,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results, extents = {}, {}
     for seed in args.seeds:
-        episode = Episode(generated_episode(Path(args.episodes), args.preset, seed, progress=not args.quiet))
+        extra = () if args.sensor == "ideal" else (f"sensor={args.sensor}",)
+        episode = Episode(generated_episode(Path(args.episodes), args.preset, seed, progress=not args.quiet, extra=extra))
         k = int(round(args.observe_seconds * episode.fps))
         if "imagine" in args.parts:
             r = results[seed] = imagine_and_score(episode, k, not args.quiet, config, args.refine_steps,
