@@ -73,12 +73,13 @@ def evaluate_dynamics(cfg: DictConfig) -> dict:
                         "rotation_median_deg": float(np.median(err["rotation"][moved])) if moved.any() else None,
                         "table_correct": float(np.mean(err["true_fell"] == err["predicted_fell"])) if len(moved) else None,
                         "fell": int(err["true_fell"].sum()), "predicted_fell": int(err["predicted_fell"].sum()),
-                        "n": int(moved.sum()), "n_all": int(len(moved))}
+                        "n": int(moved.sum()), "n_all": int(len(moved)),
+                        "errors": np.sort(err["position"][moved]).tolist()}
     report = {"seeds": list(cfg.seeds), "scenario": cfg.scenario, "checkpoint": str(cfg.checkpoint or "default"),
               "results": table, "push_ends": pushes}
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     (out / "report.md").write_text(_markdown(table, pushes, cfg))
-    _plot(table, cfg, out / "errors.png")
+    _plot(table, pushes, cfg, out / "errors.png")
     return report
 
 
@@ -118,36 +119,56 @@ def _markdown(table: dict, pushes: dict, cfg: DictConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: dict, cfg: DictConfig, path: Path) -> None:
+def _plot(table: dict, pushes: dict, cfg: DictConfig, path: Path) -> None:
+    """Left: pushed objects' median error against the horizon; right: the distribution of the error
+    at the end of each push."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (horizons, ends) = plt.subplots(1, 2, figsize=(11, 4))
     for name in cfg.models:
         rows = [r for r in table.values() if r["model"] == name and r["span"] != "sequence"
                 and r["pushed_position_median"] is not None]
-        ax.plot([r["horizon_s"] for r in rows], [r["pushed_position_median"] * 100 for r in rows], "o-", label=name)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("horizon (s)")
-    ax.set_ylabel("position error, pushed objects, median (cm)")
-    ax.set_title(f"held-out {cfg.scenario} episodes")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+        if rows:
+            horizons.plot([r["horizon_s"] for r in rows], [r["pushed_position_median"] * 100 for r in rows], "o-",
+                          label=name)
+        errors = np.asarray(pushes[name]["errors"]) * 100
+        if len(errors):
+            ends.plot(errors, np.arange(1, len(errors) + 1) / len(errors), label=name)
+    _axes(horizons, "horizon (s)", "position error, pushed objects, median (cm)", f"held-out {cfg.scenario} episodes",
+          log_y=True)
+    _axes(ends, "position error at the end of a push (cm)", "fraction of pushes", "end of each push", log_y=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _axes(ax, xlabel: str, ylabel: str, title: str, log_y: bool) -> None:
+    """Labels, log scales and a legend where there is something to scale; a note where there is not."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if not ax.lines:
+        ax.text(0.5, 0.5, "no pushed objects", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+
+
 def headline(report: dict) -> str:
     """``key=value`` pairs in metres: pushed-object position error medians per model and horizon, then
-    the learned model's error at the end of a push (median, p90) and its on/off-table agreement."""
+    the learned model's error at the end of a push (median, p90) and its on/off-table agreement,
+    then how many pushes were scored."""
     pairs = [f"{key}={row['pushed_position_median']:.4f}" for key, row in report["results"].items()
              if row["pushed_position_median"] is not None]
     learned = report["push_ends"].get("learned")
     if learned and learned["position_median"] is not None:
         pairs += [f"push_end_median={learned['position_median']:.4f}", f"push_end_p90={learned['position_p90']:.4f}",
                   f"table_correct={learned['table_correct']:.4f}"]
+    pairs.append(f"pushes={max((row['n'] for row in report['push_ends'].values()), default=0)}")
     return " ".join(pairs)

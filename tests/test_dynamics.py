@@ -569,3 +569,25 @@ def test_push_end_errors_score_displacement_and_falls():
     # it falls too, landing 3 cm further on: an object falling off an edge tips clear of it
     assert carried["predicted_fell"].tolist() == [True] and 0.02 < carried["position"][0] < 0.04
     assert push_end_errors(make_model("static"), seq, gt, {}, events)["position"].shape == (0,)
+
+
+def test_eval_dynamics_job_writes_its_report(tmp_path, capsys):
+    """The job end to end on a short held-out episode: every table, the plot, the key=value line;
+    the memory's tracks are cached beside the episode and read back the second time."""
+    import json
+
+    from splatworld.cli import main
+
+    args = ["eval-dynamics", f"out={tmp_path / 'eval'}", f"episodes={tmp_path / 'episodes'}", "seeds=[100]",
+            "seconds=2.5", "horizons_s=[0.5]", "models=[static,learned]", "progress=false"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert set(report["results"]) == {"static_0.5s", "static_sequence", "learned_0.5s", "learned_sequence"}
+    assert set(report["push_ends"]) == {"static", "learned"}
+    assert report["results"]["static_sequence"]["n"] > 0  # every object the memory tracked, from the first frame
+    assert "At the end of each push" in (tmp_path / "eval" / "report.md").read_text()
+    assert (tmp_path / "eval" / "errors.png").stat().st_size > 10_000
+    assert (tmp_path / "episodes" / "push_heldout_seed100_sequence.pt").exists()
+    assert main(args) == 0
+    assert json.loads((tmp_path / "eval" / "report.json").read_text()) == report
+    assert "pushes=" in capsys.readouterr().out.strip().splitlines()[-1]
