@@ -141,12 +141,15 @@ class ScriptedPushPolicy(Policy):
             if (np.abs(pre) > PUSHER_REACH - 0.01).any() or t > self.since + cfg.approach_seconds:
                 return self._rest(t)
             if np.linalg.norm(pre - agent_xy) < 0.01:
-                goal = pos + self.direction * draw(cfg.push_distance, self.rng)
-                self.phase, self.goal, self.since = "push", np.clip(goal, -PUSHER_REACH, PUSHER_REACH), t
+                self.phase, self.goal, self.since = "push", pos + self.direction * draw(cfg.push_distance, self.rng), t
                 self.speed = draw(cfg.push_speed, self.rng)
             return self._steer_around(agent_xy, pos, pre, cfg.speed)
         if self.phase == "push":
-            if (self.target not in on_table or np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff
+            # the goal is where the object should end: the pusher stops a standoff short of it, or at
+            # the end of its reach (an object pushed towards an edge from there is over it)
+            at_reach = ((np.abs(agent_xy) > PUSHER_REACH - 0.005) & (agent_xy * self.direction > 0)).any()
+            fell = objects[self.target][2] < TABLE_TOP_Z - 0.05  # pushes may carry it near the edge and over
+            if (fell or np.linalg.norm(self.goal - agent_xy) < 0.02 + cfg.standoff or at_reach
                     or t > self.since + 30):
                 self.phase, self.goal = "retreat", agent_xy - self.direction * 0.06
             return self._steer(agent_xy, self.goal, self.speed)

@@ -221,6 +221,22 @@ def test_mixed_pushes_draw_their_length_and_speed_and_sometimes_wander():
     assert wanderer.phase == "rest" or np.linalg.norm(moves[-1]) > 0
 
 
+def test_an_edge_push_goes_on_to_the_pushers_reach():
+    """Pushed towards an edge, the object is carried out of the table's interior and the pusher
+    stops only at the end of its reach (or when the object falls)."""
+    policy = _mixed()
+    policy.phase, policy.target, policy.direction, policy.since = "push", 1, np.array([1.0, 0.0]), 0.0
+    policy.goal, policy.speed = np.array([0.95, 0.0]), 0.05
+    near_edge = {1: np.array([0.70, 0.0, TABLE_TOP_Z + 0.03])}  # 5 cm from the edge: no longer a target
+    assert policy.act(1.0, np.array([0.64, 0.0]), near_edge)[0] > 0 and policy.phase == "push"
+    policy.act(1.1, np.array([PUSHER_REACH[0] - 0.002, 0.0]), near_edge)
+    assert policy.phase == "retreat"
+    policy.phase = "push"
+    fallen = {1: np.array([0.80, 0.0, 0.1])}
+    policy.act(1.2, np.array([0.64, 0.0]), fallen)
+    assert policy.phase == "retreat"
+
+
 def test_object_variation_scales_the_objects_and_is_recorded(tmp_path):
     ep = Episode(_generate(tmp_path / "mix", "scenario=push_mix", "seconds=0.3", "seed=4"))
     from splatworld.sim.generate import OBJECT_LIBRARY
