@@ -38,6 +38,7 @@ class DynamicsConfig:
     step_height: float = 0.015  # static surfaces higher than an object's bottom by more are walls
     fall_gap: float = 0.01  # support this far below an object's bottom: it falls
     push_cosine: float = 0.3  # the agent pushes only while moving into an object within ~73 deg of its contact normal
+    push_out: bool = True  # the learned model never lets the pusher into an object (:func:`push_out_of_agent`)
     hidden: int = 64
 
 
@@ -91,6 +92,24 @@ def pushing_into(into: torch.Tensor, action: torch.Tensor, min_cosine: float) ->
     sliding along a side, or moving away, does not push."""
     cosine = (into * action[:, None]).sum(-1) / torch.linalg.norm(action, dim=-1)[:, None].clamp(min=1e-12)
     return cosine > min_cosine
+
+
+def push_out_of_agent(state: WorldState, action: torch.Tensor, delta_xy: torch.Tensor, delta_yaw: torch.Tensor,
+                      level: torch.Tensor, cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposed translations ``delta_xy [B, N, 2]`` lengthened so that the pusher, moved by ``action
+    [B, 2]`` for a step, ends no deeper inside any object's outline (at its height: ``level [B, N]``)
+    than it started: a rigid pusher carries what it drives into, whatever the proposal. An
+    overlap the state already holds (a memory's estimate) is kept, never resolved, so that a still
+    pusher moves nothing. Returns the translations and which objects ``[B, N]`` were pushed out."""
+    agent_now, _, _ = outline_gaps(state, cfg.agent_radius)
+    moved = state.replace(position=state.position + torch.nn.functional.pad(delta_xy, (0, 1)),
+                          quat=quat_multiply(_yaw_quat(delta_yaw), state.quat),
+                          agent=state.agent + torch.nn.functional.pad(action, (0, 1)) * cfg.dt)
+    agent_next, into, _ = outline_gaps(moved, cfg.agent_radius)
+    deeper = (agent_now.clamp(max=0) - agent_next).clamp(min=0)  # [B, N] how much deeper the step would go
+    pushed = (deeper > 0) & level & state.valid & torch.isfinite(agent_next)
+    deeper = torch.where(pushed, deeper, torch.zeros_like(deeper))
+    return delta_xy + into * deeper[..., None], pushed
 
 
 _SIDES = torch.tensor([[1.0, 0.0], [-1, 0], [0, 1], [0, -1]])  # front, back, left, right
@@ -370,7 +389,11 @@ class InteractionModel(DynamicsModel):
             extra = torch.cat([to_frame(vel[b, i], u), state.yaw_rate[b, i, None] * cfg.dt, probes], -1)
             local = self.node(torch.cat([message[b, i], extra.to(dtype)], -1)).to(out.dtype)
             out[b, i] = torch.cat([from_frame(local[:, :2], u), local[:, 2:]], -1)
-        return out[..., :2] / cm, out[..., 2] * 0.1, active
+        delta_xy, delta_yaw = out[..., :2] / cm, out[..., 2] * 0.1
+        if cfg.push_out and (action != 0).any():
+            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, level, cfg)
+            active = active | pushed
+        return delta_xy, delta_yaw, active
 
 
 MODELS = {m.name: m for m in (StaticModel, ConstantVelocityModel, InteractionModel)}
