@@ -28,15 +28,25 @@ def horizon_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, in
     end = rollout(model, state, actions)
     slots = torch.tensor(sorted(track_to_gt))
     gts = torch.tensor([track_to_gt[int(s)] for s in slots])
-    pred_move = end.position[:, -1, slots] - state.position[:, slots]
-    true_move = gt_poses[starts + horizon][:, gts, :3] - gt_poses[starts][:, gts, :3]
-    pred_rot = quat_multiply(end.quat[:, -1, slots], quat_conjugate(state.quat[:, slots]))
-    true_rot = quat_multiply(gt_poses[starts + horizon][:, gts, 3:], quat_conjugate(gt_poses[starts][:, gts, 3:]))
+    errors = _motion_errors(state.position[:, slots], state.quat[:, slots], end.position[:, -1, slots],
+                            end.quat[:, -1, slots], gt_poses[starts][:, gts], gt_poses[starts + horizon][:, gts])
     born = state.valid[:, slots]
-    return {"position": torch.linalg.norm(pred_move - true_move, dim=-1)[born].numpy(),
-            "rotation": rotation_angle(quat_to_rotmat(pred_rot).transpose(-1, -2) @ quat_to_rotmat(true_rot))[born].numpy(),
-            "true_motion": torch.linalg.norm(true_move, dim=-1)[born].numpy()}
+    return {key: errors[key][born].numpy() for key in ("position", "rotation", "true_motion")}
 
+
+def _motion_errors(position: torch.Tensor, quat: torch.Tensor, end_position: torch.Tensor, end_quat: torch.Tensor,
+                   true_start: torch.Tensor, true_end: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How a predicted motion, from ``position [..., 3]``, ``quat [..., 4]`` to ``end_position``,
+    ``end_quat``, differs from the true one, between poses ``true_start`` and ``true_end [..., 7]``:
+    ``position`` (m, between the displacements), ``rotation`` (degrees, between the rotations),
+    ``true_motion`` (m), and the displacements ``predicted_move`` and ``true_move [..., 3]``."""
+    predicted_move = end_position - position
+    true_move = true_end[..., :3] - true_start[..., :3]
+    predicted_turn = quat_multiply(end_quat, quat_conjugate(quat))
+    true_turn = quat_multiply(true_end[..., 3:], quat_conjugate(true_start[..., 3:]))
+    return {"position": torch.linalg.norm(predicted_move - true_move, dim=-1),
+            "rotation": rotation_angle(quat_to_rotmat(predicted_turn).transpose(-1, -2) @ quat_to_rotmat(true_turn)),
+            "true_motion": torch.linalg.norm(true_move, dim=-1), "predicted_move": predicted_move, "true_move": true_move}
 
 
 
@@ -84,12 +94,9 @@ def push_end_errors(model, seq, gt_poses: torch.Tensor, track_to_gt: dict[int, i
     traj = rollout(model, state, actions)
     rows = torch.arange(len(slots))
     last = ends - starts - 1
-    pred_move = traj.position[rows, last, slots] - state.position[rows, slots]
     gts = torch.tensor([track_to_gt[int(s)] for s in slots])
-    true_move = gt_poses[ends, gts, :3] - gt_poses[starts, gts, :3]
-    pred_rot = quat_multiply(traj.quat[rows, last, slots], quat_conjugate(state.quat[rows, slots]))
-    true_rot = quat_multiply(gt_poses[ends, gts, 3:], quat_conjugate(gt_poses[starts, gts, 3:]))
-    return {"position": torch.linalg.norm(pred_move - true_move, dim=-1).numpy(),
-            "rotation": rotation_angle(quat_to_rotmat(pred_rot).transpose(-1, -2) @ quat_to_rotmat(true_rot)).numpy(),
-            "true_motion": torch.linalg.norm(true_move, dim=-1).numpy(),
-            "true_fell": (true_move[:, 2] < -fall).numpy(), "predicted_fell": (pred_move[:, 2] < -fall).numpy()}
+    errors = _motion_errors(state.position[rows, slots], state.quat[rows, slots], traj.position[rows, last, slots],
+                            traj.quat[rows, last, slots], gt_poses[starts, gts], gt_poses[ends, gts])
+    return {"position": errors["position"].numpy(), "rotation": errors["rotation"].numpy(),
+            "true_motion": errors["true_motion"].numpy(), "true_fell": (errors["true_move"][:, 2] < -fall).numpy(),
+            "predicted_fell": (errors["predicted_move"][:, 2] < -fall).numpy()}

@@ -95,13 +95,13 @@ def pushing_into(into: torch.Tensor, action: torch.Tensor, min_cosine: float) ->
 
 
 def push_out_of_agent(state: WorldState, action: torch.Tensor, delta_xy: torch.Tensor, delta_yaw: torch.Tensor,
-                      level: torch.Tensor, cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                      agent_now: torch.Tensor, level: torch.Tensor, cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposed translations ``delta_xy [B, N, 2]`` lengthened so that the pusher, moved by ``action
     [B, 2]`` for a step, ends no deeper inside any object's outline (at its height: ``level [B, N]``)
-    than it started: a rigid pusher carries what it drives into, whatever the proposal. An
-    overlap the state already holds (a memory's estimate) is kept, never resolved, so that a still
-    pusher moves nothing. Returns the translations and which objects ``[B, N]`` were pushed out."""
-    agent_now, _, _ = outline_gaps(state, cfg.agent_radius)
+    than it started (``agent_now [B, N]``: its clearances in ``state``, :func:`outline_gaps`): a rigid
+    pusher carries what it drives into, whatever the proposal. An overlap the state already holds (a
+    memory's estimate) is kept, never resolved, so that a still pusher moves nothing. Returns the
+    translations and which objects ``[B, N]`` were pushed out."""
     moved = state.replace(position=state.position + torch.nn.functional.pad(delta_xy, (0, 1)),
                           quat=quat_multiply(_yaw_quat(delta_yaw), state.quat),
                           agent=state.agent + torch.nn.functional.pad(action, (0, 1)) * cfg.dt)
@@ -391,7 +391,7 @@ class InteractionModel(DynamicsModel):
             out[b, i] = torch.cat([from_frame(local[:, :2], u), local[:, 2:]], -1)
         delta_xy, delta_yaw = out[..., :2] / cm, out[..., 2] * 0.1
         if cfg.push_out and (action != 0).any():
-            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, level, cfg)
+            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, agent_gap, level, cfg)
             active = active | pushed
         return delta_xy, delta_yaw, active
 

@@ -202,6 +202,9 @@ def build_tabletop(scenario: DictConfig, seed: int) -> Tabletop:
     order = rng.permutation(len(library))  # distinct kinds first, repeats only past the library's size
     # sizes, masses and frictions from their own stream: scenarios without them keep their worlds
     variation, vary = scenario.get("variation", {}), np.random.default_rng([seed, 13])
+    unknown = sorted(set(variation) - {"size", "mass", "friction"})
+    if unknown:
+        raise ConfigError(f"scenario {scenario.name}: unknown variation {unknown}; valid: ['friction', 'mass', 'size']")
     for i in range(n):
         name = library[int(order[i % len(library)])]
         xy = _free_spot(rng, taken, 0.07)

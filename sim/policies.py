@@ -33,8 +33,9 @@ class IdlePolicy(Policy):
 
 
 def draw(setting, rng: np.random.Generator) -> float:
-    """A policy setting: a number as it is, or ``[lo, hi]`` drawn uniformly (no draw for a number,
-    so that a scenario of fixed settings keeps its random stream)."""
+    """A scenario setting (a policy's, an object variation's): a number as it is, or ``[lo, hi]``
+    drawn uniformly (no draw for a number, so that a scenario of fixed settings keeps its random
+    stream)."""
     if isinstance(setting, (int, float)):
         return float(setting)
     lo, hi = setting

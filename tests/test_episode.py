@@ -246,6 +246,8 @@ def test_object_variation_scales_the_objects_and_is_recorded(tmp_path):
     sizes = [o["scale"] / OBJECT_LIBRARY[o["name"]][1] for o in objects]
     assert all(o["name"] in scenario.objects for o in objects)
     assert all(0.8 <= s <= 1.25 for s in sizes) and np.ptp(sizes) > 0.05, sizes
+    with pytest.raises(ConfigError, match="unknown variation"):
+        _generate(tmp_path / "bad", "scenario=push_mix", "seconds=0.1", "+scenario.variation.weight=[1,2]")
 
 
 def test_same_seed_same_bytes(tmp_path):
