@@ -1,7 +1,7 @@
 """How faithful the imagined video is to the memory: still objects, model extents, the static picture.
 
     python benchmarks/fidelity.py [--preset long] [--seeds 0 1 2] [--episodes DIR] [--out DIR] [--parts imagine extent]
-                                  [--memory KEY=VALUE ...] [--refine-steps N] [--checkpoint FILE]
+                                  [--memory KEY=VALUE ...] [--refine-steps N] [--checkpoint FILE] [--model NAME]
                                   [--sensor ideal|kinect|realsense]
 
 For each seed of the preset, under the imagination protocol (observe the first ``--observe-seconds``,
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import yaml
 
+from splatworld.dynamics.models import MODELS, make_model
 from splatworld.dynamics.train import load_checkpoint
 from splatworld.evaluation.image import psnr_of_mse
 from splatworld.evaluation.imagined import memory_to_truth
@@ -96,13 +97,14 @@ def extent_ratios(episode: Episode, progress: bool) -> list[dict]:
 
 
 def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryConfig | None = None,
-                      refine_steps: int = 0, checkpoint: str | None = None) -> dict:
+                      refine_steps: int = 0, checkpoint: str | None = None, model: str = "learned") -> dict:
     """Observe ``[0, k)`` (then refine the memory ``refine_steps`` steps), imagine the rest with the
-    learned dynamics of ``checkpoint`` (None: the shipped one), score it frame by frame (see the
-    module docstring)."""
+    dynamics ``model`` (``learned``: the weights of ``checkpoint``, None for the shipped ones), score
+    it frame by frame (see the module docstring)."""
     truth = episode.ground_truth()
     gt, fps, n = truth["objects"], episode.fps, len(episode)
-    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_checkpoint(checkpoint),
+    dynamics = load_checkpoint(checkpoint) if model == "learned" else make_model(model)
+    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), dynamics,
                        agent_shape=episode.meta.get("agent_shape"))
     world.observe(episode, k, progress=progress)
     if refine_steps:
@@ -209,6 +211,7 @@ def main() -> None:
     parser.add_argument("--refine-steps", type=int, default=0, help="imagine: refinement steps after the observation")
     parser.add_argument("--sensor", default="ideal", help="the episodes' sensor noise (splatworld generate sensor=)")
     parser.add_argument("--checkpoint", default=None, help="imagine: learned dynamics (default: the shipped checkpoint)")
+    parser.add_argument("--model", default="learned", choices=sorted(MODELS), help="imagine: the dynamics model")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     config = MemoryConfig(**{key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in args.memory)})
@@ -222,7 +225,7 @@ def main() -> None:
         k = int(round(args.observe_seconds * episode.fps))
         if "imagine" in args.parts:
             r = results[seed] = imagine_and_score(episode, k, not args.quiet, config, args.refine_steps,
-                                                     args.checkpoint)
+                                                     args.checkpoint, args.model)
             print(f"seed {seed}: imagined {r['imagined_frames']} frames in {r['draw_seconds']:.1f} s "
                   f"({r['imagined_frames'] / r['draw_seconds'] / r['fps']:.2f}x real time)")
         if "extent" in args.parts:

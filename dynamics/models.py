@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from splatworld.dynamics.state import (FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, box_half, obstacle_height,
+from splatworld.dynamics.pushing import limit_surface_length, quasi_static_push
+from splatworld.dynamics.state import (FOOTPRINT_PROBES, Heightmap, Trajectory, WorldState, box_half, box_yaw, obstacle_height,
                                        outline_angles, outline_support, support_under)
-from splatworld.errors import ShapeError, lookup
+from splatworld.errors import ConfigError, ShapeError, lookup
 from splatworld.scene.transforms import quat_multiply
 
 GRAVITY = 9.81
@@ -39,7 +40,16 @@ class DynamicsConfig:
     fall_gap: float = 0.01  # support this far below an object's bottom: it falls
     push_cosine: float = 0.3  # the agent pushes only while moving into an object within ~73 deg of its contact normal
     push_out: bool = True  # the learned model never lets the pusher into an object (:func:`push_out_of_agent`)
+    prior: str = "none"  # none | quasi_static: the learned model adds its output to quasi-static pushing (:func:`pusher_increments`)
+    pusher_friction: float = 0.3  # pusher-object friction of the quasi-static prior (PyBullet: 0.5 x the objects' 0.6)
     hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.prior not in PRIORS:
+            raise ConfigError(f"DynamicsConfig.prior: unknown {self.prior!r}; valid: {sorted(PRIORS)}")
+
+
+PRIORS = ("none", "quasi_static")
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -68,12 +78,16 @@ def outline_gaps(state: WorldState, agent_radius: float) -> tuple[torch.Tensor, 
     into the object (the separating axis; towards the centre when the agent's centre is inside the
     outline), and the clearances between objects (``inf`` on the diagonal and for invalid slots)."""
     angles = outline_angles(state.outline.shape[-1]).to(state.position)
+    xy = state.position[..., :2]
+    # the agent against each object's own outline directions, so that a turned box's faces stay
+    # its faces (no world-direction interpolation; contact normals are face normals)
+    own = angles + box_yaw(state.quat)[..., None]  # [B, N, K]
+    own_axes = torch.stack([own.cos(), own.sin()], -1)  # [B, N, K, 2]
+    separation = ((state.agent[:, None, None, :2] - xy[..., None, :]) * own_axes).sum(-1) - state.outline
+    agent_gap, best = separation.max(-1)
+    into = -own_axes.gather(-2, best[..., None, None].expand(*best.shape, 1, 2)).squeeze(-2)
     axes = torch.stack([angles.cos(), angles.sin()], -1)  # [K, 2]
     reach = state.support(angles)  # [B, N, K]
-    xy = state.position[..., :2]
-    separation = (state.agent[:, None, :2] - xy) @ axes.T - reach  # [B, N, K]
-    agent_gap, best = separation.max(-1)
-    into = -axes[best]
     centre = xy - state.agent[:, None, :2]
     length = torch.linalg.norm(centre, dim=-1, keepdim=True)
     into = torch.where((agent_gap < 0)[..., None] & (length > 1e-9), centre / length.clamp(min=1e-9), into)
@@ -92,6 +106,64 @@ def pushing_into(into: torch.Tensor, action: torch.Tensor, min_cosine: float) ->
     sliding along a side, or moving away, does not push."""
     cosine = (into * action[:, None]).sum(-1) / torch.linalg.norm(action, dim=-1)[:, None].clamp(min=1e-12)
     return cosine > min_cosine
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Who touches whom in one step (:func:`find_contacts`); ``[B, N]`` unless stated."""
+
+    agent_gap: torch.Tensor  # the pusher's clearance to each object (:func:`outline_gaps`)
+    into: torch.Tensor  # [B, N, 2] the direction a push from the pusher drives into each object
+    pair_gap: torch.Tensor  # [B, N, N] clearances between objects
+    level: torch.Tensor  # the pusher is at the object's height
+    agent_live: torch.Tensor  # the pusher pushes the object this step
+    pair_live: torch.Tensor  # [B, i, j] neighbour j pushes object i this step
+
+
+def find_contacts(state: WorldState, action: torch.Tensor, cfg: DynamicsConfig) -> Contacts:
+    """The contacts of a step under pusher velocities ``action [B, 2]``: the pusher pushes an
+    object within ``contact_margin`` plus its step's travel, while it moves into it at its height;
+    a neighbour touches an object while it moves or is being pushed itself."""
+    agent_gap, into, pair_gap = outline_gaps(state, cfg.agent_radius)
+    reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
+    toward = pushing_into(into, action, cfg.push_cosine)
+    half_z = box_half(state.quat, state.extent)[..., 2]
+    level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
+    # a still agent pushes nothing, a pusher moving away from or along an object does not drag
+    # it, and one above or below an object (on the table, the object fallen to the floor) misses it
+    agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward & level
+    speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
+    moving = speed > cfg.moving_speed
+    pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & (moving[:, None, :] | agent_live[:, None, :])
+    return Contacts(agent_gap, into, pair_gap, level, agent_live, pair_live)
+
+
+def pusher_increments(state: WorldState, action: torch.Tensor, touch: Contacts,
+                      cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(delta_xy [B, N, 2], delta_yaw [B, N])``: one step of quasi-static pushing
+    (:func:`~splatworld.dynamics.pushing.quasi_static_push`) of each object the pusher pushes
+    (``touch.agent_live``), zero elsewhere. The contact is the point of the object's face towards
+    the pusher (along ``touch.into``) level with the pusher's centre, kept within the face; the
+    push lasts the part of the step after the pusher closes its gap."""
+    delta_xy = torch.zeros_like(state.position[..., :2])
+    delta_yaw = torch.zeros_like(state.position[..., 0])
+    b, i = touch.agent_live.nonzero(as_tuple=True)
+    if not len(b):
+        return delta_xy, delta_yaw
+    into, centre, velocity = touch.into[b, i], state.position[b, i, :2], action[b].to(delta_xy)
+    side = torch.stack([-into[:, 1], into[:, 0]], -1)
+    heading = torch.atan2(into[:, 1], into[:, 0])
+    reach = outline_support(state.outline[b, i], state.quat[b, i],
+                            torch.stack([heading + math.pi, heading + math.pi / 2, heading - math.pi / 2], -1))
+    lateral = ((state.agent[b, :2] - centre) * side).sum(-1)
+    lateral = torch.minimum(torch.maximum(lateral, -reach[:, 2]), reach[:, 1])
+    offset = -into * reach[:, :1] + side * lateral[:, None]
+    v, omega = quasi_static_push(offset, into, velocity, limit_surface_length(state.outline[b, i]), cfg.pusher_friction)
+    approach = (velocity * into).sum(-1) * cfg.dt
+    share = ((approach - touch.agent_gap[b, i].clamp(min=0)) / approach.clamp(min=1e-9)).clamp(0, 1)
+    delta_xy[b, i] = v * (share * cfg.dt)[:, None]
+    delta_yaw[b, i] = omega * share * cfg.dt
+    return delta_xy, delta_yaw
 
 
 def push_out_of_agent(state: WorldState, action: torch.Tensor, delta_xy: torch.Tensor, delta_yaw: torch.Tensor,
@@ -304,6 +376,23 @@ class ConstantVelocityModel(DynamicsModel):
         return state.velocity[..., :2] * dt, state.yaw_rate * dt, state.valid.clone()
 
 
+class QuasiStaticModel(DynamicsModel):
+    """Quasi-static pushing (:func:`pusher_increments`) with the pusher never entering an object
+    (:func:`push_out_of_agent`); nothing learned. Objects move only while the pusher drives them:
+    no momentum, no pushes passed on from object to object."""
+
+    name = "quasi_static"
+
+    def propose(self, state, action):
+        touch = find_contacts(state, action, self.config)
+        delta_xy, delta_yaw = pusher_increments(state, action, touch, self.config)
+        active = touch.agent_live
+        if (action != 0).any():
+            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, touch.agent_gap, touch.level, self.config)
+            active = active | pushed
+        return delta_xy, delta_yaw, active
+
+
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                          nn.Linear(hidden, outputs))
@@ -343,18 +432,8 @@ class InteractionModel(DynamicsModel):
         cfg = self.config
         cm, per_step = 100.0, 100.0 * cfg.dt  # metres -> cm; m/s -> cm per step
         vel = state.velocity[..., :2] * per_step
-        agent_gap, into, pair_gap = outline_gaps(state, cfg.agent_radius)
-        reach = cfg.contact_margin + torch.linalg.norm(action, dim=-1, keepdim=True) * cfg.dt
-        toward = pushing_into(into, action, cfg.push_cosine)
-        half_z = box_half(state.quat, state.extent)[..., 2]
-        level = (state.position[..., 2] - state.agent[:, None, 2]).abs() < half_z + cfg.agent_height / 2
-        # a still agent pushes nothing, a pusher moving away from or along an object does not drag
-        # it, and one above or below an object (on the table, the object fallen to the floor) misses it
-        agent_live = (agent_gap < reach) & (reach > cfg.contact_margin) & toward & level
-        speed = torch.linalg.norm(state.velocity[..., :2], dim=-1)
-        moving = speed > cfg.moving_speed
-        # a neighbour j touches i only while j moves or is being pushed itself
-        pair_live = (pair_gap < cfg.contact_margin + speed[:, None, :] * cfg.dt) & (moving[:, None, :] | agent_live[:, None, :])
+        touch = find_contacts(state, action, cfg)
+        agent_gap, pair_gap, agent_live, pair_live = touch.agent_gap, touch.pair_gap, touch.agent_live, touch.pair_live
         dtype = self.node[0].weight.dtype  # features in the weights' precision, results in the state's
         # Each object's vectors are taken in the frame of the push driving it (drive_heading).
         heading = drive_heading(state, action, agent_live, pair_live)
@@ -390,13 +469,16 @@ class InteractionModel(DynamicsModel):
             local = self.node(torch.cat([message[b, i], extra.to(dtype)], -1)).to(out.dtype)
             out[b, i] = torch.cat([from_frame(local[:, :2], u), local[:, 2:]], -1)
         delta_xy, delta_yaw = out[..., :2] / cm, out[..., 2] * 0.1
+        if cfg.prior == "quasi_static":
+            prior_xy, prior_yaw = pusher_increments(state, action, touch, cfg)
+            delta_xy, delta_yaw = delta_xy + prior_xy, delta_yaw + prior_yaw
         if cfg.push_out and (action != 0).any():
-            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, agent_gap, level, cfg)
+            delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, agent_gap, touch.level, cfg)
             active = active | pushed
         return delta_xy, delta_yaw, active
 
 
-MODELS = {m.name: m for m in (StaticModel, ConstantVelocityModel, InteractionModel)}
+MODELS = {m.name: m for m in (StaticModel, ConstantVelocityModel, QuasiStaticModel, InteractionModel)}
 
 
 def make_model(name: str, config: DynamicsConfig | None = None) -> DynamicsModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +20,19 @@ def load_config(name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictC
     """
     with initialize_config_module(config_module="splatworld.configs", version_base=None):
         try:
-            return compose(config_name=name, overrides=list(overrides))
+            # a plain key named like a config group (train-dynamics' ``scenario: push``, a name) is
+            # set after composing: hydra would read ``scenario=...`` as choosing the group
+            groups = {p.name for p in files("splatworld.configs").iterdir() if p.is_dir() and not p.name.startswith("_")}
+            named = [o for o in overrides if o.split("=", 1)[0] in groups]
+            late = []
+            if named:
+                base = compose(config_name=name)
+                late = [o for o in named if isinstance(base.get(o.split("=", 1)[0]), (str, int, float)) and "=" in o]
+            cfg = compose(config_name=name, overrides=[o for o in overrides if o not in late])
+            for override in late:
+                key, value = override.split("=", 1)
+                cfg[key] = OmegaConf.from_dotlist([f"value={value}"]).value
+            return cfg
         except HydraException as exc:
             try:
                 valid = sorted(OmegaConf.to_container(compose(config_name=name)).keys())

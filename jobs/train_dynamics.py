@@ -137,7 +137,7 @@ def train(cfg: DictConfig) -> Path:
     if not data["train"]:
         raise SplatworldError("train-dynamics: no training episodes (train_seeds is empty)")
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden))).to(device)
+    model = InteractionModel(DynamicsConfig(dt=data["train"][0].dt, hidden=int(cfg.hidden), prior=str(cfg.prior))).to(device)
     # a scene with one object never uses the object-object edge: let DDP skip those parameters
     unrolled = Unrolled(model)
     trained = unrolled if world == 1 else torch.nn.parallel.DistributedDataParallel(

@@ -27,6 +27,17 @@ def test_unknown_key_is_named():
         load_config("orbit", ["framez=3"])
 
 
+def test_a_scenario_name_overrides_a_plain_key_and_chooses_a_group():
+    """``scenario=`` names the episodes of train/eval-dynamics (a plain key) and chooses the
+    generator's scenario (a config group): both through the same override."""
+    cfg = load_config("train_dynamics", ["scenario=push_mix", "train_seeds=[1, 2]"])
+    assert cfg.scenario == "push_mix" and list(cfg.train_seeds) == [1, 2]
+    assert load_config("eval_dynamics", ["scenario=push"]).scenario == "push"
+    assert load_config("generate", ["scenario=occlusion"]).scenario.name == "occlusion"
+    with pytest.raises(ConfigError, match="scenarioz"):
+        load_config("train_dynamics", ["scenarioz=push_mix"])
+
+
 def test_orbit_end_to_end(tmp_path, capsys):
     code = main(["orbit", f"out={tmp_path}", "frames=4", "n_gaussians=4000", "width=64", "height=48",
                  "n_objects=2"])

@@ -1,5 +1,6 @@
-"""Dynamics: geometry constraints, baselines, the learned model's gating, training (also DDP)."""
+"""Dynamics: geometry constraints, baselines, quasi-static pushing, the learned model's gating, training (also DDP)."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -14,7 +15,8 @@ from splatworld.dynamics.evaluate import horizon_errors, push_end_errors, push_e
 from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_constraints, drive_heading, from_frame,
                                         geometry_probes, make_model, outline_gaps, pushing_into, reach_in_frame,
                                         rollout, to_frame)
-from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, footprint_half, footprint_outline,
+from splatworld.dynamics.pushing import cross2, limit_surface_length, quasi_static_push
+from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, box_yaw, footprint_half, footprint_outline,
                                        outline_support, support_under)
 from splatworld.dynamics.train import Unrolled, load_checkpoint, pushed_starts, rollout_loss
 from splatworld.jobs.train_dynamics import DATASET_VERSION, build_dataset, train
@@ -618,3 +620,82 @@ def test_the_learned_model_never_lets_the_pusher_into_an_object():
     off = InteractionModel(DynamicsConfig(hidden=16, push_out=False))
     off.load_state_dict(model.state_dict())
     torch.testing.assert_close(off.step(state, forward).position, state.position)  # the proposal alone: nothing
+
+
+def _t(*values):
+    return torch.tensor(values if len(values) > 1 else values[0], dtype=torch.float64)
+
+
+def test_limit_surface_length_of_a_disc_is_two_thirds_its_radius():
+    # the mean distance from the centre of a uniform disc of radius R is 2R/3
+    assert limit_surface_length(torch.full((16,), 0.06, dtype=torch.float64)).item() == pytest.approx(0.04)
+
+
+def test_a_centred_push_carries_the_object_with_the_pusher():
+    v, omega = quasi_static_push(_t(-0.05, 0.0), _t(1.0, 0.0), _t(0.1, 0.0), _t(0.04), 0.3)
+    torch.testing.assert_close(v, _t(0.1, 0.0))
+    assert omega.item() == 0.0
+
+
+def test_a_sticking_off_centre_push_moves_the_contact_with_the_pusher():
+    offset, normal, pusher, c = _t(-0.05, 0.03), _t(1.0, 0.0), _t(0.1, 0.0), _t(0.04)
+    v, omega = quasi_static_push(offset, normal, pusher, c, friction=3.0)
+    contact = v + omega * torch.stack([-offset[1], offset[0]])  # velocity of the body point at the contact
+    torch.testing.assert_close(contact, pusher)
+    assert omega.item() < 0  # pushed behind and left of its centre, it turns clockwise
+    # the ellipsoidal limit surface: the moment over c^2 equals the yaw rate, force along v
+    assert (cross2(offset, v) / c**2).item() == pytest.approx(omega.item())
+
+
+def test_a_frictionless_pusher_slides_and_pushes_along_the_normal():
+    offset, normal, pusher, c = _t(-0.05, 0.03), _t(1.0, 0.0), _t(0.1, 0.05), _t(0.04)
+    v, omega = quasi_static_push(offset, normal, pusher, c, friction=0.0)
+    assert v[1].item() == pytest.approx(0.0, abs=1e-12)  # the force, and so the centre's velocity, is normal
+    # the contact keeps the pusher's normal speed: vx + omega * (-py) = 0.1
+    assert (v[0] - omega * offset[1]).item() == pytest.approx(0.1)
+    # hand computation: vx (1 + py^2 / c^2) = 0.1, omega = -py vx / c^2
+    vx = 0.1 / (1 + 0.03**2 / 0.04**2)
+    assert v[0].item() == pytest.approx(vx)
+    assert omega.item() == pytest.approx(-0.03 * vx / 0.04**2)
+
+
+def test_a_pusher_moving_away_moves_nothing():
+    v, omega = quasi_static_push(_t(-0.05, 0.01), _t(1.0, 0.0), _t(-0.1, 0.02), _t(0.04), 0.3)
+    assert v.abs().max().item() == 0.0 and omega.item() == 0.0
+
+
+def test_quasi_static_model_pushes_straight_turns_off_centre_and_leaves_the_rest():
+    model = make_model("quasi_static", DynamicsConfig())
+    forward = torch.tensor([[0.1, 0.0]], dtype=torch.float64)
+    cubes = [[0.0, 0.0, TABLE + 0.025], [0.0, 0.3, TABLE + 0.025]]
+    state = _state(cubes, agent=(-0.06, 0.0, TABLE + 0.05))  # 1 cm behind the first cube's face
+    for _ in range(20):  # 2 s at 10 cm/s
+        state = model.step(state, forward)
+    assert state.position[0, 0, 0].item() == pytest.approx(0.19, abs=1e-6)  # 20 cm less the 1 cm gap
+    assert state.position[0, 0, 1].item() == pytest.approx(0.0, abs=1e-9)
+    assert box_yaw(state.quat)[0, 0].item() == pytest.approx(0.0, abs=1e-9)
+    torch.testing.assert_close(state.position[0, 1], torch.tensor(cubes[1], dtype=torch.float64))
+    off = _state(cubes[:1], agent=(-0.05, 0.02, TABLE + 0.05))  # touching, 2 cm left of the centre line
+    for _ in range(20):
+        off = model.step(off, forward)
+    turned = box_yaw(off.quat)[0, 0].item()
+    assert -math.pi / 2 < turned < -0.1  # clockwise, towards the pusher's line
+    assert 0.03 < off.position[0, 0, 0].item() < 0.19  # carried, less far than straight on
+
+
+def test_the_learned_model_with_the_quasi_static_prior_learns_a_residual():
+    """With its output layer zero, the learned model on the quasi-static prior is the
+    quasi-static model, step for step; an unknown prior is named."""
+    cfg = DynamicsConfig(hidden=16, prior="quasi_static")
+    model = InteractionModel(cfg).double()
+    torch.nn.init.zeros_(model.node[-1].weight)
+    torch.nn.init.zeros_(model.node[-1].bias)
+    physics = make_model("quasi_static", cfg)
+    state = _state([[0.0, 0.0, TABLE + 0.025], [0.1, 0.02, TABLE + 0.025]], agent=(-0.06, 0.015, TABLE + 0.05))
+    actions = torch.tensor([[[0.12, 0.01]] * 15], dtype=torch.float64)
+    learned, reference = rollout(model, state, actions), rollout(physics, state, actions)
+    torch.testing.assert_close(learned.position, reference.position)
+    torch.testing.assert_close(learned.quat, reference.quat)
+    assert (reference.position[0, -1, 0, 0] - state.position[0, 0, 0]).item() > 0.03  # pushed up to the second cube
+    with pytest.raises(ConfigError, match="prior.*'magic'"):
+        DynamicsConfig(prior="magic")
