@@ -1,7 +1,7 @@
 """Dynamics benchmark: batched rollout speed, drift at rest over 5 minutes, and penetrations of
 the scaffold over 1000 random rollouts, from a state the memory estimated on a `push` episode.
 
-    python benchmarks/dynamics.py [--checkpoint FILE] [--episodes DIR]
+    python benchmarks/dynamics.py [--model learned|quasi_static|...] [--checkpoint FILE] [--episodes DIR]
 
 The peer for speed is the constant-velocity model in the same run (same batch, same constraints).
 Last line: ``object_steps_per_s=... constant_velocity_object_steps_per_s=... ratio=...
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from splatworld.dynamics.data import state_at
-from splatworld.dynamics.models import DynamicsConfig, make_model, rollout
+from splatworld.dynamics.models import MODELS, DynamicsConfig, make_model, rollout
 from splatworld.dynamics.state import obstacle_height, support_under
-from splatworld.dynamics.train import load_checkpoint
+from splatworld.dynamics.train import load_dynamics
 from splatworld.jobs.train_dynamics import observed_sequence
 
 
@@ -62,13 +62,14 @@ def penetrations(state, traj, tolerance: float = 0.002) -> tuple[np.ndarray, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=None, help="default: the checkpoint shipped with the package")
+    parser.add_argument("--model", default="learned", choices=sorted(MODELS))
+    parser.add_argument("--checkpoint", default=None, help="learned: default the checkpoint shipped with the package")
     parser.add_argument("--episodes", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     folder = args.episodes or Path(tempfile.mkdtemp())
     seq, _, _ = observed_sequence("push", 60, args.seed, folder)
-    learned = load_checkpoint(args.checkpoint)
+    learned = load_dynamics(args.model, args.checkpoint)
     peer = make_model("constant_velocity", learned.config)
     # a frame with the agent close to an object: rollouts start in contact
     agent_gap = torch.linalg.norm(seq.agent[:, None, :2] - seq.position[..., :2], dim=-1).masked_fill(~seq.valid, 9)
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"start frame {start}: {n_valid} objects, agent {state.agent[0].numpy().round(3)}")
 
     speeds = {}
-    for name, model in (("learned", learned), ("constant_velocity", peer)):
+    for name, model in ((args.model, learned), ("constant_velocity", peer)):
         actions = smooth_random_actions(256, 20, 0.15, 0)
         rollout(model, state, actions[:, :2])  # warm-up
         t0 = time.perf_counter()
@@ -101,8 +102,8 @@ def main() -> None:
     print(f"1000 random rollouts: {int((moved > 0.01).sum())} moved an object > 1 cm; "
           f"{int(inside.sum())} end with an object > 2 mm deeper inside the table or a wall than it started; "
           f"deepest increase at any step {max(deepest, 0.0) * 1000:.2f} mm")
-    print(f"object_steps_per_s={speeds['learned']:.0f} constant_velocity_object_steps_per_s="
-          f"{speeds['constant_velocity']:.0f} ratio={speeds['learned'] / speeds['constant_velocity']:.2f} "
+    print(f"object_steps_per_s={speeds[args.model]:.0f} constant_velocity_object_steps_per_s="
+          f"{speeds['constant_velocity']:.0f} ratio={speeds[args.model] / speeds['constant_velocity']:.2f} "
           f"rest_drift_max={drift:.6f} penetrations={int(inside.sum())} penetration_max={max(deepest, 0.0):.4f}")
 
 

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import yaml
 
-from splatworld.dynamics.models import MODELS, make_model
-from splatworld.dynamics.train import load_checkpoint
+from splatworld.dynamics.models import MODELS
+from splatworld.dynamics.train import load_dynamics
 from splatworld.evaluation.image import psnr_of_mse
 from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.evaluation.permanence import TAU_BINS, mask_scores, permanence_rate
@@ -103,8 +103,7 @@ def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryCo
     it frame by frame (see the module docstring)."""
     truth = episode.ground_truth()
     gt, fps, n = truth["objects"], episode.fps, len(episode)
-    dynamics = load_checkpoint(checkpoint) if model == "learned" else make_model(model)
-    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), dynamics,
+    world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_dynamics(model, checkpoint),
                        agent_shape=episode.meta.get("agent_shape"))
     world.observe(episode, k, progress=progress)
     if refine_steps:

@@ -138,31 +138,58 @@ def find_contacts(state: WorldState, action: torch.Tensor, cfg: DynamicsConfig) 
     return Contacts(agent_gap, into, pair_gap, level, agent_live, pair_live)
 
 
+def _face_push(state: WorldState, b: torch.Tensor, i: torch.Tensor, pusher: torch.Tensor, velocity: torch.Tensor,
+               into: torch.Tensor, gap: torch.Tensor, cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of quasi-static pushing of objects ``(b, i)`` ``[M]`` by pushers at ``pusher [M, 2]``
+    moving at ``velocity [M, 2]``, into their faces along ``into [M, 2]``, ``gap [M]`` away. The
+    contact is the point of that face level with the pusher, kept within the face; the push lasts
+    the part of the step after the gap closes. Returns ``(delta_xy [M, 2], delta_yaw [M])``."""
+    centre = state.position[b, i, :2]
+    side = torch.stack([-into[:, 1], into[:, 0]], -1)
+    heading = torch.atan2(into[:, 1], into[:, 0])
+    reach = outline_support(state.outline[b, i], state.quat[b, i],
+                            torch.stack([heading + math.pi, heading + math.pi / 2, heading - math.pi / 2], -1))
+    lateral = ((pusher - centre) * side).sum(-1)
+    lateral = torch.minimum(torch.maximum(lateral, -reach[:, 2]), reach[:, 1])
+    offset = -into * reach[:, :1] + side * lateral[:, None]
+    v, omega = quasi_static_push(offset, into, velocity, limit_surface_length(state.outline[b, i]), cfg.pusher_friction)
+    approach = (velocity * into).sum(-1) * cfg.dt
+    share = ((approach - gap.clamp(min=0)) / approach.clamp(min=1e-9)).clamp(0, 1)
+    return v * (share * cfg.dt)[:, None], omega * share * cfg.dt
+
+
 def pusher_increments(state: WorldState, action: torch.Tensor, touch: Contacts,
                       cfg: DynamicsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """``(delta_xy [B, N, 2], delta_yaw [B, N])``: one step of quasi-static pushing
     (:func:`~splatworld.dynamics.pushing.quasi_static_push`) of each object the pusher pushes
-    (``touch.agent_live``), zero elsewhere. The contact is the point of the object's face towards
-    the pusher (along ``touch.into``) level with the pusher's centre, kept within the face; the
-    push lasts the part of the step after the pusher closes its gap."""
+    (``touch.agent_live``), and then of each object those push on in turn (a chain of two: the
+    pushed object's step velocity, into the face of its neighbour that faces it); zero elsewhere."""
     delta_xy = torch.zeros_like(state.position[..., :2])
     delta_yaw = torch.zeros_like(state.position[..., 0])
     b, i = touch.agent_live.nonzero(as_tuple=True)
     if not len(b):
         return delta_xy, delta_yaw
-    into, centre, velocity = touch.into[b, i], state.position[b, i, :2], action[b].to(delta_xy)
-    side = torch.stack([-into[:, 1], into[:, 0]], -1)
-    heading = torch.atan2(into[:, 1], into[:, 0])
-    reach = outline_support(state.outline[b, i], state.quat[b, i],
-                            torch.stack([heading + math.pi, heading + math.pi / 2, heading - math.pi / 2], -1))
-    lateral = ((state.agent[b, :2] - centre) * side).sum(-1)
-    lateral = torch.minimum(torch.maximum(lateral, -reach[:, 2]), reach[:, 1])
-    offset = -into * reach[:, :1] + side * lateral[:, None]
-    v, omega = quasi_static_push(offset, into, velocity, limit_surface_length(state.outline[b, i]), cfg.pusher_friction)
-    approach = (velocity * into).sum(-1) * cfg.dt
-    share = ((approach - touch.agent_gap[b, i].clamp(min=0)) / approach.clamp(min=1e-9)).clamp(0, 1)
-    delta_xy[b, i] = v * (share * cfg.dt)[:, None]
-    delta_yaw[b, i] = omega * share * cfg.dt
+    delta_xy[b, i], delta_yaw[b, i] = _face_push(state, b, i, state.agent[b, :2], action[b].to(delta_xy),
+                                                 touch.into[b, i], touch.agent_gap[b, i], cfg)
+    # neighbours j of a pushed object i it moves into: i is the pusher of j
+    xy = state.position[..., :2]
+    moving = touch.agent_live[:, :, None] & (touch.pair_gap < cfg.contact_margin) & ~touch.agent_live[:, None, :]
+    b, i, j = moving.nonzero(as_tuple=True)
+    if len(b):
+        k = state.outline.shape[-1]
+        own = outline_angles(k).to(xy) + box_yaw(state.quat[b, j])[:, None]  # [M, K] j's own directions
+        axes = torch.stack([own.cos(), own.sin()], -1)
+        facing = outline_support(state.outline[b, i], state.quat[b, i], own + math.pi)  # i's reach back along each
+        separation = ((xy[b, i] - xy[b, j])[:, None] * axes).sum(-1) - state.outline[b, j] - facing
+        gap, best = separation.max(-1)
+        into = -axes[torch.arange(len(b)), best]
+        velocity = delta_xy[b, i] / cfg.dt
+        # the pushed neighbour keeps 1 mm ahead: touching footprints count as overlapping in
+        # apply_constraints, which would stop the pushing object
+        push_xy, push_yaw = _face_push(state, b, j, xy[b, i], velocity, into, gap - 0.001, cfg)
+        pushing = ((velocity * into).sum(-1) > 0).to(push_xy)
+        delta_xy.index_put_((b, j), push_xy * pushing[:, None], accumulate=True)
+        delta_yaw.index_put_((b, j), push_yaw * pushing, accumulate=True)
     return delta_xy, delta_yaw
 
 
@@ -386,7 +413,7 @@ class QuasiStaticModel(DynamicsModel):
     def propose(self, state, action):
         touch = find_contacts(state, action, self.config)
         delta_xy, delta_yaw = pusher_increments(state, action, touch, self.config)
-        active = touch.agent_live
+        active = touch.agent_live | (delta_xy != 0).any(-1)
         if (action != 0).any():
             delta_xy, pushed = push_out_of_agent(state, action, delta_xy, delta_yaw, touch.agent_gap, touch.level, self.config)
             active = active | pushed

@@ -681,6 +681,10 @@ def test_quasi_static_model_pushes_straight_turns_off_centre_and_leaves_the_rest
     turned = box_yaw(off.quat)[0, 0].item()
     assert -math.pi / 2 < turned < -0.1  # clockwise, towards the pusher's line
     assert 0.03 < off.position[0, 0, 0].item() < 0.19  # carried, less far than straight on
+    row = _state([[0.0, 0.0, TABLE + 0.025], [0.06, 0.0, TABLE + 0.025]], agent=(-0.06, 0.0, TABLE + 0.05))
+    for _ in range(20):  # the pushed cube closes its 1 cm gap to the next and drives it on, 1 mm ahead
+        row = model.step(row, forward)
+    torch.testing.assert_close(row.position[0, :, 0], torch.tensor([0.19, 0.06 + 0.18 + 0.001], dtype=torch.float64))
 
 
 def test_the_learned_model_with_the_quasi_static_prior_learns_a_residual():
