@@ -21,10 +21,12 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
     The object's track is the one the IDF1 matching assigns to it. The model *reclaims* the
     object at the first frame ``c >= b`` of that visible run where some track owns the
     object's label (an object that re-emerges by a sliver of pixels may be claimed a frame or
-    two later). Per event: ``reidentified`` (the reclaiming track is the object's own),
+    two later). Per event: ``reidentified`` (the reclaiming track is the object's own and held it
+    at ``a``: a track born while the object was hidden met it as new),
     ``reclaim_delay`` (``c - b`` frames; None if never reclaimed in the run), ``belief`` (the
     track's existence belief at ``b - 1``, before seeing it again; NaN if the tracks record
-    none), ``pose_error`` (how far the track's remembered displacement from ``a`` to ``c``
+    none; a track with no pose at ``a``, born while the object was hidden, does not re-identify it),
+    ``pose_error`` (how far the track's remembered displacement from ``a`` to ``c``
     differs from the true one, metres) and ``glimpse``: the object never became substantially
     visible in that run (``visible_fraction`` below ``min_visible_fraction`` throughout, e.g. two
     pixels for one frame; False when the ground truth records no ``visible_fraction``), a
@@ -59,11 +61,14 @@ def reappearances(gt_objects: list[dict], tracks: list[dict], fps: float, still_
                 c = claims[0]
                 owner = int(np.flatnonzero(pred_labels[:, c] == gt_labels[g, c])[0])
                 track = tracks[assignment[g]]
-                record["reidentified"] = owner == assignment[g]
+                # the object's own track, holding it since before it hid: one born during the gap
+                # met it as new, and remembers nothing to re-identify it by
+                remembered = track["poses"][a] is not None and track["poses"][c] is not None
+                record["reidentified"] = owner == assignment[g] and remembered
                 record["reclaim_delay"] = c - b
                 if track.get("beliefs") and track["beliefs"][b - 1] is not None:
                     record["belief"] = float(track["beliefs"][b - 1])
-                if track["poses"][a] is not None and track["poses"][c] is not None:
+                if remembered:
                     moved = np.array(track["poses"][c][:3]) - np.array(track["poses"][a][:3])
                     true_moved = np.array(obj["poses"][c][:3]) - gt_pos[0]
                     record["pose_error"] = float(np.linalg.norm(moved - true_moved))

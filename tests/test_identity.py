@@ -55,3 +55,17 @@ def test_reappearance_events_hand_made():
     first, second = reappearances(gt, tracks, fps=1.0)
     assert first["glimpse"] and not second["glimpse"]
     assert not reappearances(gt, tracks, fps=1.0, min_visible_fraction=0.25)[0]["glimpse"]
+
+
+def test_a_track_born_while_the_object_hid_does_not_reidentify_it():
+    from splatworld.evaluation import reappearances
+
+    still = [0.0, 0.0, 0.0, 1, 0, 0, 0]
+    gt = [{"id": 1, "labels": [4, 4, 0, 0, 5, 5, 5, 5], "poses": [still] * 8}]
+    # the memory loses the object while hidden; a new track takes it on its return and, holding
+    # it for most frames, is the object's track by the IDF1 matching
+    tracks = [{"labels": [4, 4, 0, 0, 0, 0, 0, 0], "poses": [still] * 2 + [None] * 6},
+              {"labels": [0, 0, 0, 0, 5, 5, 5, 5], "poses": [None] * 4 + [still] * 4}]
+    (event,) = reappearances(gt, tracks, fps=1.0)
+    assert event["reclaim_delay"] == 0 and not event["reidentified"]
+    assert np.isnan(event["pose_error"])
