@@ -41,7 +41,8 @@ class DynamicsConfig:
     push_cosine: float = 0.3  # the agent pushes only while moving into an object within ~73 deg of its contact normal
     push_out: bool = True  # the learned model never lets the pusher into an object (:func:`push_out_of_agent`)
     prior: str = "none"  # none | quasi_static: the learned model adds its output to quasi-static pushing (:func:`pusher_increments`)
-    pusher_friction: float = 0.3  # pusher-object friction of the quasi-static prior (PyBullet: 0.5 x the objects' 0.6)
+    pusher_friction: float = 0.3  # pusher-object friction of quasi-static pushing (dynamics.train.fit_pushing)
+    limit_surface_scale: float = 1.0  # times the footprint's mean distance from its centre: quasi-static pushing's c
     hidden: int = 64
 
     def __post_init__(self) -> None:
@@ -152,7 +153,8 @@ def _face_push(state: WorldState, b: torch.Tensor, i: torch.Tensor, pusher: torc
     lateral = ((pusher - centre) * side).sum(-1)
     lateral = torch.minimum(torch.maximum(lateral, -reach[:, 2]), reach[:, 1])
     offset = -into * reach[:, :1] + side * lateral[:, None]
-    v, omega = quasi_static_push(offset, into, velocity, limit_surface_length(state.outline[b, i]), cfg.pusher_friction)
+    c = cfg.limit_surface_scale * limit_surface_length(state.outline[b, i])
+    v, omega = quasi_static_push(offset, into, velocity, c, cfg.pusher_friction)
     approach = (velocity * into).sum(-1) * cfg.dt
     share = ((approach - gap.clamp(min=0)) / approach.clamp(min=1e-9)).clamp(0, 1)
     return v * (share * cfg.dt)[:, None], omega * share * cfg.dt

@@ -63,7 +63,8 @@ def rollout_loss(unrolled: nn.Module, seq: Sequence, frames: torch.Tensor, horiz
 
 
 def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
+    weights = next(module.parameters(), None)  # a model with nothing learned runs on the CPU
+    return torch.device("cpu") if weights is None else weights.device
 
 
 def _starts(seq: Sequence, horizon: int) -> torch.Tensor:

@@ -46,7 +46,7 @@ class Imagined:
     frames where given."""
 
     name: str
-    model: str = "learned"
+    model: str = "quasi_static"  # imagine.yaml's default
     forget_after: float | None = None
 
     def predict(self, task: Path, out: Path, *, reference_memory: Path | None = None, progress: bool = True) -> Path:
