@@ -69,8 +69,8 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.episodes or Path(tempfile.mkdtemp())
     seq, _, _ = observed_sequence("push", 60, args.seed, folder)
-    learned = load_dynamics(args.model, args.checkpoint)
-    peer = make_model("constant_velocity", learned.config)
+    dynamics = load_dynamics(args.model, args.checkpoint)
+    peer = make_model("constant_velocity", dynamics.config)
     # a frame with the agent close to an object: rollouts start in contact
     agent_gap = torch.linalg.norm(seq.agent[:, None, :2] - seq.position[..., :2], dim=-1).masked_fill(~seq.valid, 9)
     start = int(torch.argmin(agent_gap.min(-1).values[1:]) + 1)
@@ -79,7 +79,7 @@ def main() -> None:
     print(f"start frame {start}: {n_valid} objects, agent {state.agent[0].numpy().round(3)}")
 
     speeds = {}
-    for name, model in ((args.model, learned), ("constant_velocity", peer)):
+    for name, model in ((args.model, dynamics), ("constant_velocity", peer)):
         actions = smooth_random_actions(256, 20, 0.15, 0)
         rollout(model, state, actions[:, :2])  # warm-up
         t0 = time.perf_counter()
@@ -90,13 +90,13 @@ def main() -> None:
         print(f"{name}: {speeds[name]:,.0f} object-steps/s (256 rollouts x 20 steps x {n_valid} objects)")
 
     # 5 minutes with the agent still: nothing may move
-    rest = rollout(learned, state, torch.zeros(1, 3000, 2, dtype=torch.float64))
+    rest = rollout(dynamics, state, torch.zeros(1, 3000, 2, dtype=torch.float64))
     drift = float(torch.linalg.norm(rest.position[0, -1] - state.position[0], dim=-1)[state.valid[0]].max())
     print(f"5-minute rollout, agent still: max object drift {drift * 1000:.3f} mm")
 
     # 1000 random 10-second rollouts of the pusher through the scene
     actions = smooth_random_actions(1000, 100, 0.15, 1)
-    traj = rollout(learned, state, actions)
+    traj = rollout(dynamics, state, actions)
     inside, deepest = penetrations(state.repeat(1000), traj)
     moved = torch.linalg.norm(traj.position[:, -1] - state.position, dim=-1).max(-1).values
     print(f"1000 random rollouts: {int((moved > 0.01).sum())} moved an object > 1 cm; "

@@ -41,7 +41,7 @@ class DynamicsConfig:
     push_cosine: float = 0.3  # the agent pushes only while moving into an object within ~73 deg of its contact normal
     push_out: bool = True  # the learned model never lets the pusher into an object (:func:`push_out_of_agent`)
     prior: str = "none"  # none | quasi_static: the learned model adds its output to quasi-static pushing (:func:`pusher_increments`)
-    pusher_friction: float = 0.3  # pusher-object friction of quasi-static pushing (dynamics.train.fit_pushing)
+    pusher_friction: float = 0.3  # pusher-object friction of quasi-static pushing (PyBullet: 0.5 x 0.6; benchmarks/fit_pushing.py)
     limit_surface_scale: float = 1.0  # times the footprint's mean distance from its centre: quasi-static pushing's c
     hidden: int = 64
 
@@ -407,8 +407,8 @@ class ConstantVelocityModel(DynamicsModel):
 
 class QuasiStaticModel(DynamicsModel):
     """Quasi-static pushing (:func:`pusher_increments`) with the pusher never entering an object
-    (:func:`push_out_of_agent`); nothing learned. Objects move only while the pusher drives them:
-    no momentum, no pushes passed on from object to object."""
+    (:func:`push_out_of_agent`); nothing learned. Objects move only while the pusher drives them,
+    directly or through one pushed neighbour: no momentum."""
 
     name = "quasi_static"
 
