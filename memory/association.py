@@ -1,8 +1,10 @@
 """Which remembered object each segment of a frame is (labels need not be consistent across frames).
 
-Stage 1 tracks: segments are matched to objects not displaced by Hungarian assignment on 3D
-distance, overlap with the object's footprint in the memory's render of the frame, and colour.
-Stage 2 re-identifies: unmatched segments are matched to unmatched objects (hidden, out of view
+Stage 1 tracks (:func:`match_in_place`): segments are matched to objects not displaced by
+Hungarian assignment on 3D distance, overlap with the object's footprint in the memory's render of
+the frame, and colour. Between the stages, the memory folds the parts of an object cut in two by
+an occluder into its matched part (:func:`~splatworld.memory.segmentation.merge_parts`). Stage 2
+(:func:`reidentify`) re-identifies: unmatched segments are matched to unmatched objects (hidden, out of view
 or displaced, however long ago) by colour and size, wherever they reappear.
 """
 
@@ -52,10 +54,11 @@ def hungarian(cost: np.ndarray, rows: list, cols: list) -> dict:
     return {rows[i]: cols[j] for i, j in zip(r, c) if finite[i, j]}
 
 
-def associate(segments: list[Segment], tracks: list[ObjectTrack], object_ids: np.ndarray | None,
-              cfg: MemoryConfig) -> dict[int, ObjectTrack]:
-    """``{segment index: track}`` for this frame. ``object_ids [h, w]``: the memory's render of the
-    frame at ``render_scale`` (track id per pixel), or None where the memory drew nothing."""
+def match_in_place(segments: list[Segment], tracks: list[ObjectTrack], object_ids: np.ndarray | None,
+                   cfg: MemoryConfig) -> dict[int, ObjectTrack]:
+    """Stage 1: ``{segment index: track}`` for the objects not displaced that the segments show
+    where they are remembered. ``object_ids [h, w]``: the memory's render of the frame at
+    ``render_scale`` (track id per pixel), or None where the memory drew nothing."""
     matches: dict[int, ObjectTrack] = {}
     candidates = [t for t in tracks if t.state != TrackState.DISPLACED]
     if segments and candidates:
@@ -75,7 +78,14 @@ def associate(segments: list[Segment], tracks: list[ObjectTrack], object_ids: np
                     iou = (foot & seg_small).sum() / union if union else 0.0
                 cost[i, j] = d / gate + 0.5 * (1 - iou) + c / cfg.color_gate
         matches.update(hungarian(cost, list(range(len(segments))), candidates))
-    # stage 2: re-identification of objects not tracked in place, wherever they reappear
+    return matches
+
+
+def reidentify(segments: list[Segment], tracks: list[ObjectTrack], matches: dict[int, ObjectTrack],
+               cfg: MemoryConfig) -> dict[int, ObjectTrack]:
+    """Stage 2: ``matches`` (stage 1's) extended by re-identifying objects not tracked in place,
+    wherever they reappear, in the segments left (by colour and size)."""
+    matches = dict(matches)
     left = [i for i in range(len(segments)) if i not in matches]
     taken = {t.id for t in matches.values()}
     pool = [t for t in tracks if t.id not in taken]

@@ -49,7 +49,7 @@ def memory_state(memory) -> dict:
     tracks = []
     for t in memory.tracks:
         fields_ = {k: getattr(t, k) for k in ("id", "pose", "state", "belief", "last_seen", "first_frame",
-                                             "observations", "contradictions", "color")}
+                                             "observations", "contradictions", "view_points", "color")}
         fields_["state"] = t.state.value
         histories = {k: runs(_saved(k, getattr(t, k))) for k in HISTORIES}
         tracks.append({**fields_, "histories": histories, "model": t.model.state_dict(),

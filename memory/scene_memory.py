@@ -33,7 +33,7 @@ import torch
 from scipy import ndimage
 
 from splatworld.errors import ShapeError, SplatworldError
-from splatworld.memory.association import associate, segments_of
+from splatworld.memory.association import match_in_place, reidentify, segments_of
 from splatworld.memory.camera_tracking import CameraTracker
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.ground import ground_texture
@@ -44,7 +44,7 @@ from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, Vie
 from splatworld.memory.segmentation import (agent_pixels, bootstrap_plane, geometric_segments, merge_parts,
                                             split_touching)
 from splatworld.memory.static_map import StaticMap
-from splatworld.memory.tracking import AgentMotion, carve, new_track, update_track
+from splatworld.memory.tracking import AgentMotion, carve, duplicate_tracks, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
 from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.visibility import reason_visibility
@@ -140,9 +140,12 @@ class SceneMemory:
 
         small = cam.resized(max(1, round(cam.width * cfg.render_scale)), max(1, round(cam.height * cfg.render_scale)))
         rendered = self._render_for_association(small)
-        matches = associate(segments, self.tracks, None if rendered is None else rendered.object_id.numpy(), cfg)
-        if geometric:  # an object cut in two by an occluder in front is two segments of one track
-            segments, matches = merge_parts(segments, matches, instances, cfg.part_reach)
+        matches = match_in_place(segments, self.tracks, None if rendered is None else rendered.object_id.numpy(), cfg)
+        if geometric:  # an object cut in two by an occluder in front is two segments of one track (folded
+            # before re-identification, which would take a part for another object that left its place)
+            unmatched = [t for t in self.tracks if t.state != TrackState.DISPLACED and t not in matches.values()]
+            segments, matches = merge_parts(segments, matches, instances, cfg.part_reach, unmatched)
+        matches = reidentify(segments, self.tracks, matches, cfg)
         self.last_instances = instances
         frame_labels = {}  # track id -> the label it owns in this frame
         nearest_depth = None
@@ -153,6 +156,9 @@ class SceneMemory:
                     nearest_depth = ndimage.minimum_filter(depth, size=3)
                 carve(track, nearest_depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)
             frame_labels[track.id] = segments[seg_index].label
+        for track in duplicate_tracks(list(matches.values()), cfg.icp_max_distance / 2, cfg.reid_color_gate):
+            self._forget(track)
+            del frame_labels[track.id]
         for i, seg in enumerate(segments):
             if i not in matches:
                 self.tracks.append(new_track(self.next_id, seg, self.frame_count, self.time, cfg))
@@ -182,6 +188,12 @@ class SceneMemory:
         record_all(self.tracks, frame_labels)
         self.times.append(self.time)
         self.frame_count += 1
+
+    def _forget(self, track: ObjectTrack) -> None:
+        """Drop a track (a duplicate of another: :func:`~splatworld.memory.tracking.duplicate_tracks`)
+        with its history."""
+        self.tracks.remove(track)
+        self._model_cache = {key: value for key, value in self._model_cache.items() if key[0] != track.id}
 
     @property
     def lost_frames(self) -> int:
@@ -223,9 +235,10 @@ class SceneMemory:
         agent = agent_pixels(points, valid, agent_pose, cfg.agent_radius, cfg.agent_height)
         labels = geometric_segments(points, valid, plane, region,
                                     lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
-        models = [t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in self.tracks
-                  if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
-        labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points)
+        placed = [t for t in self.tracks if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
+        models = [t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in placed]
+        labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points,
+                                [t.view_points for t in placed])
         labels[agent] = self.agent_label
         return labels
 

@@ -13,11 +13,13 @@ Each frame's points are explained in turn:
    connectivity: the points are binned into ``segment_voxel`` cells and the cells'
    26-connected components (``scipy.ndimage.label``) are the segments, so two objects a
    centimetre apart, or an object cut in two by an occluder in front, are separate components.
-   A component rising higher than ``object_max_height`` above the table is static (an occluder);
-   an object touching one is taken with it (a known limit);
+   Points near the scaffold are left out of it, so an object touching a known occluder is a
+   component of its own; a component rising higher than ``object_max_height`` above the table
+   is static (an occluder not yet in the scaffold; an object touching one is taken with it);
 5. objects touching each other are one component: a component on which two remembered objects'
-   models each hold a good share of the points is split between them, each point to the nearest
-   model (:func:`split_touching`; the memory's own models, at their last poses).
+   models each hold a good share of the points (or of what the object showed when last seen) is
+   split between them, each point to the nearest model (:func:`split_touching`; the memory's own
+   models, at their last poses).
 
 The labels are per frame; association downstream does not need them consistent.
 """
@@ -82,23 +84,35 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
     labels[valid & ~above & ~agent] = STATIC
     if not above.any():
         return labels
-    cell = cfg.segment_voxel
-    keys = np.floor(points[above] / cell).astype(np.int64)
+    # near the scaffold: static scene. Those points are fused into the scaffold again only as part
+    # of a component too tall to be an object (an object touching an occluder would otherwise grow
+    # into the scaffold a voxel at a time), and the objects are the components of the rest: an
+    # object behind a known occluder, joined to it by the noisy depth at its edge, is not taken
+    # for part of it
+    near = near_static(points[above])
+    _, tall = _components(points[above], height[above], cfg)
+    out = np.where(tall, STATIC, UNEXPLAINED)
+    rest = ~near
+    if rest.any():
+        component, tall = _components(points[above][rest], height[above][rest], cfg)
+        sizes = np.bincount(component)
+        out[rest] = np.where(tall, STATIC, np.where(sizes[component] >= cfg.min_segment_points, component, UNEXPLAINED))
+    labels[above] = out
+    return labels
+
+
+def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The 26-connected components of ``points [N, 3]`` binned into ``segment_voxel`` cells: each
+    point's component (1..n) and whether it rises above ``object_max_height`` (``height [N]``:
+    above the table)."""
+    keys = np.floor(points / cfg.segment_voxel).astype(np.int64)
     keys -= keys.min(axis=0)
     grid = np.zeros(keys.max(axis=0) + 1, bool)
     grid[tuple(keys.T)] = True
     components, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
     component = components[tuple(keys.T)]
-    tall = np.asarray(ndimage.maximum(height[above], component, np.arange(1, count + 1))) > cfg.object_max_height
-    # near the scaffold: static scene, but not fused again (an object touching an occluder would
-    # otherwise grow into the scaffold a voxel at a time)
-    near = near_static(points[above])
-    kept = ~tall[component - 1] & ~near
-    sizes = np.bincount(component[kept], minlength=count + 1)
-    out = np.where(tall[component - 1], STATIC, UNEXPLAINED)
-    out[kept] = np.where(sizes[component[kept]] >= cfg.min_segment_points, component[kept], UNEXPLAINED)
-    labels[above] = out
-    return labels
+    top = np.asarray(ndimage.maximum(height, component, np.arange(1, count + 1)))
+    return component, top[component - 1] > cfg.object_max_height
 
 
 def agent_dimensions(shape: dict | None) -> dict[str, float]:
@@ -129,13 +143,15 @@ def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray |
 
 
 def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarray], reach: float,
-                   min_points: int) -> np.ndarray:
+                   min_points: int, shown: list[int] | None = None) -> np.ndarray:
     """Split each segment that two or more remembered objects share: objects touching each other
     are one connected component, but each lies on its own model. ``models``: each object's model
-    points ``[M_k, 3]`` in the world at its last pose. A segment is split when at least two models
-    each hold (are the nearest, within ``reach``) ``min_points`` of its points and a fifth of them;
-    then every point of it goes to its nearest model, as a new label. Returns the relabelled
-    ``[H, W]`` map (a copy)."""
+    points ``[M_k, 3]`` in the world at its last pose; ``shown``: the points each object showed
+    when last seen (0 or omitted: unknown). A model owns part of a segment when it holds (is the
+    nearest, within ``reach``) ``min_points`` of its points and either a fifth of them or half of
+    what its object last showed: a small object pushed against a large one is a small share of
+    their component, but all of itself. A segment with two owners or more is split, every point to
+    its nearest owner, as new labels. Returns the relabelled ``[H, W]`` map (a copy)."""
     out = labels.copy()
     if len(models) < 2:
         return out
@@ -152,7 +168,8 @@ def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarr
         distances = np.stack([trees[k].query(seg)[0] for k in near], axis=1)  # [N, K]
         nearest = distances.argmin(axis=1)
         held = np.bincount(nearest[distances.min(axis=1) < reach], minlength=len(near))
-        owners = np.flatnonzero((held >= min_points) & (held >= 0.2 * len(seg)))
+        last = np.array([shown[k] if shown else 0 for k in near])
+        owners = np.flatnonzero((held >= min_points) & ((held >= 0.2 * len(seg)) | ((last > 0) & (held >= 0.5 * last))))
         if len(owners) < 2:
             continue
         part = owners[np.argmin(distances[:, owners], axis=1)]  # every point to its nearest owner
@@ -164,29 +181,37 @@ def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarr
     return out
 
 
-def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instances: np.ndarray,
-                reach: float) -> tuple[list[Segment], dict[int, ObjectTrack]]:
+def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instances: np.ndarray, reach: float,
+                unmatched: list[ObjectTrack] = ()) -> tuple[list[Segment], dict[int, ObjectTrack]]:
     """Fold each segment no track was matched to into the matched segment whose track's model it
     lies on (at least half its points within ``reach`` of the model's points, at the track's pose):
-    the parts of one object seen on both sides of a thin occluder. Relabels ``instances [H, W]``
-    in place to match. Returns the segments left and the matches re-indexed to them."""
-    if not matches or len(matches) == len(segments):
+    the parts of one object seen on both sides of a thin occluder. A segment lying on the model of
+    a track in ``unmatched`` (not matched, not displaced) is matched to that track instead of
+    being born as a new object: a sliver of an object mostly hidden, whose colour, mixed with the
+    background's at its edge, failed the match. Relabels ``instances [H, W]`` in place to match.
+    Returns the segments left and the matches re-indexed to them."""
+    if len(matches) == len(segments):
         return segments, matches
-    trees = {i: cKDTree(t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3]) for i, t in matches.items()
-             if len(t.model)}
-    merged = {i: segments[i] for i in matches}
+    candidates = [t for t in [*matches.values(), *unmatched] if len(t.model)]
+    trees = {t.id: cKDTree(t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3]) for t in candidates}
+    by_id = {t.id: t for t in candidates}
+    owner = {t.id: i for i, t in matches.items()}  # track id -> the segment it is matched to
+    merged, matched = {i: segments[i] for i in matches}, dict(matches)
     for j, part in enumerate(segments):
         if j in matches:
             continue
-        near = {i: float(np.mean(np.isfinite(tree.query(part.points, distance_upper_bound=reach)[0])))
-                for i, tree in trees.items()}
+        near = {k: float(np.mean(np.isfinite(tree.query(part.points, distance_upper_bound=reach)[0])))
+                for k, tree in trees.items()}
         best = max(near, key=near.get, default=None)
         if best is None or near[best] < 0.5:
             merged[j] = part
-            continue
-        whole = merged[best]
-        instances[part.mask] = whole.label
-        merged[best] = Segment.of(whole.label, whole.mask | part.mask, np.concatenate([whole.points, part.points]),
-                                  np.concatenate([whole.colors, part.colors]))
+        elif best not in owner:  # the first part of an unmatched track's object in this frame
+            merged[j], matched[j], owner[best] = part, by_id[best], j
+        else:
+            i = owner[best]
+            whole = merged[i]
+            instances[part.mask] = whole.label
+            merged[i] = Segment.of(whole.label, whole.mask | part.mask, np.concatenate([whole.points, part.points]),
+                                   np.concatenate([whole.colors, part.colors]))
     order = sorted(merged)
-    return [merged[i] for i in order], {order.index(i): t for i, t in matches.items()}
+    return [merged[i] for i in order], {order.index(i): t for i, t in matched.items()}

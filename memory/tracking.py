@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from splatworld.memory.association import color_distance
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.registration import estimate_normals, icp_point_to_plane
 from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, to_object_frame
@@ -185,6 +186,7 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
         track.model.integrate(local, seg.colors, time)
     track.color = (track.color * min(track.observations, 20) + seg.color) / (min(track.observations, 20) + 1)
     track.observations += 1
+    track.view_points = len(seg.points)
     track.state, track.contradictions, track.last_seen = TrackState.VISIBLE, 0, time
     track.belief = min(0.999, track.belief + (1 - track.belief) * 0.5)
     return fused
@@ -223,11 +225,38 @@ def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: Me
     return model.weaken(seen_through)
 
 
+def duplicate_tracks(tracks: list[ObjectTrack], reach: float, color_gate: float, share: float = 0.5) -> list[ObjectTrack]:
+    """Of ``tracks`` matched in one frame, those remembering an object another of them remembers
+    too. A segment split between two tracks of one object keeps both alive (each registers and
+    fuses its part), so they must be told apart by what they remember: two models of one object
+    lie on each other at their poses, while two solid objects meet only along their contact. Of
+    each pair whose colours agree within ``color_gate`` (:func:`color_distance`) and where
+    ``share`` of each model's points lie within ``reach`` of the other's (each way: a model that
+    took in part of a neighbour while they touched holds that neighbour's model, but not the
+    other way round), the track observed fewer times (then the younger) is returned, to be dropped."""
+    world = {t.id: t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in tracks if len(t.model)}
+    order = sorted((t for t in tracks if t.id in world), key=lambda t: (-t.observations, t.id))
+    dropped: list[ObjectTrack] = []
+    for i, kept in enumerate(order):
+        if kept in dropped:
+            continue
+        for other in order[i + 1:]:
+            if other in dropped or color_distance(kept.color, other.color) > color_gate:
+                continue
+            a, b = world[kept.id], world[other.id]
+            if (a.min(axis=0) > b.max(axis=0) + reach).any() or (a.max(axis=0) < b.min(axis=0) - reach).any():
+                continue
+            if all(np.isfinite(cKDTree(y).query(x, distance_upper_bound=reach)[0]).mean() >= share
+                   for x, y in ((a, b), (b, a))):
+                dropped.append(other)
+    return dropped
+
+
 def new_track(track_id: int, seg: Segment, frame: int, time: float, cfg: MemoryConfig) -> ObjectTrack:
     """A track born from an unmatched segment: its model the segment around its centroid."""
     pose = np.eye(4)
     pose[:3, 3] = seg.centroid
     track = ObjectTrack(track_id, VoxelGrid(cfg.object_voxel), pose, first_frame=frame,
-                        color=seg.color.copy(), last_seen=time, observations=1)
+                        color=seg.color.copy(), last_seen=time, observations=1, view_points=len(seg.points))
     track.model.integrate(seg.points - seg.centroid, seg.colors, time)
     return track

@@ -107,6 +107,7 @@ class ObjectTrack:
     first_frame: int = 0
     observations: int = 0
     contradictions: int = 0
+    view_points: int = 0  # points of the last segment matched to it (what it showed when last seen)
     color: np.ndarray = field(default_factory=lambda: np.zeros(3))
     refined: RefinedSplats | None = None  # the model's splats after photometric refinement, own frame
     # per frame since birth (a list given is converted): pose [7], label (0: none), state, belief

@@ -126,6 +126,108 @@ def test_touching_objects_are_split_between_their_models():
     assert (split_touching(labels, points, [np.concatenate([left, right]), sliver], 0.02, 12) == 5).all()
 
 
+def test_a_small_object_pushed_against_a_large_one_claims_what_it_showed():
+    """A 2 cm cube against an 8 cm one: about 7% of their component, under a fifth. It is split off
+    when its object showed about that many points when last seen, and not when it showed far more
+    (its model then only grazes the component) or nothing is known."""
+    from splatworld.memory.segmentation import split_touching
+
+    def cube(size, step=0.005):
+        side = np.arange(-size / 2, size / 2 + 1e-9, step)
+        return np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)
+
+    large, small = cube(0.08) + [0.0, 0.0, 0.74], cube(0.02) + [0.0505, 0.0, 0.71]
+    points = np.concatenate([large, small])[:, None]
+    labels = np.full(points.shape[:2], 3)
+    assert len(small) / len(points) < 0.2
+    split = split_touching(labels, points, [large, small], reach=0.02, min_points=12, shown=[len(large), len(small)])
+    assert (split[len(large):] != 3).all() and (split[:len(large)] == 3).all()
+    assert (split_touching(labels, points, [large, small], 0.02, 12) == 3).all()
+    assert (split_touching(labels, points, [large, small], 0.02, 12, shown=[len(large), 3 * len(small)]) == 3).all()
+
+
+def _track(track_id, points, color, observations, offset=(0.0, 0.0, 0.0)):
+    from splatworld.memory import ObjectTrack, VoxelGrid
+
+    model = VoxelGrid(0.005)
+    model.integrate(points, np.full((len(points), 3), 0.5))
+    pose = np.eye(4)
+    pose[:3, 3] = offset
+    return ObjectTrack(track_id, model, pose, color=np.asarray(color, float), observations=observations)
+
+
+def test_two_tracks_of_one_object_are_told_from_two_objects_touching():
+    """Two tracks with one model (two halves of one object's segment, one track each) keep the one
+    observed more. A model that took in part of its neighbour holds the neighbour's model, but not
+    the other way round: both stay. So do two objects touching, and one model of two colours."""
+    from splatworld.memory.tracking import duplicate_tracks
+
+    side = np.linspace(-0.02, 0.02, 9)
+    cube = np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)
+    green, red = (0.2, 0.5, 0.3), (0.6, 0.2, 0.2)
+    old, young = _track(1, cube, green, 40), _track(2, cube + 0.001, green, 12)
+    assert duplicate_tracks([young, old], reach=0.01, color_gate=0.08) == [young]
+    beside = _track(3, cube, green, 30, offset=(0.041, 0.0, 0.0))
+    assert duplicate_tracks([old, beside], 0.01, 0.08) == []
+    swallowed = _track(4, np.concatenate([cube, cube + [0.041, 0.0, 0.0], cube + [0.082, 0.0, 0.0]]), green, 90)
+    assert duplicate_tracks([swallowed, beside], 0.01, 0.08) == []
+    assert duplicate_tracks([old, _track(5, cube, red, 12)], 0.01, 0.08) == []
+
+
+def test_a_sliver_on_a_hidden_objects_model_is_that_object():
+    """A part no track was matched to, lying on the model of an object not matched in this frame
+    (mostly hidden), is matched to it instead of being born as a new object; a second part of
+    it joins that part."""
+    from splatworld.memory.segmentation import merge_parts
+    from splatworld.memory.tracks import Segment
+
+    box = np.stack(np.meshgrid(*[np.linspace(-0.05, 0.05, 21)] * 2, indexing="ij"), -1).reshape(-1, 2)
+    hidden = _track(7, np.column_stack([box, np.zeros(len(box))]), (0.3, 0.3, 0.3), 50, offset=(0.3, 0.0, 0.7))
+    instances = np.zeros((2, 4), np.int64)
+
+    def segment(label, column, xs):
+        mask = np.zeros(instances.shape, bool)
+        mask[:, column] = True
+        instances[mask] = label
+        pts = np.column_stack([xs, np.zeros(len(xs)), np.full(len(xs), 0.7)])
+        return Segment(label, mask, pts, np.full((len(xs), 3), 0.5), np.median(pts, axis=0), np.full(3, 0.5), 0.01)
+
+    parts = [segment(1, 0, np.linspace(0.26, 0.27, 6)), segment(2, 1, np.linspace(0.33, 0.34, 6)),
+             segment(3, 2, np.linspace(0.45, 0.46, 6))]
+    segments, matches = merge_parts(parts, {}, instances, reach=0.02, unmatched=[hidden])
+    assert [s.label for s in segments] == [1, 3] and matches == {0: hidden}
+    assert (instances[:, :2] == 1).all() and (instances[:, 2] == 3).all()
+    assert merge_parts(parts[2:], {}, instances, 0.02, [hidden])[1] == {}
+
+
+def test_an_object_joined_to_a_known_occluder_by_edge_noise_is_its_own_segment():
+    """Depth noise at an occluder's edge joins the object behind it to the occluder (one component,
+    too tall for an object). The occluder is in the scaffold already, so its points are left out
+    of the connectivity and the object is a segment; a tall component not yet in the scaffold is
+    static, as is the occluder."""
+    from splatworld.memory.segmentation import STATIC, geometric_segments
+
+    grid = np.arange(0.0, 0.04, 0.004)
+    wall = np.stack(np.meshgrid([0.10, 0.104], np.arange(-0.05, 0.05, 0.004), np.arange(0.02, 0.3, 0.004),
+                                indexing="ij"), -1).reshape(-1, 3)
+    block = np.stack(np.meshgrid(grid + 0.05, grid - 0.02, grid + 0.02, indexing="ij"), -1).reshape(-1, 3)
+    bridge = np.column_stack([np.linspace(0.09, 0.1, 4), np.zeros(4), np.full(4, 0.04)])  # flying pixels
+    points = np.concatenate([wall, block, bridge])[:, None]
+    valid = np.ones(points.shape[:2], bool)
+    plane, region = np.array([0.0, 0.0, 1.0, 0.0]), np.array([-0.5, -0.5, 0.5, 0.5])
+    cfg = MemoryConfig()
+    on_wall = np.zeros(len(points), bool)
+    on_wall[:len(wall)] = True
+
+    known = geometric_segments(points, valid, plane, region, lambda p: p[:, 0] >= 0.0995, np.zeros_like(valid), cfg)[:, 0]
+    assert (known[on_wall] == STATIC).all()
+    block_labels = known[len(wall):len(wall) + len(block)]
+    assert (block_labels > 0).all() and len(np.unique(block_labels)) == 1
+    unknown = geometric_segments(points, valid, plane, region, lambda p: np.zeros(len(p), bool),
+                                 np.zeros_like(valid), cfg)[:, 0]
+    assert (unknown == STATIC).all()
+
+
 def test_observe_cli_segments_from_geometry_with_the_episodes_agent(episode, tmp_path):
     import json
 
