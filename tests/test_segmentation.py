@@ -72,29 +72,42 @@ def test_a_frame_without_masks_or_agent_pose_is_refused_by_name(episode):
     SceneMemory(agent_label=episode.agent_label).observe(dataclasses.replace(frame, instances=None))  # with a pose: fine
 
 
-def test_a_part_lying_on_a_matched_objects_model_joins_its_segment():
+def _track(track_id, points, color, observations, offset=(0.0, 0.0, 0.0)):
     from splatworld.memory import ObjectTrack, VoxelGrid
-    from splatworld.memory.segmentation import merge_parts
-    from splatworld.memory.tracks import Segment
 
     model = VoxelGrid(0.005)
-    box = np.stack(np.meshgrid(*[np.linspace(-0.05, 0.05, 21)] * 2, indexing="ij"), -1).reshape(-1, 2)
-    model.integrate(np.column_stack([box, np.zeros(len(box))]), np.full((len(box), 3), 0.5))
+    model.integrate(points, np.full((len(points), 3), 0.5))
     pose = np.eye(4)
-    pose[:3, 3] = [0.3, 0.0, 0.7]
-    track = ObjectTrack(1, model, pose)
+    pose[:3, 3] = offset
+    return ObjectTrack(track_id, model, pose, color=np.asarray(color, float), observations=observations)
+
+
+def _strip(instances, label, columns, xs):
+    """A segment of the pixel ``columns`` of ``instances`` (relabelled ``label``): points along x at ``xs``."""
+    from splatworld.memory.tracks import Segment
+
+    mask = np.zeros(instances.shape, bool)
+    mask[:, columns] = True
+    instances[mask] = label
+    pts = np.column_stack([xs, np.zeros(len(xs)), np.full(len(xs), 0.7)])
+    return Segment(label, mask, pts, np.full((len(xs), 3), 0.5), np.median(pts, axis=0), np.full(3, 0.5), 0.05)
+
+
+def _plate(track_id, observations=0):
+    """A track whose model is a 10 cm square plate at (0.3, 0, 0.7)."""
+    box = np.stack(np.meshgrid(*[np.linspace(-0.05, 0.05, 21)] * 2, indexing="ij"), -1).reshape(-1, 2)
+    return _track(track_id, np.column_stack([box, np.zeros(len(box))]), (0.3, 0.3, 0.3), observations,
+                  offset=(0.3, 0.0, 0.7))
+
+
+def test_a_part_lying_on_a_matched_objects_model_joins_its_segment():
+    from splatworld.memory.segmentation import merge_parts
+
+    track = _plate(1)
     instances = np.zeros((4, 6), np.int64)
-
-    def segment(label, columns, xs):
-        mask = np.zeros(instances.shape, bool)
-        mask[:, columns] = True
-        instances[mask] = label
-        pts = np.column_stack([xs, np.zeros(len(xs)), np.full(len(xs), 0.7)])
-        return Segment(label, mask, pts, np.full((len(xs), 3), 0.5), np.median(pts, axis=0), np.full(3, 0.5), 0.05)
-
-    left = segment(1, slice(0, 2), np.linspace(0.26, 0.28, 8))  # matched
-    right = segment(2, slice(2, 4), np.linspace(0.32, 0.34, 8))  # the same object past an occluder
-    other = segment(3, slice(4, 6), np.linspace(0.40, 0.42, 8))  # a neighbour 5 cm beyond its edge
+    left = _strip(instances, 1, slice(0, 2), np.linspace(0.26, 0.28, 8))  # matched
+    right = _strip(instances, 2, slice(2, 4), np.linspace(0.32, 0.34, 8))  # the same object past an occluder
+    other = _strip(instances, 3, slice(4, 6), np.linspace(0.40, 0.42, 8))  # a neighbour 5 cm beyond its edge
     segments, matches = merge_parts([left, right, other], {0: track}, instances, reach=0.02)
     assert [s.label for s in segments] == [1, 3] and matches == {0: track}
     assert segments[0].mask[:, :4].all() and len(segments[0].points) == 16
@@ -146,16 +159,6 @@ def test_a_small_object_pushed_against_a_large_one_claims_what_it_showed():
     assert (split_touching(labels, points, [large, small], 0.02, 12, shown=[len(large), 3 * len(small)]) == 3).all()
 
 
-def _track(track_id, points, color, observations, offset=(0.0, 0.0, 0.0)):
-    from splatworld.memory import ObjectTrack, VoxelGrid
-
-    model = VoxelGrid(0.005)
-    model.integrate(points, np.full((len(points), 3), 0.5))
-    pose = np.eye(4)
-    pose[:3, 3] = offset
-    return ObjectTrack(track_id, model, pose, color=np.asarray(color, float), observations=observations)
-
-
 def test_two_tracks_of_one_object_are_told_from_two_objects_touching():
     """Two tracks with one model (two halves of one object's segment, one track each) keep the one
     observed more. A model that took in part of its neighbour holds the neighbour's model, but not
@@ -179,21 +182,11 @@ def test_a_sliver_on_a_hidden_objects_model_is_that_object():
     (mostly hidden), is matched to it instead of being born as a new object; a second part of
     it joins that part."""
     from splatworld.memory.segmentation import merge_parts
-    from splatworld.memory.tracks import Segment
 
-    box = np.stack(np.meshgrid(*[np.linspace(-0.05, 0.05, 21)] * 2, indexing="ij"), -1).reshape(-1, 2)
-    hidden = _track(7, np.column_stack([box, np.zeros(len(box))]), (0.3, 0.3, 0.3), 50, offset=(0.3, 0.0, 0.7))
+    hidden = _plate(7, observations=50)
     instances = np.zeros((2, 4), np.int64)
-
-    def segment(label, column, xs):
-        mask = np.zeros(instances.shape, bool)
-        mask[:, column] = True
-        instances[mask] = label
-        pts = np.column_stack([xs, np.zeros(len(xs)), np.full(len(xs), 0.7)])
-        return Segment(label, mask, pts, np.full((len(xs), 3), 0.5), np.median(pts, axis=0), np.full(3, 0.5), 0.01)
-
-    parts = [segment(1, 0, np.linspace(0.26, 0.27, 6)), segment(2, 1, np.linspace(0.33, 0.34, 6)),
-             segment(3, 2, np.linspace(0.45, 0.46, 6))]
+    parts = [_strip(instances, 1, 0, np.linspace(0.26, 0.27, 6)), _strip(instances, 2, 1, np.linspace(0.33, 0.34, 6)),
+             _strip(instances, 3, 2, np.linspace(0.45, 0.46, 6))]
     segments, matches = merge_parts(parts, {}, instances, reach=0.02, unmatched=[hidden])
     assert [s.label for s in segments] == [1, 3] and matches == {0: hidden}
     assert (instances[:, :2] == 1).all() and (instances[:, 2] == 3).all()
