@@ -89,13 +89,13 @@ class MemoryConfig:
     pose_reference_reach: float = 0.3  # frames are tracked against a reference within this view distance
     pose_reference_capacity: int = 300  # about 0.5 MB each
     pose_iterations: tuple = (10, 5, 3)  # odometry's Gauss-Newton steps per pyramid level, coarsest first
-    pose_depth_difference: float = 0.03
+    pose_depth_difference: float = 0.03  # odometry pairs points at most this far apart in depth
     pose_static_after: float = 2.0  # s: older references are matched on their static pixels alone (objects move)
     # the odometry's information matrix with its smallest eigenvalue under this share of its largest: a view
     # of a far plane, which fixes the camera's turn but not its centre (kept from the constant-velocity guess)
     pose_degenerate_ratio: float = 0.01
     pose_min_overlap: float = 0.3  # odometry must pair this share of the frame's depth pixels with the reference's
-    pose_relocalise_candidates: int = 4  # references tried (most alike first) for each frame while lost  # odometry pairs points at most this far apart in depth
+    pose_relocalise_candidates: int = 4  # references tried (most alike first) for each frame while lost
     # odometry farther than this from its constant-velocity guess (m, degrees) took a wrong minimum
     pose_max_correction: float = 0.08
     pose_max_correction_deg: float = 8.0

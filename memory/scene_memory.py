@@ -6,7 +6,9 @@ Per frame (:meth:`SceneMemory.observe`), each step in its own module:
    agent) with enough valid depth becomes a segment. Labels need not be consistent across frames.
 2. **Association** (:mod:`~splatworld.memory.association`). The memory is rendered from the
    frame's camera (render-and-compare); segments are matched to remembered objects, then
-   re-identified wherever they reappear; what is left is born as new objects.
+   re-identified wherever they reappear; what is left is born as new objects. Two tracks matched
+   to parts of one object are one: the one observed less is dropped
+   (:func:`~splatworld.memory.tracking.duplicate_tracks`).
 3. **Tracking and fusion** (:mod:`~splatworld.memory.tracking`). A matched object's pose is
    refined by ICP against its model when something may have moved it, and the view is fused
    into its voxel model when registered well.
