@@ -75,6 +75,11 @@ class MemoryConfig:
     # segmented from geometry) or "geometry" (always from geometry: memory/segmentation.py)
     segmentation: str = "instances"
     plane_tolerance: float = 0.012  # points this close to the support plane are the table
+    # the support plane's largest tilt (a table top is level). With 18 degrees, a plane of the
+    # scaffold tilted by 18 degrees and higher than the table top was taken for it for 20 frames
+    # on `long` seed 1 (Kinect noise), and an object under it, "table" there, was fused into the
+    # scaffold for good
+    support_max_tilt_deg: float = 5.0
     object_max_height: float = 0.15  # a segment rising higher above the table is static (an occluder)
     segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
     static_margin: float = 0.01  # points this close to a static voxel's surface are static scene

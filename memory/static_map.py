@@ -62,7 +62,8 @@ class StaticMap:
         self.grid.integrate(points[fuse], colors[fuse], time, spread=footprint**2 / 12)
 
     def fit_support_plane(self) -> None:
-        """The highest large horizontal plane of the scaffold (the table top), by RANSAC."""
+        """The highest large horizontal plane of the scaffold (the table top), by RANSAC: a plane
+        tilted by more than ``support_max_tilt_deg`` is not taken, however high."""
         if len(self.grid) < 200:
             return
         self._scaffold = self._drawn = None  # the splats depend on the plane (completion) and the ground
@@ -73,7 +74,7 @@ class StaticMap:
             if len(points) < 100:
                 break
             plane, inliers = ransac_plane(points, 0.01, 200, rng)
-            if plane[2] > 0.95 and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
+            if plane[2] > math.cos(math.radians(self.cfg.support_max_tilt_deg)) and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
                 best = plane
             points = points[~inliers]
         self.support_plane = best

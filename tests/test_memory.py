@@ -314,6 +314,25 @@ def test_a_smeared_model_does_not_hold_a_view_of_its_object_moved_aside():
     np.testing.assert_allclose(track.extent, extent, atol=1e-9)
 
 
+def test_the_support_plane_is_level_however_high_a_tilted_plane_lies():
+    """A level table top at 0.62 m and, above it, a ramp tilted by 10 degrees with as many points:
+    the ramp is the higher plane, but a table top is level (``support_max_tilt_deg``)."""
+    from splatworld.memory.static_map import StaticMap
+
+    xy = np.stack(np.meshgrid(np.arange(-0.5, 0.5, 0.02), np.arange(-0.4, 0.4, 0.02)), -1).reshape(-1, 2)
+    table = np.column_stack([xy, np.full(len(xy), 0.62)])
+    ramp = np.column_stack([xy + [0.0, 1.0], 0.9 + np.tan(np.radians(10.0)) * xy[:, 1]])
+    static = StaticMap(MemoryConfig())
+    static.grid.integrate(np.concatenate([table, ramp]), np.full((2 * len(xy), 3), 0.5), 0.0)
+    static.fit_support_plane()
+    a, b, c, d = static.support_plane
+    assert c > 0.999 and -d / c == pytest.approx(0.62, abs=0.005)
+    tilted = StaticMap(MemoryConfig(support_max_tilt_deg=15.0))
+    tilted.grid.integrate(np.concatenate([table, ramp]), np.full((2 * len(xy), 3), 0.5), 0.0)
+    tilted.fit_support_plane()
+    assert tilted.support_plane[2] == pytest.approx(np.cos(np.radians(10.0)), abs=0.003)
+
+
 def test_queries_against_pybullet_truth(occlusion):
     episode, memory = occlusion
     assert abs(memory.support_plane[3] / -memory.support_plane[2] - TABLE_TOP_Z) < 0.015
