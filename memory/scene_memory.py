@@ -238,7 +238,7 @@ class SceneMemory:
         labels = geometric_segments(points, valid, plane, region,
                                     lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
         placed = [t for t in self.tracks if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
-        models = [t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in placed]
+        models = [t.world_points for t in placed]
         labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points,
                                 [t.view_points for t in placed])
         labels[agent] = self.agent_label

@@ -89,12 +89,13 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
     # into the scaffold a voxel at a time), and the objects are the components of the rest: an
     # object behind a known occluder, joined to it by the noisy depth at its edge, is not taken
     # for part of it
-    near = near_static(points[above])
-    _, tall = _components(points[above], height[above], cfg)
+    candidates, candidate_height = points[above], height[above]
+    near = near_static(candidates)
+    _, tall = _components(candidates, candidate_height, cfg)
     out = np.where(tall, STATIC, UNEXPLAINED)
     rest = ~near
     if rest.any():
-        component, tall = _components(points[above][rest], height[above][rest], cfg)
+        component, tall = _components(candidates[rest], candidate_height[rest], cfg)
         sizes = np.bincount(component)
         out[rest] = np.where(tall, STATIC, np.where(sizes[component] >= cfg.min_segment_points, component, UNEXPLAINED))
     labels[above] = out
@@ -193,7 +194,7 @@ def merge_parts(segments: list[Segment], matches: dict[int, ObjectTrack], instan
     if len(matches) == len(segments):
         return segments, matches
     candidates = [t for t in [*matches.values(), *unmatched] if len(t.model)]
-    trees = {t.id: cKDTree(t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3]) for t in candidates}
+    trees = {t.id: cKDTree(t.world_points) for t in candidates}
     by_id = {t.id: t for t in candidates}
     owner = {t.id: i for i, t in matches.items()}  # track id -> the segment it is matched to
     merged, matched = {i: segments[i] for i in matches}, dict(matches)

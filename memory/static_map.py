@@ -69,12 +69,12 @@ class StaticMap:
         self._scaffold = self._drawn = None  # the splats depend on the plane (completion) and the ground
         rng = np.random.default_rng(0)  # same input, same plane
         points = self.grid.points
-        best = None
+        best, level = None, math.cos(math.radians(self.cfg.support_max_tilt_deg))
         for _ in range(3):
             if len(points) < 100:
                 break
             plane, inliers = ransac_plane(points, 0.01, 200, rng)
-            if plane[2] > math.cos(math.radians(self.cfg.support_max_tilt_deg)) and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
+            if plane[2] > level and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
                 best = plane
             points = points[~inliers]
         self.support_plane = best

@@ -210,7 +210,7 @@ def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: Me
     model = track.model
     if not len(model):
         return 0
-    world = model.points @ track.pose[:3, :3].T + track.pose[:3, 3]
+    world = track.world_points
     uv, z = camera.project(torch.from_numpy(world))
     uv, z = uv.numpy(), z.numpy()
     inside = in_image(uv, z, camera.width, camera.height)
@@ -234,7 +234,7 @@ def duplicate_tracks(tracks: list[ObjectTrack], reach: float, color_gate: float,
     ``share`` of each model's points lie within ``reach`` of the other's (each way: a model that
     took in part of a neighbour while they touched holds that neighbour's model, but not the
     other way round), the track observed fewer times (then the younger) is returned, to be dropped."""
-    world = {t.id: t.model.points @ t.pose[:3, :3].T + t.pose[:3, 3] for t in tracks if len(t.model)}
+    world = {t.id: t.world_points for t in tracks if len(t.model)}
     order = sorted((t for t in tracks if t.id in world), key=lambda t: (-t.observations, t.id))
     dropped: list[ObjectTrack] = []
     for i, kept in enumerate(order):

@@ -131,6 +131,11 @@ class ObjectTrack:
         return self.pose[:3, :3] @ self.centroid_local + self.pose[:3, 3]
 
     @property
+    def world_points(self) -> np.ndarray:
+        """The model's points ``[M, 3]`` in the world, at the remembered pose."""
+        return self.model.points @ self.pose[:3, :3].T + self.pose[:3, 3]
+
+    @property
     def extent(self) -> np.ndarray:
         if not len(self.model):
             return np.zeros(3)
