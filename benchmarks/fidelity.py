@@ -43,6 +43,7 @@ import yaml
 
 from splatworld.dynamics.models import MODELS
 from splatworld.dynamics.train import load_dynamics
+from splatworld.evaluation import majority_labels
 from splatworld.evaluation.image import psnr_of_mse
 from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.evaluation.permanence import TAU_BINS, mask_scores, permanence_rate
@@ -105,10 +106,16 @@ def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryCo
     gt, fps, n = truth["objects"], episode.fps, len(episode)
     world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_dynamics(model, checkpoint),
                        agent_shape=episode.meta.get("agent_shape"))
-    world.observe(episode, k, progress=progress)
+    to_true = None  # under geometric segments: each observed frame's own labels -> the true ones
+    if world.memory.config.segmentation == "geometry":
+        to_true = []
+        world.observe(episode, k, progress=progress, after_frame=lambda frame: to_true.append(
+            majority_labels(world.memory.last_instances, frame.instances)))
+    else:
+        world.observe(episode, k, progress=progress)
     if refine_steps:
         world.memory.refine(refine_steps)
-    mapping = memory_to_truth(world.memory, gt, k)
+    mapping = memory_to_truth(world.memory, gt, k, to_true)
     cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix for i in range(n)]))
     events = hide_events(gt, cameras, fps, k, n, MIN_HIDDEN_SECONDS, observed_until=k)
     at_frame = {}

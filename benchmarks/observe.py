@@ -28,24 +28,14 @@ from tqdm import tqdm
 
 import numpy as np
 
-from splatworld.evaluation import aligned_pose_errors, depth_edges, identity_metrics, psnr, reappearances, revisited_frames
+from splatworld.evaluation import (aligned_pose_errors, depth_edges, identity_metrics, majority_labels, psnr, reappearances,
+                                   revisited_frames, to_true_labels)
 from splatworld.evaluation.report import plot_trajectory_error
 from splatworld.jobs.observe import camera_path_errors
 from splatworld.render.video import to_uint8
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
 from splatworld.jobs.generate import generated_episode
-
-
-def _majority_labels(own: np.ndarray, truth: np.ndarray) -> dict[int, int]:
-    """For each positive label of ``own [H, W]``, the label of ``truth [H, W]`` under most of it,
-    if that covers at least half of it (else 0)."""
-    out = {}
-    for label in np.unique(own[own > 0]):
-        values, counts = np.unique(truth[own == label], return_counts=True)
-        best = int(np.argmax(counts))
-        out[int(label)] = int(values[best]) if counts[best] >= 0.5 * counts.sum() else 0
-    return out
 
 
 def main() -> None:
@@ -84,7 +74,7 @@ def main() -> None:
             memory.observe(frame, upcoming)
             seconds += time.perf_counter() - start
             if args.segmentation == "geometry":  # the true label under each of the memory's own segments
-                to_true.append(_majority_labels(memory.last_instances, frame.instances))
+                to_true.append(majority_labels(memory.last_instances, frame.instances))
             if i + 1 in (minute, len(episode)) and len(episode) >= 2 * minute:
                 saved = memory.save(root / f"{name}_seed{args.seed}_memory.pt")
                 sizes[i + 1] = (len(memory.gaussians_at()), saved.stat().st_size)
@@ -99,7 +89,7 @@ def main() -> None:
         tracks = memory.tracks_json()["objects"]
         gt_labels, pred_labels = np.array([o["labels"] for o in gt]), np.array([t["labels"] for t in tracks])
         if to_true:
-            pred_labels = np.array([[to_true[k].get(label, 0) for k, label in enumerate(row)] for row in pred_labels])
+            pred_labels = to_true_labels(pred_labels, to_true)
             for track, row in zip(tracks, pred_labels):
                 track["labels"] = row.tolist()
         ident = identity_metrics(gt_labels, pred_labels)

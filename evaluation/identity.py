@@ -2,7 +2,10 @@
 
 A ground-truth object and a predicted track *co-occur* in a frame when both carry the same
 non-zero instance label there (``ground_truth.json`` and ``tracks.json`` both record, per
-frame, which label of the frame's ``instances/`` image each object or track owns).
+frame, which label of the frame's ``instances/`` image each object or track owns). A memory that
+makes its own segments (``segmentation=geometry``) labels tracks with those; the scorer maps each
+frame's own labels to true ones while it observes (:func:`majority_labels`) and scores
+:func:`to_true_labels` of the tracks.
 """
 
 from __future__ import annotations
@@ -62,3 +65,35 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         "id_switches": switches,
         "assignment": assignment,
     }
+
+
+def majority_labels(own: np.ndarray, truth: np.ndarray) -> dict[int, int]:
+    """For each positive label of ``own [H, W]``, the label of ``truth [H, W]`` under most of it,
+    if that covers at least half of it (else 0).
+
+    >>> own = np.array([[1, 1, 1, 2], [3, 3, 3, 2]])
+    >>> truth = np.array([[7, 7, 0, 9], [5, 6, 0, 9]])
+    >>> majority_labels(own, truth)
+    {1: 7, 2: 9, 3: 0}
+    """
+    out = {}
+    for label in np.unique(own[own > 0]):
+        values, counts = np.unique(truth[own == label], return_counts=True)
+        best = int(np.argmax(counts))
+        out[int(label)] = int(values[best]) if counts[best] >= 0.5 * counts.sum() else 0
+    return out
+
+
+def to_true_labels(pred_labels: np.ndarray, to_true: list[dict[int, int]]) -> np.ndarray:
+    """``pred_labels [P, T]`` (each track's own segment label per frame) as the true labels under
+    them: ``to_true[t]`` maps frame ``t``'s own labels (:func:`majority_labels`); unmapped -> 0.
+
+    >>> to_true_labels(np.array([[1, 2, 0], [2, 0, 4]]), [{1: 7, 2: 9}, {2: 7}, {}])
+    array([[7, 7, 0],
+           [9, 0, 0]])
+    """
+    pred_labels = np.asarray(pred_labels, dtype=np.int64)
+    if pred_labels.shape[-1] != len(to_true):
+        raise ValueError(f"pred_labels cover {pred_labels.shape[-1]} frames, to_true {len(to_true)}")
+    return np.array([[to_true[t].get(int(label), 0) for t, label in enumerate(row)] for row in pred_labels],
+                    dtype=np.int64).reshape(pred_labels.shape)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from splatworld.evaluation import fit_alignment, identity_metrics, psnr
+from splatworld.evaluation import fit_alignment, identity_metrics, psnr, to_true_labels
 from splatworld.scene.events import UNTOUCHED, hide_events
 from splatworld.memory import SceneMemory
 from splatworld.progress import progress_bar
@@ -31,13 +31,19 @@ def _matrix(pose) -> np.ndarray:
     return pose_to_matrix(torch.as_tensor(np.asarray(pose, dtype=np.float64))).numpy()
 
 
-def memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int) -> dict[int, tuple[int, np.ndarray]]:
+def memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int,
+                    to_true: list[dict[int, int]] | None = None) -> dict[int, tuple[int, np.ndarray]]:
     """gt object index -> (memory object id, object-frame alignment ``X [4, 4]``: ``T_gt ~ T_track X``)
     for every object the memory tracked over the first ``observed`` frames (IDF1 matching;
-    alignment fitted where it was tracked)."""
+    alignment fitted where it was tracked). ``to_true``: per observed frame, the memory's own
+    segment labels -> true labels (:func:`~splatworld.evaluation.majority_labels`), for a memory
+    that segments from geometry; None when its labels are the episode's instance ids."""
     tracks = memory.tracks_json()["objects"]
     gt_labels = np.array([o["labels"][:observed] for o in gt])
-    pred_labels = np.array([t["labels"][:observed] for t in tracks])  # a next-frame run observed on
+    pred_labels = np.array([t["labels"][:observed] for t in tracks],  # a next-frame run observed on
+                           dtype=np.int64).reshape(len(tracks), observed)
+    if to_true is not None:
+        pred_labels = to_true_labels(pred_labels, to_true[:observed])
     out = {}
     for g, p in identity_metrics(gt_labels, pred_labels)["assignment"].items():
         tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))

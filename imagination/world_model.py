@@ -14,7 +14,7 @@ hidden is remembered where it was pushed to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,11 +98,16 @@ class WorldModel:
         self._geometry: tuple[int, Heightmap] | None = None  # (static refresh it was made at, heightmap)
 
     # ----------------------------------------------------------------- observe
-    def observe(self, episode: Episode, until: int, progress: bool = False) -> None:
-        """Observe frames ``[0, until)`` of ``episode`` in full (the protocol's observed part)."""
+    def observe(self, episode: Episode, until: int, progress: bool = False,
+                after_frame: Callable[[Frame], None] | None = None) -> None:
+        """Observe frames ``[0, until)`` of ``episode`` in full (the protocol's observed part);
+        ``after_frame(frame)`` runs after each (a scorer reading ``memory.last_instances``)."""
         view = episode.protocol_view(until)
         for i in progress_bar(range(until), desc="observe", unit="frame", disable=not progress):
-            self.memory.observe(view.observed(i))
+            frame = view.observed(i)
+            self.memory.observe(frame)
+            if after_frame is not None:
+                after_frame(frame)
         self.begin(episode.info(until - 1))
 
     def begin(self, last: FrameInfo) -> None:

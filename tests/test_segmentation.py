@@ -6,8 +6,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
+from splatworld.dynamics.models import make_model
 from splatworld.errors import ShapeError
+from splatworld.evaluation import majority_labels
+from splatworld.evaluation.imagined import memory_to_truth
+from splatworld.imagination import WorldModel
 from splatworld.jobs.config import load_config
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.memory.segmentation import bootstrap_plane
@@ -62,6 +67,28 @@ def test_geometric_segments_are_the_objects_and_build_the_same_memory(episode):
     for obj in seen:  # each object seen is remembered where it stands (within 2 cm of a track)
         xyz = np.array(obj["poses"][-1][:3])
         assert min(np.linalg.norm(t.centroid - xyz) for t in remembered) < 0.03
+
+
+def test_geometric_tracks_are_scored_by_the_true_label_under_their_segments(episode):
+    world = WorldModel(SceneMemory(MemoryConfig(segmentation="geometry", refine_steps_per_keyframe=0),
+                                   agent_label=episode.agent_label), make_model("static"), backend="cpu")
+    to_true = []
+    world.observe(episode, len(episode), after_frame=lambda frame: to_true.append(
+        majority_labels(world.memory.last_instances, frame.instances)))
+    assert len(to_true) == len(episode)
+    gt = episode.ground_truth()["objects"]
+    tracks = {t["id"]: t for t in world.memory.tracks_json()["objects"]}
+    mapping = memory_to_truth(world.memory, gt, len(episode), to_true)
+    seen = [g for g, o in enumerate(gt) if sum(1 for v in o["visible_fraction"] if v > 0.3) > 10]
+    assert seen and set(seen) <= set(mapping)
+    last = len(episode) - 1
+    for g, (track_id, align) in mapping.items():  # the matched track, aligned, is where the object stands
+        pose = tracks[track_id]["poses"][last]
+        if pose is not None and g in seen:
+            track = np.eye(4)
+            track[:3, :3] = Rotation.from_quat(pose[3:], scalar_first=True).as_matrix()
+            track[:3, 3] = pose[:3]
+            assert np.linalg.norm((track @ align)[:3, 3] - gt[g]["poses"][last][:3]) < 0.01
 
 
 def test_a_frame_without_masks_or_agent_pose_is_refused_by_name(episode):
