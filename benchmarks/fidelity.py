@@ -106,13 +106,10 @@ def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryCo
     gt, fps, n = truth["objects"], episode.fps, len(episode)
     world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_dynamics(model, checkpoint),
                        agent_shape=episode.meta.get("agent_shape"))
-    to_true = None  # under geometric segments: each observed frame's own labels -> the true ones
-    if world.memory.config.segmentation == "geometry":
-        to_true = []
-        world.observe(episode, k, progress=progress, after_frame=lambda frame: to_true.append(
-            majority_labels(world.memory.last_instances, frame.instances)))
-    else:
-        world.observe(episode, k, progress=progress)
+    # under geometric segments: each observed frame's own labels -> the true ones
+    to_true = [] if world.memory.config.segmentation == "geometry" else None
+    world.observe(episode, k, progress=progress, after_frame=None if to_true is None else lambda frame: to_true.append(
+        majority_labels(world.memory.last_instances, frame.instances)))
     if refine_steps:
         world.memory.refine(refine_steps)
     mapping = memory_to_truth(world.memory, gt, k, to_true)
