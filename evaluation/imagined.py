@@ -65,16 +65,18 @@ def _prefetched(pool: ThreadPoolExecutor, episode: Episode, imagined: Episode, o
 
 
 def compare_with_ground_truth(episode: Episode, imagined: Episode, memory: SceneMemory, observed: int,
-                              video: Path | None, progress: bool = True) -> dict:
+                              video: Path | None, progress: bool = True,
+                              to_true: list[dict[int, int]] | None = None) -> dict:
     """Score ``imagined`` (frames ``[observed, observed + len(imagined))`` of ``episode``) and write
     ``video`` (ground truth | imagined | per-pixel error) unless it is ``None``. Returns the permanence summary: static-region
-    PSNR per minute of imagination, and per reappearance event the mask IoU and position error."""
+    PSNR per minute of imagination, and per reappearance event the mask IoU and position error.
+    ``to_true``: for a memory that segments from geometry, as in :func:`memory_to_truth`."""
     gt = episode.ground_truth()["objects"]
     n = len(imagined)
     end = observed + n
     if (imagined.width, imagined.height) != (episode.width, episode.height):
         return {"note": "imagined at another resolution than the episode: no comparison"}
-    mapping = memory_to_truth(memory, gt, observed)
+    mapping = memory_to_truth(memory, gt, observed, to_true)
     tracks = {t["id"]: t for t in imagined.tracks()["objects"]}
     cameras = Cameras.from_nerfstudio(episode.meta, np.stack([episode.info(i).transform_matrix
                                                               for i in range(len(episode))]))

@@ -5,7 +5,9 @@ Output (``out``, an episode directory in the episode format, appearing under its
 (file numbers from 0; ``transforms.json`` keeps each frame's time and records ``observe_until``),
 ``memory.pt`` (the memory after observing), ``imagined.mp4``, and where the episode has ground
 truth ``side_by_side.mp4`` (ground truth | imagined | per-pixel error) and ``summary.json`` with
-the permanence summary. While it runs, everything is in ``out.partial``; a killed run started
+the permanence summary (a memory that segments from geometry, ``segmentation=geometry``, is
+matched to the true objects through the true label under most of each of its segments while it
+observes). While it runs, everything is in ``out.partial``; a killed run started
 again with the same settings goes on from its last checkpoint (same output, bit for bit).
 
 ``protocol=next_frame`` writes the same frames, each drawn from every frame before it and then
@@ -30,6 +32,7 @@ from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError, lookup
+from splatworld.evaluation.identity import majority_labels
 from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
 from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
 from splatworld.memory import MemoryConfig, SceneMemory
@@ -48,6 +51,7 @@ def _settings(cfg: DictConfig, episode: Episode, until: int) -> dict:
             "memory": str(Path(cfg.memory).resolve()) if cfg.memory else None, "model": cfg.model,
             "checkpoint": str(cfg.checkpoint), "backend": cfg.backend, "width": cfg.width, "height": cfg.height,
             "forget_after": cfg.forget_after, "protocol": cfg.protocol, "draw_agent": cfg.draw_agent,
+            "segmentation": cfg.segmentation, "poses": cfg.poses,
             "state_fields": list(WorldState.TENSORS)}
 
 
@@ -87,13 +91,17 @@ def imagine_episode(cfg: DictConfig) -> Path:
     if resume is not None and resume["settings"] != settings:
         resume = None  # another run's leftovers: start afresh
 
-    world = WorldModel(SceneMemory(MemoryConfig(backend=cfg.backend), episode.agent_label),
+    memory_config = MemoryConfig(backend=cfg.backend, segmentation=cfg.segmentation, poses=cfg.poses)
+    world = WorldModel(SceneMemory(memory_config, episode.agent_label),
                        load_dynamics(cfg.model, cfg.checkpoint), backend=cfg.backend, forget_after=cfg.forget_after,
                        agent_shape=episode.meta.get("agent_shape") if cfg.draw_agent else None)
+    # under geometric segments, each observed frame's own labels -> the true ones (for the comparison)
+    to_true = [] if cfg.compare and episode.ground_truth() is not None else None
     started = time.perf_counter()
     if resume is not None:
         world.memory = SceneMemory.load(partial / "memory.pt")
         world.load_state_dict(resume["world"])
+        to_true = resume["to_true"]
         print(f"resuming {out} at frame {resume['next']} of [{k}, {until})")
     else:
         shutil.rmtree(partial, ignore_errors=True)
@@ -102,9 +110,16 @@ def imagine_episode(cfg: DictConfig) -> Path:
             if world.memory.frame_count != k:
                 raise ConfigError(f"memory={cfg.memory} observed {world.memory.frame_count} frames, "
                                   f"but observe_until={k}")
+            if to_true is not None and world.memory.config.segmentation == "geometry":
+                raise ConfigError(f"memory={cfg.memory} segments from geometry: its tracks can be matched to the "
+                                  f"true objects only while it observes (its own labels are not saved); leave "
+                                  f"memory out to observe here, or set compare=false")
             world.begin(episode.info(k - 1))
         else:
-            world.observe(episode, k, progress=cfg.progress)
+            if memory_config.segmentation != "geometry":
+                to_true = None  # the memory's labels are the episode's
+            world.observe(episode, k, progress=cfg.progress, after_frame=None if to_true is None else (
+                lambda frame: to_true.append(majority_labels(world.memory.last_instances, frame.instances))))
     observe_seconds = time.perf_counter() - started
 
     meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
@@ -123,7 +138,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
         if next_frame:  # the memory goes on changing: it is part of the checkpoint
             world.memory.save(partial / "memory.pt")
         state = {"settings": settings, "next": next_index, "frames": writer.frames, "tracks": tracks,
-                 "world": world.state_dict()}
+                 "world": world.state_dict(), "to_true": to_true}
         atomic_write(partial / RESUME_FILE, lambda tmp: torch.save(state, tmp))
 
     resident = {}  # MB, at the first minute of imagination and at the end: a stream holds flat memory
@@ -172,7 +187,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
     if cfg.compare and episode.ground_truth() is not None:
         summary.update(compare_with_ground_truth(episode, imagined, world.memory, k,
                                                  out / "side_by_side.mp4" if cfg.video else None,
-                                                 progress=cfg.progress))
+                                                 progress=cfg.progress, to_true=to_true))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     print_summary(summary, out)
     return out

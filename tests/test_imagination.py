@@ -11,6 +11,7 @@ from splatworld.jobs.config import load_config
 from splatworld.dynamics.models import DynamicsModel, make_model
 from splatworld.errors import ConfigError, SplatworldError
 from splatworld.evaluation.baselines import last_frame
+from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.imagination import WorldModel
 from splatworld.jobs import imagine as imagine_run
 from splatworld.memory import MemoryConfig, SceneMemory
@@ -405,3 +406,40 @@ def test_return_protocol_forks_match_observing_up_to_each_reappearance(episode):
         len(np.unique(forks[0][0].instances))  # the forgetful variant draws fewer objects
     with pytest.raises(SplatworldError, match="past b=10"):
         next(imagine_returns(worlds, episode, [(10, 12)]))
+
+
+def test_imagine_scores_a_memory_that_segments_from_geometry_through_the_true_labels(episode, tmp_path, monkeypatch):
+    seen = {}
+
+    def spy(episode, imagined, memory, observed, video, progress=True, to_true=None):
+        seen.update(memory=memory, observed=observed, to_true=to_true)
+        return {}
+
+    monkeypatch.setattr(imagine_run, "compare_with_ground_truth", spy)
+    assert main(["imagine", f"episode={episode.path}", f"observe_until={OBSERVED}", f"until={OBSERVED + 3}",
+                 "progress=false", "backend=cpu", "video=false", "segmentation=geometry", f"out={tmp_path / 'a'}"]) == 0
+    to_true, memory = seen["to_true"], seen["memory"]
+    assert memory.config.segmentation == "geometry" and len(to_true) == OBSERVED
+    gt = episode.ground_truth()["objects"]
+    for i, labels in enumerate(to_true):  # the memory's own labels map to objects in view at that frame (or not)
+        assert set(labels.values()) - {0, episode.agent_label} <= {o["labels"][i] for o in gt if o["labels"][i] > 0}
+    # its own labels are not the episode's: matched through the true ones, the objects its segments showed
+    # are found, each where its track is (at 96 px, small objects touching others are not always segmented)
+    assert memory_to_truth(memory, gt, OBSERVED) == {}
+    mapping = memory_to_truth(memory, gt, OBSERVED, to_true)
+    segmented = {g for g, o in enumerate(gt) if any(o["labels"][i] in labels.values() for i, labels in enumerate(to_true))}
+    assert set(mapping) <= segmented and len(mapping) >= 3
+    poses = memory.poses_at(OBSERVED - 1)
+    for g, (track_id, align) in mapping.items():
+        assert np.linalg.norm((poses[track_id] @ align)[:3, 3] - gt[g]["poses"][OBSERVED - 1][:3]) < 0.02
+
+
+def test_imagine_refuses_to_score_a_saved_memory_that_segments_from_geometry(episode, tmp_path):
+    memory = SceneMemory(MemoryConfig(segmentation="geometry"), agent_label=episode.agent_label)
+    for i in range(OBSERVED):
+        memory.observe(episode[i])
+    memory.save(tmp_path / "memory.pt")
+    args = [f"episode={episode.path}", f"observe_until={OBSERVED}", f"memory={tmp_path / 'memory.pt'}",
+            "progress=false", "backend=cpu", "video=false"]
+    assert main(["imagine", *args, f"out={tmp_path / 'a'}"]) == 2
+    assert main(["imagine", *args, "compare=false", f"until={OBSERVED + 3}", f"out={tmp_path / 'b'}"]) == 0
