@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from splatworld.errors import ShapeError, SplatworldError
 from splatworld.memory.association import match_in_place, reidentify, segments_of
@@ -149,10 +150,13 @@ class SceneMemory:
         matches = reidentify(segments, self.tracks, matches, cfg)
         self.last_instances = instances
         frame_labels = {}  # track id -> the label it owns in this frame
+        nearest_depth = None
         for seg_index, track in matches.items():
             if update_track(track, segments[seg_index], self.agent.may_push(track, agent_pose, self.time, cfg),
                             self.time, cfg):
-                carve(track, depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)
+                if nearest_depth is None:  # the smallest depth around each pixel, 0 where any is unknown
+                    nearest_depth = ndimage.minimum_filter(depth, size=3)
+                carve(track, nearest_depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)
             frame_labels[track.id] = segments[seg_index].label
         for track in duplicate_tracks(list(matches.values()), cfg.icp_max_distance / 2, cfg.reid_color_gate):
             self._forget(track)

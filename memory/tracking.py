@@ -192,23 +192,15 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     return fused
 
 
-def carve(track: ObjectTrack, depth: np.ndarray, camera: Camera, cfg: MemoryConfig,
+def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: MemoryConfig,
           support_plane: np.ndarray | None = None, support_region: np.ndarray | None = None) -> int:
     """Free-space evidence against the model of a track registered in this view: each model voxel
-    the view sees through (its pixel's ``depth [H, W]``, 0 where unknown, lies farther than the
-    voxel by more than ``carve_margin``) loses half its weight (rounded down), and goes at none: a
-    voxel fused at the weight cap (30 views) goes after five views through it. Smears left by views
-    fused off (a "double" object, parts fused while a push was registered short) are seen through
-    from the next views; what lies on the surface or behind it is never seen through.
-
-    The pixel alone, not its neighbourhood: a depth camera's lateral noise gives a pixel beside a
-    silhouette the object's depth now and then, and the points it lays just outside the object
-    grow a halo one voxel thick over the views (each view's silhouette is another part of it).
-    Seen past by the pixel itself from every other view, the halo goes; a true surface voxel at a
-    silhouette, seen through now and then, is fused back whenever it is in view (`long` seed 1,
-    Kinect noise, segments from geometry: masks 1.18x -> 0.99x the true area, IoU 0.737 -> 0.846;
-    ideal depth with instance masks 0.891 -> 0.903). Carving through a 3x3 neighbourhood's nearest
-    depth, as before, kept every voxel within a pixel of the object's silhouette.
+    the view sees through (its pixel and the 8 around it, ``nearest_depth [H, W]``, the smallest
+    valid depth of each 3x3 neighbourhood, 0 where any is missing, lie farther than the voxel by
+    more than ``carve_margin``) loses half its weight (rounded down), and goes at none: a voxel
+    fused at the weight cap (30 views) goes after five views through it. Smears left by views fused
+    off (a "double" object, parts fused while a push was registered short) are seen through from
+    the next views; what lies on the surface or behind it is never seen through.
 
     The support is solid too: with ``support_plane [4]`` (normal up) and its observed
     ``support_region [4]`` (x0, y0, x1, y1) holding the object's centroid above it, voxels more than
@@ -224,7 +216,7 @@ def carve(track: ObjectTrack, depth: np.ndarray, camera: Camera, cfg: MemoryConf
     inside = in_image(uv, z, camera.width, camera.height)
     seen_through = np.zeros(len(model), bool)
     u, v = uv[inside, 0].astype(np.int64), uv[inside, 1].astype(np.int64)
-    seen_through[inside] = depth[v, u] > z[inside] + cfg.carve_margin
+    seen_through[inside] = nearest_depth[v, u] > z[inside] + cfg.carve_margin
     if support_plane is not None and support_region is not None:
         x0, y0, x1, y1 = support_region
         centroid = track.centroid
