@@ -114,6 +114,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
                 raise ConfigError(f"memory={cfg.memory} segments from geometry: its tracks can be matched to the "
                                   f"true objects only while it observes (its own labels are not saved); leave "
                                   f"memory out to observe here, or set compare=false")
+            to_true = None  # the memory's labels are the episode's
             world.begin(episode.info(k - 1))
         else:
             if memory_config.segmentation != "geometry":

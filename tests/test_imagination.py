@@ -443,3 +443,13 @@ def test_imagine_refuses_to_score_a_saved_memory_that_segments_from_geometry(epi
             "progress=false", "backend=cpu", "video=false"]
     assert main(["imagine", *args, f"out={tmp_path / 'a'}"]) == 2
     assert main(["imagine", *args, "compare=false", f"until={OBSERVED + 3}", f"out={tmp_path / 'b'}"]) == 0
+
+
+def test_imagine_scores_a_saved_memory_of_instance_masks(episode, tmp_path):
+    memory = SceneMemory(agent_label=episode.agent_label)
+    for i in range(OBSERVED):
+        memory.observe(episode[i])
+    memory.save(tmp_path / "memory.pt")
+    assert main(["imagine", f"episode={episode.path}", f"observe_until={OBSERVED}", f"memory={tmp_path / 'memory.pt'}",
+                 f"until={OBSERVED + 3}", "progress=false", "backend=cpu", "video=false", f"out={tmp_path / 'a'}"]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["imagined_frames"] == 3
