@@ -43,9 +43,8 @@ import yaml
 
 from splatworld.dynamics.models import MODELS
 from splatworld.dynamics.train import load_dynamics
-from splatworld.evaluation import majority_labels
 from splatworld.evaluation.image import psnr_of_mse
-from splatworld.evaluation.imagined import memory_to_truth
+from splatworld.evaluation.imagined import memory_to_truth, observe_labelled
 from splatworld.evaluation.permanence import TAU_BINS, mask_scores, permanence_rate
 from splatworld.imagination import WorldModel
 from splatworld.jobs.generate import generated_episode
@@ -106,10 +105,7 @@ def imagine_and_score(episode: Episode, k: int, progress: bool, config: MemoryCo
     gt, fps, n = truth["objects"], episode.fps, len(episode)
     world = WorldModel(SceneMemory(config, agent_label=episode.agent_label), load_dynamics(model, checkpoint),
                        agent_shape=episode.meta.get("agent_shape"))
-    # under geometric segments: each observed frame's own labels -> the true ones
-    to_true = [] if world.memory.config.segmentation == "geometry" else None
-    world.observe(episode, k, progress=progress, after_frame=None if to_true is None else lambda frame: to_true.append(
-        majority_labels(world.memory.last_instances, frame.instances)))
+    to_true = observe_labelled(world, episode, k, progress)
     if refine_steps:
         world.memory.refine(refine_steps)
     mapping = memory_to_truth(world.memory, gt, k, to_true)

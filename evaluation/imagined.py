@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from splatworld.evaluation import fit_alignment, identity_metrics, psnr, to_true_labels
+from splatworld.evaluation import fit_alignment, identity_metrics, majority_labels, psnr, to_true_labels
 from splatworld.scene.events import UNTOUCHED, hide_events
+from splatworld.imagination.world_model import WorldModel
 from splatworld.memory import SceneMemory
 from splatworld.progress import progress_bar
 from splatworld.render.video import FrameWriter
@@ -51,6 +52,20 @@ def memory_to_truth(memory: SceneMemory, gt: list[dict], observed: int,
             out[g] = (tracks[p]["id"], fit_alignment([gt[g]["poses"][i] for i in tracked],
                                                      [tracks[p]["poses"][i] for i in tracked]))
     return out
+
+
+def observe_labelled(world: WorldModel, episode: Episode, until: int, progress: bool = False) -> list[dict[int, int]] | None:
+    """Observe frames ``[0, until)`` with ``world`` (:meth:`WorldModel.observe`) and, for a memory
+    that segments from geometry, record per frame its own labels -> the true ones
+    (:func:`~splatworld.evaluation.majority_labels`: the ``to_true`` of :func:`memory_to_truth`);
+    None for a memory whose labels are the episode's."""
+    if world.memory.config.segmentation != "geometry":
+        world.observe(episode, until, progress=progress)
+        return None
+    to_true = []
+    world.observe(episode, until, progress=progress, after_frame=lambda frame: to_true.append(
+        majority_labels(world.memory.last_instances, frame.instances)))
+    return to_true
 
 
 def _prefetched(pool: ThreadPoolExecutor, episode: Episode, imagined: Episode, observed: int, ahead: int = 8):

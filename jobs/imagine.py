@@ -32,8 +32,7 @@ from splatworld.atomic import atomic_write, atomic_write_text
 from splatworld.dynamics.state import WorldState
 from splatworld.dynamics.train import load_dynamics
 from splatworld.errors import ConfigError, lookup
-from splatworld.evaluation.identity import majority_labels
-from splatworld.evaluation.imagined import compare_with_ground_truth, print_summary
+from splatworld.evaluation.imagined import compare_with_ground_truth, observe_labelled, print_summary
 from splatworld.imagination.world_model import PROTOCOLS, ImaginedFrame, WorldModel
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.progress import progress_bar
@@ -95,8 +94,8 @@ def imagine_episode(cfg: DictConfig) -> Path:
     world = WorldModel(SceneMemory(memory_config, episode.agent_label),
                        load_dynamics(cfg.model, cfg.checkpoint), backend=cfg.backend, forget_after=cfg.forget_after,
                        agent_shape=episode.meta.get("agent_shape") if cfg.draw_agent else None)
-    # under geometric segments, each observed frame's own labels -> the true ones (for the comparison)
-    to_true = [] if cfg.compare and episode.ground_truth() is not None else None
+    scored = cfg.compare and episode.ground_truth() is not None
+    to_true = None  # under geometric segments, each observed frame's own labels -> the true ones
     started = time.perf_counter()
     if resume is not None:
         world.memory = SceneMemory.load(partial / "memory.pt")
@@ -110,17 +109,15 @@ def imagine_episode(cfg: DictConfig) -> Path:
             if world.memory.frame_count != k:
                 raise ConfigError(f"memory={cfg.memory} observed {world.memory.frame_count} frames, "
                                   f"but observe_until={k}")
-            if to_true is not None and world.memory.config.segmentation == "geometry":
+            if scored and world.memory.config.segmentation == "geometry":
                 raise ConfigError(f"memory={cfg.memory} segments from geometry: its tracks can be matched to the "
                                   f"true objects only while it observes (its own labels are not saved); leave "
                                   f"memory out to observe here, or set compare=false")
-            to_true = None  # the memory's labels are the episode's
             world.begin(episode.info(k - 1))
+        elif scored:
+            to_true = observe_labelled(world, episode, k, progress=cfg.progress)
         else:
-            if memory_config.segmentation != "geometry":
-                to_true = None  # the memory's labels are the episode's
-            world.observe(episode, k, progress=cfg.progress, after_frame=None if to_true is None else (
-                lambda frame: to_true.append(majority_labels(world.memory.last_instances, frame.instances))))
+            world.observe(episode, k, progress=cfg.progress)
     observe_seconds = time.perf_counter() - started
 
     meta = {"observe_until": k, "imagined_from": str(episode.path), "agent_label": episode.agent_label,
@@ -185,7 +182,7 @@ def imagine_episode(cfg: DictConfig) -> Path:
         print(f"resident memory: {resident['after_1_min']:.0f} MB after the first imagined minute, "
               f"{resident['at_end']:.0f} MB at the end ({resident['at_end'] / resident['after_1_min']:.2f}x)")
     summary = {"observed_frames": k, "imagined_frames": until - k, "fps": episode.fps}  # no timings: reproducible
-    if cfg.compare and episode.ground_truth() is not None:
+    if scored:
         summary.update(compare_with_ground_truth(episode, imagined, world.memory, k,
                                                  out / "side_by_side.mp4" if cfg.video else None,
                                                  progress=cfg.progress, to_true=to_true))

@@ -172,7 +172,7 @@ def test_the_page_draws_the_splats_where_the_boxes_project_and_follows_the_slide
             def drawn_settled(frame: int) -> tuple[np.ndarray, np.ndarray]:
                 """:func:`drawn_where`, measured again (up to three times) while the object's pixels
                 lie outside its box: the browser applies the slider's updates and sorts the splats
-                asynchronously, and a render pair may straddle them (one run in five, here). Splats
+                asynchronously, and a render pair may straddle them (3 runs of 9, here). Splats
                 drawn in the wrong place fail every time."""
                 for _ in range(3):
                     changed, box = drawn_where(frame)
