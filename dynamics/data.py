@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull, QhullError
 
-from splatworld.dynamics.state import (OUTLINE_DIRECTIONS, Heightmap, WorldState, box_outline, footprint_half,
-                                       footprint_outline, support_under)
+from splatworld.dynamics.state import (HULL_VERTICES, OUTLINE_DIRECTIONS, Heightmap, WorldState, box_outline,
+                                       convex_hull, footprint_half, footprint_outline, support_under)
 from splatworld.errors import SplatworldError
 from splatworld.memory.view import MemoryView
 from splatworld.scene.transforms import pose_to_matrix, quat_conjugate, quat_multiply, quat_to_rotmat, rotmat_to_quat
@@ -27,7 +27,8 @@ class Sequence:
 
     position ``[T, N, 3]``, quat ``[T, N, 4]``, yaw ``[T, N]`` (turn about world z, accumulated),
     tilt ``[T, N]`` (radians tipped off world z since the previous frame), extent ``[N, 3]``,
-    outline ``[N, K]`` (:func:`~splatworld.dynamics.state.footprint_outline`),
+    outline ``[N, K]`` (:func:`~splatworld.dynamics.state.footprint_outline`), hull ``[N, V, 3]``
+    (:func:`~splatworld.dynamics.state.convex_hull`, or None),
     seen ``[T, N]`` bool (the object was observed at that frame, so its pose is measured, not
     remembered), valid ``[T, N]`` (born), agent ``[T, 3]``, action ``[T, 2]``, dt, geometry.
     """
@@ -44,6 +45,7 @@ class Sequence:
     action: torch.Tensor
     dt: float
     geometry: Heightmap
+    hull: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.position.shape[0]
@@ -63,9 +65,11 @@ def rotation_increment(q_from: torch.Tensor, q_to: torch.Tensor) -> tuple[torch.
 
 
 def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray, agent: np.ndarray,
-                        action: np.ndarray, dt: float, geometry: Heightmap, outline: np.ndarray | None = None) -> Sequence:
+                        action: np.ndarray, dt: float, geometry: Heightmap, outline: np.ndarray | None = None,
+                        hull: np.ndarray | None = None) -> Sequence:
     """From box-centre poses ``[T, N, 7]`` (NaN where an object is not born yet) of boxes ``extent
-    [N, 3]`` with footprint outlines ``outline [N, K]`` (the boxes' own when None). An object's
+    [N, 3]`` with footprint outlines ``outline [N, K]`` (the boxes' own when None) and convex hulls
+    ``hull [N, V, 3]`` (box frame; none when None). An object's
     ``yaw`` is its turn about world z accumulated frame by frame (:func:`rotation_increment`)
     from 0 at its first frame, and ``tilt`` ``[T, N]`` how far it tipped off z since the frame
     before (0 at the first frame)."""
@@ -83,7 +87,7 @@ def sequence_from_poses(poses: np.ndarray, extent: np.ndarray, seen: np.ndarray,
     return Sequence(poses[..., :3], quat, yaw, tilt, extent, outline,
                     torch.as_tensor(np.asarray(seen, bool)) & valid, valid,
                     torch.as_tensor(np.asarray(agent, np.float64)), torch.as_tensor(np.asarray(action, np.float64)),
-                    float(dt), geometry)
+                    float(dt), geometry, None if hull is None else torch.as_tensor(np.asarray(hull, np.float64)))
 
 
 def _yaw_matrix(yaw: float) -> np.ndarray:
@@ -128,16 +132,18 @@ def yaw_box(points: np.ndarray, prefer_axis: float = 0.01) -> tuple[float, np.nd
     return yaw, rotation @ ((lo + hi) / 2), hi - lo
 
 
-def box_frame(points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """object_from_box ``[4, 4]``, size ``[3]`` and footprint outline ``[K]`` of the least-footprint
-    yaw-turned bounding box of a model's ``points [P, 3]``, in its own frame. (A memory object's frame
+def box_frame(points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """object_from_box ``[4, 4]``, size ``[3]``, footprint outline ``[K]`` and convex hull ``[V, 3]``
+    (:func:`~splatworld.dynamics.state.convex_hull`) of the least-footprint yaw-turned bounding box of
+    a model's ``points [P, 3]``, in its own frame. (A memory object's frame
     is world-aligned at birth, so a box along that frame would be too big for an object standing turned.)"""
     yaw, centre, size = yaw_box(points)
     rotation = _yaw_matrix(yaw)
     frame = torch.eye(4, dtype=torch.float64)
     frame[:3, :3] = torch.from_numpy(rotation)
     frame[:3, 3] = torch.from_numpy(centre)
-    return frame, torch.from_numpy(size), footprint_outline((points - centre) @ rotation)
+    local = (points - centre) @ rotation
+    return frame, torch.from_numpy(size), footprint_outline(local), convex_hull(local, size)
 
 
 @dataclass(frozen=True)
@@ -165,10 +171,11 @@ def state_from_memory(view: MemoryView, agent_position, dt: float,
     along with the memory refreshes it less often than every frame).
     Returns the state and the :class:`MemorySlots` that map its slots back to the memory's objects."""
     tracks = view.remembered()
-    frames, extents, outlines, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], []
+    frames, extents, outlines, hulls, positions, quats, velocities, yaw_rates = [], [], [], [], [], [], [], []
     for track in tracks:
-        frame, extent, outline = box_frame(track.model_points)
+        frame, extent, outline, hull = box_frame(track.model_points)
         outlines.append(outline)
+        hulls.append(hull)
         mats = pose_to_matrix(torch.from_numpy(track.recent_poses)) @ frame  # [2, 4, 4] world_from_box
         boxes = mats[:, :3, 3]
         q = rotmat_to_quat(mats[:, :3, :3])
@@ -188,7 +195,8 @@ def state_from_memory(view: MemoryView, agent_position, dt: float,
                        torch.stack(yaw_rates)[None] if n else torch.zeros(1, 0, dtype=torch.float64),
                        extent, outline, rest, torch.ones(1, n, dtype=torch.bool),
                        torch.as_tensor(np.asarray(agent_position, dtype=np.float64)[:3]).reshape(1, 3),
-                       torch.tensor([float(view.time)], dtype=torch.float64), geometry)
+                       torch.tensor([float(view.time)], dtype=torch.float64), geometry,
+                       torch.stack(hulls)[None] if n else torch.zeros(1, 0, HULL_VERTICES, 3, dtype=torch.float64))
     return state, MemorySlots(tuple(t.id for t in tracks),
                               torch.stack(frames) if n else torch.zeros(0, 4, 4, dtype=torch.float64))
 
@@ -207,7 +215,7 @@ def state_at(seq: Sequence, frames) -> WorldState:
     return WorldState(pos, seq.quat[k], velocity, yaw_rate, seq.extent.expand(len(k), -1, -1).clone(),
                       seq.outline.expand(len(k), -1, -1).clone(), rest,
                       seq.valid[k], seq.agent[k], k.double() * dt,
-                      seq.geometry)
+                      seq.geometry, None if seq.hull is None else seq.hull.expand(len(k), -1, -1, -1).clone())
 
 
 def window_batch(seq: Sequence, frames: torch.Tensor, horizon: int = 1, noise: float = 0.0, generator=None,

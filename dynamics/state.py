@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import ConvexHull, QhullError
 
 from splatworld.errors import ShapeError, check_shape
 from splatworld.scene.transforms import quat_to_rotmat
@@ -104,6 +105,29 @@ def footprint_outline(points: np.ndarray, k: int = OUTLINE_DIRECTIONS) -> torch.
     return torch.from_numpy((points[:, :2] @ np.stack([np.cos(angles), np.sin(angles)])).max(axis=0))
 
 
+HULL_VERTICES = 32  # V: at most this many vertices of an object's convex hull are kept
+
+
+def convex_hull(points: np.ndarray, extent: np.ndarray, k: int = HULL_VERTICES) -> torch.Tensor:
+    """``[k, 3]`` vertices of the convex hull of ``points [M, 3]`` (in the box frame): the hull's own
+    vertices, thinned to ``k`` by farthest-point sampling from the lowest, the last repeated to fill
+    ``k`` rows. Points that span no volume (fewer than four, or flat) give the corners of the box
+    ``extent [3]``."""
+    points = np.asarray(points, dtype=np.float64)
+    try:
+        vertices = points[ConvexHull(points).vertices]
+    except (QhullError, ValueError, IndexError):
+        corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+        vertices = corners * np.asarray(extent, dtype=np.float64) / 2
+    chosen = [int(np.argmin(vertices[:, 2]))]
+    distance = np.linalg.norm(vertices - vertices[chosen[0]], axis=1)
+    while len(chosen) < min(k, len(vertices)):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(vertices - vertices[chosen[-1]], axis=1))
+    chosen += [chosen[-1]] * (k - len(chosen))
+    return torch.from_numpy(vertices[chosen])
+
+
 def box_outline(extent: torch.Tensor, k: int = OUTLINE_DIRECTIONS) -> torch.Tensor:
     """``[..., K]`` the outline of boxes ``extent [..., 3]`` (centred, in their own frame)."""
     angles = outline_angles(k).to(extent)
@@ -183,6 +207,8 @@ class WorldState:
         agent: ``[B, 3]`` agent (pusher) position.
         time: ``[B]`` seconds.
         geometry: the static scaffold, shared by the batch.
+        hull: ``[B, N, V, 3]`` vertices of each object's convex hull in its box frame
+            (:func:`convex_hull`), or None where only the outlines are known.
     """
 
     position: torch.Tensor
@@ -196,15 +222,23 @@ class WorldState:
     agent: torch.Tensor
     time: torch.Tensor
     geometry: Heightmap
+    hull: torch.Tensor | None = None
 
     OBJECT_TENSORS = ("position", "quat", "velocity", "yaw_rate", "extent", "outline", "rest_height", "valid")
     TENSORS = OBJECT_TENSORS + ("agent", "time")
+    OPTIONAL_OBJECT_TENSORS = ("hull",)  # None, or per object like OBJECT_TENSORS
+
+    def present(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``names`` and of :attr:`OPTIONAL_OBJECT_TENSORS` this state holds a tensor for."""
+        return names + tuple(k for k in self.OPTIONAL_OBJECT_TENSORS if getattr(self, k) is not None)
 
     def __post_init__(self) -> None:
         b, n = self.position.shape[:2] if self.position.dim() == 3 else (-1, -1)
         for name, shape in (("position", (b, n, 3)), ("quat", (b, n, 4)), ("velocity", (b, n, 3)),
                             ("yaw_rate", (b, n)), ("extent", (b, n, 3)), ("outline", (b, n, -1)), ("rest_height", (b, n)),
-                            ("valid", (b, n)), ("agent", (b, 3)), ("time", (b,))):
+                            ("valid", (b, n)), ("agent", (b, 3)), ("time", (b,)), ("hull", (b, n, -1, 3))):
+            if getattr(self, name) is None:
+                continue
             check_shape(f"WorldState.{name}", getattr(self, name), tuple(None if s < 0 else s for s in shape))
 
     @property
@@ -223,7 +257,7 @@ class WorldState:
         if self.batch != 1:
             raise ShapeError(f"WorldState.repeat: needs a batch of 1, got {self.batch}")
         return self.replace(**{k: getattr(self, k).expand(batch, *getattr(self, k).shape[1:]).clone()
-                               for k in self.TENSORS})
+                               for k in self.present(self.TENSORS)})
 
     @property
     def device(self) -> torch.device:
@@ -231,7 +265,7 @@ class WorldState:
 
     def to(self, device: torch.device | str) -> WorldState:
         """The same state, its tensors and its geometry on ``device`` (rollouts run where the state is)."""
-        return self.replace(geometry=self.geometry.to(device), **{k: getattr(self, k).to(device) for k in self.TENSORS})
+        return self.replace(geometry=self.geometry.to(device), **{k: getattr(self, k).to(device) for k in self.present(self.TENSORS)})
 
     def half_xy(self) -> torch.Tensor:
         """``[B, N, 2]`` half sizes of each box's world-axis-aligned x-y footprint."""

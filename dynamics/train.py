@@ -100,7 +100,7 @@ def save_checkpoint(model: InteractionModel, path: Path, extra: dict) -> Path:
 
 
 def load_dynamics(model: str, checkpoint: str | os.PathLike | None = None) -> DynamicsModel:
-    """The dynamics model ``model`` (``learned``, ``quasi_static``, ``constant_velocity``, ``static``), with the
+    """The dynamics model ``model`` (``learned``, ``quasi_static``, ``physics``, ``constant_velocity``, ``static``), with the
     constants of the learned ``checkpoint`` (default: the one shipped with the package)."""
     learned = load_checkpoint(checkpoint)
     return learned if model == "learned" else make_model(model, learned.config)

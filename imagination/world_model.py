@@ -231,7 +231,7 @@ class WorldModel:
         """The imagined state (not the memory): enough to continue an interrupted imagination."""
         if self.state is None:
             raise SplatworldError("the world model has no imagined state to save")
-        tensors = {k: getattr(self.state, k) for k in WorldState.TENSORS}
+        tensors = {k: getattr(self.state, k) for k in self.state.present(WorldState.TENSORS)}
         return {"tensors": tensors, "slots": {"ids": list(self.slots.ids), "object_from_box": self.slots.object_from_box},
                 "action": self.action.tolist(), "last_seen": dict(self.last_seen), "last_observed": self.last_observed,
                 "agent_pose": self.agent_pose}

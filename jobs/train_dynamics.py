@@ -23,14 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from splatworld.atomic import atomic_write
 from splatworld.dynamics.data import Sequence, box_frame, sequence_from_poses
 from splatworld.dynamics.models import DynamicsConfig, InteractionModel
-from splatworld.dynamics.state import OUTLINE_DIRECTIONS, Heightmap
+from splatworld.dynamics.state import HULL_VERTICES, OUTLINE_DIRECTIONS, Heightmap
 from splatworld.dynamics.train import Unrolled, evaluate_loss, pushed_starts, rollout_loss, save_checkpoint
 from splatworld.errors import ConfigError, SplatworldError
 from splatworld.progress import progress_bar
 from splatworld.scene.transforms import pose_to_matrix, rotmat_to_quat
 from splatworld.jobs.config import load_config
 
-DATASET_VERSION = 3  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt; 3: outline)
+DATASET_VERSION = 4  # the cached sequences' fields (2: yaw accumulated by swing-twist, tilt; 3: outline; 4: hull)
 
 
 def sequence_from_memory(memory, episode) -> Sequence:
@@ -49,8 +49,9 @@ def sequence_from_memory(memory, episode) -> Sequence:
     seen = np.zeros((n_frames, len(tracks)), bool)
     extent = np.zeros((len(tracks), 3))
     outline = np.zeros((len(tracks), OUTLINE_DIRECTIONS))
+    hull = np.zeros((len(tracks), HULL_VERTICES, 3))
     for j, track in enumerate(tracks):
-        frame, extent[j], outline[j] = box_frame(track.model.points)
+        frame, extent[j], outline[j], hull[j] = box_frame(track.model.points)
         mats = pose_to_matrix(torch.from_numpy(track.poses.array.copy())) @ frame  # [T_j, 4, 4] world_from_box
         centres = mats[:, :3, 3]
         quats = rotmat_to_quat(mats[:, :3, :3])
@@ -60,7 +61,7 @@ def sequence_from_memory(memory, episode) -> Sequence:
     agent = np.array([i.agent_pose[:3] for i in infos])
     action = np.array([i.action for i in infos])
     return sequence_from_poses(poses, extent, seen, agent, action, 1.0 / episode.fps, Heightmap.from_memory(memory.view()),
-                               outline)
+                               outline, hull)
 
 
 def observed_sequence(scenario: str, seconds: float, seed: int, folder: Path, progress: bool = True):

@@ -75,7 +75,7 @@ def planning_state(view: MemoryView, agent_position, dt: float = 0.1, forget_aft
             if tracks[i].belief >= min_belief
             and (forget_after is None or view.time - tracks[i].last_seen <= forget_after)]
     index = torch.tensor(keep, dtype=torch.long)
-    world = world.replace(**{name: getattr(world, name)[:, index] for name in WorldState.OBJECT_TENSORS})
+    world = world.replace(**{name: getattr(world, name)[:, index] for name in world.present(WorldState.OBJECT_TENSORS)})
     ids = tuple(slots.ids[k] for k in keep)
     return PlanningState(world, ids, tuple(tracks[i].state.value for i in ids),
                          torch.tensor([tracks[i].belief for i in ids], dtype=torch.float64),
@@ -85,7 +85,7 @@ def planning_state(view: MemoryView, agent_position, dt: float = 0.1, forget_aft
 
 def as_float32(state: WorldState) -> WorldState:
     """``state`` with its float tensors in float32 (rollouts for planning need no float64)."""
-    return state.replace(**{name: getattr(state, name).float() for name in WorldState.TENSORS
+    return state.replace(**{name: getattr(state, name).float() for name in state.present(WorldState.TENSORS)
                             if getattr(state, name).is_floating_point()})
 
 

@@ -16,8 +16,9 @@ from splatworld.dynamics.models import (DynamicsConfig, InteractionModel, apply_
                                         geometry_probes, make_model, outline_gaps, pushing_into, reach_in_frame,
                                         rollout, to_frame)
 from splatworld.dynamics.pushing import cross2, limit_surface_length, quasi_static_push
-from splatworld.dynamics.state import (Heightmap, WorldState, box_outline, box_yaw, footprint_half, footprint_outline,
-                                       outline_support, support_under)
+from splatworld.dynamics.physics import PhysicsModel
+from splatworld.dynamics.state import (HULL_VERTICES, Heightmap, WorldState, box_outline, box_yaw, convex_hull, footprint_half,
+                                       footprint_outline, outline_support, support_under)
 from splatworld.dynamics.train import Unrolled, load_checkpoint, pushed_starts, rollout_loss
 from splatworld.jobs.train_dynamics import DATASET_VERSION, build_dataset, train
 from splatworld.jobs.config import load_config
@@ -215,7 +216,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ShapeError, match=r"\[B, H, 2\]"):
         rollout(make_model("static"), state, torch.zeros(4, 2))
     with pytest.raises(ConfigError, match="valid"):
-        make_model("physics")
+        make_model("mujoco")
     with pytest.raises(ShapeError, match="WorldState.agent"):
         state.replace(agent=torch.zeros(2, 3))
 
@@ -576,17 +577,18 @@ def test_push_end_errors_score_displacement_and_falls():
 
 def test_eval_dynamics_job_writes_its_report(tmp_path, capsys):
     """The job end to end on a short held-out episode: every table, the plot, the key=value line;
-    the memory's tracks are cached beside the episode and read back the second time."""
+    the memory's tracks (object hulls included) are cached beside the episode and read back the
+    second time, and every model, the rigid-body one too, gives the same report from them."""
     import json
 
     from splatworld.cli import main
 
     args = ["eval-dynamics", f"out={tmp_path / 'eval'}", f"episodes={tmp_path / 'episodes'}", "seeds=[100]",
-            "seconds=2.5", "horizons_s=[0.5]", "models=[static,learned]", "progress=false"]
+            "seconds=2.5", "horizons_s=[0.5]", "models=[static,learned,physics]", "progress=false"]
     assert main(args) == 0
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    assert set(report["results"]) == {"static_0.5s", "static_sequence", "learned_0.5s", "learned_sequence"}
-    assert set(report["push_ends"]) == {"static", "learned"}
+    assert set(report["results"]) == {f"{m}_{s}" for m in ("static", "learned", "physics") for s in ("0.5s", "sequence")}
+    assert set(report["push_ends"]) == {"static", "learned", "physics"}
     assert report["results"]["static_sequence"]["n"] > 0  # every object the memory tracked, from the first frame
     assert "At the end of each push" in (tmp_path / "eval" / "report.md").read_text()
     assert (tmp_path / "eval" / "errors.png").stat().st_size > 10_000
@@ -703,3 +705,62 @@ def test_the_learned_model_with_the_quasi_static_prior_learns_a_residual():
     assert (reference.position[0, -1, 0, 0] - state.position[0, 0, 0]).item() > 0.03  # pushed up to the second cube
     with pytest.raises(ConfigError, match="prior.*'magic'"):
         DynamicsConfig(prior="magic")
+
+
+def _with_hulls(state: WorldState) -> WorldState:
+    """``state`` with each cube's hull: its eight corners, as :func:`convex_hull` finds them from its surface."""
+    hulls = [convex_hull(_box_points(e.numpy()), e.numpy()) for e in state.extent[0]]
+    return state.replace(hull=torch.stack(hulls)[None])
+
+
+def _box_points(size: np.ndarray) -> np.ndarray:
+    """A box's eight corners and points on its faces."""
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * size / 2
+    return np.concatenate([corners, _box_surface(size, 0.0, np.zeros(3), n=500)])
+
+
+def test_convex_hull_of_a_box_surface_is_its_corners():
+    hull = convex_hull(_box_points(np.array([0.1, 0.06, 0.04])), np.array([0.1, 0.06, 0.04]))
+    assert hull.shape == (HULL_VERTICES, 3)
+    corners = {tuple(np.round(v, 3)) for v in hull.numpy()}
+    assert corners == {(x, y, z) for x in (-0.05, 0.05) for y in (-0.03, 0.03) for z in (-0.02, 0.02)}
+    flat = convex_hull(np.zeros((5, 3)), np.array([0.02, 0.02, 0.02]))  # no volume: the box's corners
+    assert np.allclose(np.abs(flat.numpy()), 0.01)
+
+
+@pytest.mark.parametrize("hulls", [True, False])
+def test_physics_carries_a_centred_box_with_the_pusher(hulls):
+    # pusher (r 2.5 cm) 5 cm behind a 5 cm cube's back face, moving +x at 10 cm/s for 2 s: it
+    # closes the gap in 0.5 s and carries the cube 15 cm straight ahead
+    state = _state([[0.0, 0.0, TABLE + 0.025]], agent=(-0.1, 0.0, TABLE + 0.052))
+    state = _with_hulls(state) if hulls else state
+    traj = rollout(PhysicsModel(), state, torch.tensor([[0.1, 0.0]], dtype=torch.float64).expand(1, 20, 2))
+    end = traj.position[0, -1, 0]
+    assert end[0].item() == pytest.approx(0.15, abs=0.01)
+    assert abs(end[1].item()) < 0.003 and end[2].item() == pytest.approx(TABLE + 0.025, abs=0.003)
+    assert abs(math.degrees(box_yaw(traj.quat[0, -1, 0]).item())) < 2.0
+
+
+def test_physics_leaves_what_nothing_touches_exactly_where_it_was():
+    state = _with_hulls(_state([[0.0, 0.0, TABLE + 0.025], [0.2, 0.1, TABLE + 0.025]]))
+    traj = rollout(PhysicsModel(), state, torch.zeros(1, 600, 2, dtype=torch.float64))  # a minute, pusher still
+    assert torch.equal(traj.position[0, -1], state.position[0]) and torch.equal(traj.quat[0, -1], state.quat[0])
+
+
+def test_physics_pushes_a_box_off_the_edge_and_rollouts_in_a_batch_are_independent():
+    # two rollouts side by side: one pushes the cube over the table's edge at x = 0.5, one waits
+    state = _with_hulls(_state([[0.42, 0.0, TABLE + 0.025]], agent=(0.36, 0.0, TABLE + 0.052))).repeat(2)
+    actions = torch.zeros(2, 30, 2, dtype=torch.float64)
+    actions[0, :15, 0] = 0.1
+    traj = rollout(PhysicsModel(), state, actions)
+    assert traj.position[0, -1, 0, 2].item() < TABLE - 0.3  # fell to the floor
+    assert torch.equal(traj.position[1, -1], state.position[1])  # the still pusher's world is untouched
+    alone = rollout(PhysicsModel(), state.replace(**{k: getattr(state, k)[:1] for k in state.present(state.TENSORS)}),
+                    actions[:1])
+    assert torch.allclose(alone.position[0], traj.position[0], atol=1e-6)
+
+
+def test_a_hull_of_the_wrong_shape_is_named():
+    state = _with_hulls(_state([[0.0, 0.0, TABLE + 0.025]]))
+    with pytest.raises(ShapeError, match="WorldState.hull"):
+        state.replace(hull=state.hull[..., :2])

@@ -1,0 +1,292 @@
+"""Rigid-body simulation of the memory's geometry: the ``physics`` dynamics model.
+
+Each object becomes a rigid body of its model's convex hull (:attr:`WorldState.hull`), its
+lowest ring of vertices repeated down to the support it rests on (a memory never sees an
+object's underside); a state without hulls gives prisms, each footprint outline
+(:attr:`WorldState.outline`) extruded over the box's height. The static scaffold's heightmap
+becomes boxes (one per run of cells at one height level, merged into rectangles) over a ground
+plane at its floor; the pusher is a cylinder dragged along its commanded path by a stiff
+constraint, as the generator drives it. Bullet (PyBullet, ``DIRECT``) then steps them at ``hz``:
+contacts at the hulls' corners, sticking and slipping against the pusher, chains of contact of any
+length, toppling and falling off edges all come from the engine, none from a hand-written rule.
+Nothing is learned: masses and frictions are the generator's nominal ones (:class:`PhysicsConfig`).
+
+The ``B`` rollouts of a batch are laid out on a grid in one engine, far enough apart never to
+touch. The engine goes on from where it stopped when it is handed the state it returned last
+(a rollout); any other state is loaded into it: poses, planar and yaw velocities. An object
+the engine moved less than ``rest_tolerance`` (and turned less than ``rest_turn``) from the
+state it was handed (and settled less than ``rest_settle``: Bullet keeps bodies a collision margin
+apart, under a millimetre) is reported where it was, so that what nothing touches never drifts.
+
+Conventions: world z-up metres; quaternions wxyz (PyBullet's xyzw only at its boundary).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as pb
+import torch
+
+from splatworld.dynamics.models import MODELS, DynamicsConfig, DynamicsModel, _advance_agent, _check_action
+from splatworld.dynamics.state import Heightmap, WorldState, box_half, box_yaw, outline_angles
+from splatworld.scene.transforms import quat_conjugate, quat_multiply, quat_to_rotmat, rotation_angle
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """What the engine is told about materials and pace (SI units)."""
+
+    hz: int = 240  # physics steps per second (at 120 a pushed body sinks 4 mm into its support)
+    solver_iterations: int = 15
+    mass: float = 0.1  # kg per object: the memory does not see mass; quasi-static pushing hardly depends on it
+    inertia_scale: float = 1.0  # times the inertia Bullet gives a hull of that mass (its bounding box's)
+    friction: float = 0.6  # object lateral friction (Bullet multiplies the two bodies' coefficients)
+    support_friction: float = 1.0  # the scaffold's
+    pusher_friction: float = 0.5  # the pusher's
+    pusher_mass: float = 2.0
+    pusher_force: float = 300.0  # N: the constraint that drags the pusher along its commanded path
+    level_tolerance: float = 0.01  # m: heightmap cells within this of one another form one surface
+    rest_tolerance: float = 5e-4  # m: an object moved less than this by the engine in x-y ...
+    rest_turn: float = 0.2  # degrees: ... turned less than this ...
+    rest_settle: float = 2e-3  # ... and raised or lowered less than this (contacts keep a margin) is reported unmoved
+    bottom_ring: float = 0.01  # m: hull vertices this close to its lowest point are extended down to the support
+
+
+def _xyzw(q: np.ndarray) -> list[float]:
+    """PyBullet's xyzw order of a wxyz quaternion ``[4]``."""
+    return [float(q[1]), float(q[2]), float(q[3]), float(q[0])]
+
+
+def _wxyz(q) -> torch.Tensor:
+    """``[4]`` wxyz of PyBullet's xyzw quaternion."""
+    return torch.tensor([q[3], q[0], q[1], q[2]], dtype=torch.float64)
+
+
+def scaffold_boxes(geometry: Heightmap, level_tolerance: float = 0.01) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The heightmap's cells above its floor as boxes ``(lo [3], hi [3])`` from the floor up: cells
+    are grouped into height levels (sorted heights split where they jump by more than
+    ``level_tolerance``; each level at its median height), and each level's cells merged into
+    rectangles (runs along x, stacked along y while the run repeats)."""
+    heights = geometry.heights.double().numpy()
+    floor, cell = float(geometry.floor), float(geometry.cell)
+    origin = geometry.origin.double().numpy()
+    raised = heights > floor + level_tolerance
+    if not raised.any():
+        return []
+    values = np.sort(heights[raised])
+    cuts = values[1:][np.diff(values) > level_tolerance]
+    level = np.searchsorted(cuts, heights, side="right")
+    tops = [float(np.median(values[(np.searchsorted(cuts, values, side="right") == k)])) for k in range(len(cuts) + 1)]
+    boxes = []
+    for k, top in enumerate(tops):
+        mask = raised & (level == k)
+        open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) -> first row
+        for row in range(mask.shape[0] + 1):
+            runs = set()
+            if row < mask.shape[0]:
+                cols = np.flatnonzero(mask[row])
+                if len(cols):
+                    splits = np.flatnonzero(np.diff(cols) > 1)
+                    runs = {(int(a), int(b) + 1) for a, b in zip(np.r_[cols[0], cols[splits + 1]], np.r_[cols[splits], cols[-1]])}
+            for run in list(open_runs):
+                if run not in runs:
+                    first = open_runs.pop(run)
+                    lo = np.array([origin[0] + run[0] * cell, origin[1] + first * cell, floor])
+                    hi = np.array([origin[0] + run[1] * cell, origin[1] + row * cell, top])
+                    boxes.append((lo, hi))
+            for run in runs:
+                open_runs.setdefault(run, row)
+    return boxes
+
+
+def prism_vertices(outline: np.ndarray, height: float) -> np.ndarray:
+    """``[2K, 3]`` a prism over the footprint ``outline [K]`` (support along ``K`` evenly spaced
+    directions, one vertex at that reach along each), ``height`` tall, centred on the origin."""
+    angles = outline_angles(len(outline)).double().numpy()
+    ring = np.stack([np.cos(angles) * outline, np.sin(angles) * outline], -1)
+    return np.concatenate([np.c_[ring, np.full(len(ring), -height / 2)], np.c_[ring, np.full(len(ring), height / 2)]])
+
+
+class PhysicsModel(DynamicsModel):
+    """Bullet stepping convex prisms of the memory's objects on boxes of its scaffold (module doc)."""
+
+    name = "physics"
+
+    def __init__(self, config: DynamicsConfig | None = None, physics: PhysicsConfig | None = None):
+        super().__init__(config)
+        self.physics = physics or PhysicsConfig()
+        self._client: int | None = None
+        self._key = None
+        self._last: WorldState | None = None
+
+    # -------------------------------------------------------------- engine
+    def _connect(self) -> int:
+        if self._client is None or not pb.isConnected(self._client):
+            self._client = pb.connect(pb.DIRECT)
+        return self._client
+
+    def __del__(self):
+        if self._client is not None and pb.isConnected(self._client):
+            pb.disconnect(self._client)
+
+    def _build(self, state: WorldState) -> None:
+        """A new engine world for the batch's scaffold and object shapes."""
+        p, cfg = self.physics, self.config
+        client = self._connect()
+        pb.resetSimulation(physicsClientId=client)
+        pb.setGravity(0, 0, -9.81, physicsClientId=client)
+        pb.setPhysicsEngineParameter(fixedTimeStep=1.0 / p.hz, numSolverIterations=p.solver_iterations,
+                                     deterministicOverlappingPairs=1, physicsClientId=client)
+        geometry = state.geometry
+        boxes = scaffold_boxes(geometry, p.level_tolerance)
+        # a grid keeps every world within metres of the origin, where Bullet's floats are fine
+        span = float(geometry.cell) * max(geometry.heights.shape) + 2.0
+        side = math.ceil(math.sqrt(state.batch))
+        self._offsets = np.zeros((state.batch, 3))
+        self._offsets[:, 0], self._offsets[:, 1] = np.arange(state.batch) % side * span, np.arange(state.batch) // side * span
+        plane = pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=client)
+        ground = pb.createMultiBody(0, plane, basePosition=[0, 0, float(geometry.floor)], physicsClientId=client)
+        statics = [ground]
+        for offset in self._offsets:
+            for lo, hi in boxes:
+                shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=((hi - lo) / 2).tolist(), physicsClientId=client)
+                statics.append(pb.createMultiBody(0, shape, basePosition=((hi + lo) / 2 + offset).tolist(),
+                                                  physicsClientId=client))
+        for body in statics:
+            pb.changeDynamics(body, -1, lateralFriction=p.support_friction, physicsClientId=client)
+        shapes = self._shapes(state)
+        valid = state.valid.cpu().numpy()
+        self._bodies = np.full(valid.shape, -1, dtype=np.int64)
+        for b, n in zip(*np.nonzero(valid)):
+            shape = pb.createCollisionShape(pb.GEOM_MESH, vertices=shapes[b, n].tolist(), physicsClientId=client)
+            body = pb.createMultiBody(p.mass, shape, physicsClientId=client)
+            inertia = np.asarray(pb.getDynamicsInfo(body, -1, physicsClientId=client)[2]) * p.inertia_scale
+            pb.changeDynamics(body, -1, lateralFriction=p.friction, rollingFriction=0.001, spinningFriction=0.001,
+                              localInertiaDiagonal=inertia.tolist(), physicsClientId=client)
+            self._bodies[b, n] = body
+        self._pushers, self._constraints = [], []
+        pusher_shape = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=cfg.agent_radius, height=cfg.agent_height,
+                                               physicsClientId=client)
+        for b in range(state.batch):
+            pusher = pb.createMultiBody(p.pusher_mass, pusher_shape, physicsClientId=client)
+            pb.changeDynamics(pusher, -1, lateralFriction=p.pusher_friction, physicsClientId=client)
+            for body in statics:
+                pb.setCollisionFilterPair(pusher, body, -1, -1, 0, physicsClientId=client)  # glides over the scaffold
+            self._pushers.append(pusher)
+            self._constraints.append(pb.createConstraint(pusher, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
+                                                         [0, 0, 0], physicsClientId=client))
+
+    def _shapes(self, state: WorldState) -> np.ndarray:
+        """``[B, N, M, 3]`` each object's collision vertices in the frame its body is loaded in
+        (:meth:`_load`). With hulls: the hull in the box frame, its lowest ring (vertices within
+        ``bottom_ring`` of its lowest point, as the box stands in ``state``) repeated down to the
+        support, since a memory sees no object's underside and its model stops short of the
+        table. Without: prisms of the outlines, in the frame turned by the box's yaw."""
+        heights = (2 * box_half(state.quat, state.extent)[..., 2]).double().cpu().numpy()
+        self._heights = heights
+        if state.hull is None:
+            outline = state.outline.double().cpu().numpy()
+            return np.stack([np.stack([prism_vertices(o, h) for o, h in zip(row, hrow)]) for row, hrow in zip(outline, heights)])
+        hull = state.hull.double().cpu().numpy()
+        rotation = quat_to_rotmat(state.quat.double()).cpu().numpy()  # [B, N, 3, 3] world_from_box
+        rest = state.rest_height.double().cpu().numpy()
+        world = np.einsum("bnij,bnvj->bnvi", rotation, hull)
+        lowest = world[..., 2].min(-1, keepdims=True)
+        ring = world[..., 2] < lowest + self.physics.bottom_ring
+        floor = np.minimum(-rest[..., None], lowest)
+        base = np.where(ring[..., None], np.concatenate([world[..., :2], np.broadcast_to(floor[..., None], world[..., :1].shape)], -1),
+                        world)
+        return np.einsum("bnji,bnvj->bnvi", rotation, np.concatenate([world, base], -2))
+
+    def _load(self, state: WorldState) -> None:
+        """Set every engine body to ``state``: objects resting on their support at their
+        positions, turned to their yaw, moving at their planar and yaw velocities; pushers at the agent."""
+        client = self._client
+        position = state.position.double().cpu().numpy()
+        velocity = state.velocity.double().cpu().numpy()
+        yaw = box_yaw(state.quat).double().cpu()
+        yaw_rate = state.yaw_rate.double().cpu().numpy()
+        agent = state.agent.double().cpu().numpy()
+        if state.hull is not None:  # hulls are in the box frame: bodies take the boxes' poses
+            self._frames = state.quat.double().cpu().clone()
+            centre_z = position[..., 2]
+        else:  # a prism turns with the box's yaw only and stands on the box's bottom
+            self._frames = torch.stack([torch.cos(yaw / 2), torch.zeros_like(yaw), torch.zeros_like(yaw), torch.sin(yaw / 2)], -1)
+            centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
+        self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
+        for b, n in zip(*np.nonzero(self._bodies >= 0)):
+            body = int(self._bodies[b, n])
+            centre = (np.r_[position[b, n, :2], centre_z[b, n]] + self._offsets[b]).tolist()
+            pb.resetBasePositionAndOrientation(body, centre, _xyzw(self._frames[b, n]), physicsClientId=client)
+            pb.resetBaseVelocity(body, velocity[b, n].tolist(), [0.0, 0.0, float(yaw_rate[b, n])], physicsClientId=client)
+        self._targets = agent + self._offsets
+        for b, pusher in enumerate(self._pushers):
+            pb.resetBasePositionAndOrientation(pusher, self._targets[b].tolist(), [0, 0, 0, 1], physicsClientId=client)
+            pb.resetBaseVelocity(pusher, [0, 0, 0], [0, 0, 0], physicsClientId=client)
+            pb.changeConstraint(self._constraints[b], self._targets[b].tolist(), maxForce=self.physics.pusher_force,
+                                physicsClientId=client)
+
+    # -------------------------------------------------------------- model
+    def propose(self, state, action):
+        raise NotImplementedError("PhysicsModel steps the engine: use step / advance")
+
+    def advance(self, state: WorldState, action: torch.Tensor) -> tuple[WorldState, torch.Tensor]:
+        _check_action(state, action)
+        shape = state.outline if state.hull is None else state.hull
+        key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
+               hash(state.valid.cpu().numpy().tobytes()))
+        if key != self._key:
+            self._build(state)
+            self._key, self._last = key, None
+        if state is not self._last:
+            self._load(state)
+        p, client = self.physics, self._client
+        steps = max(1, round(self.config.dt * p.hz))
+        command = action.double().cpu().numpy()
+        for _ in range(steps):
+            self._targets[:, :2] += command / p.hz
+            for b, constraint in enumerate(self._constraints):
+                pb.changeConstraint(constraint, self._targets[b].tolist(), maxForce=p.pusher_force, physicsClientId=client)
+            pb.stepSimulation(physicsClientId=client)
+        nxt = self._read(state)
+        agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
+        nxt = nxt.replace(agent=agent, time=time)
+        self._last = nxt
+        moved = (nxt.position != state.position).any(-1) | (nxt.quat != state.quat).any(-1)
+        return nxt, moved & state.valid
+
+    def _read(self, state: WorldState) -> WorldState:
+        """The engine's bodies as the next state (objects it barely moved reported unmoved)."""
+        client, p = self._client, self.physics
+        position = state.position.double().cpu().numpy().copy()
+        quat = state.quat.double().cpu().clone()
+        velocity = np.zeros_like(position)
+        yaw_rate = np.zeros(position.shape[:2])
+        for b, n in zip(*np.nonzero(self._bodies >= 0)):
+            body = int(self._bodies[b, n])
+            centre, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=client)
+            linear, angular = pb.getBaseVelocity(body, physicsClientId=client)
+            now = _wxyz(orientation)
+            turn = quat_multiply(now, quat_conjugate(self._frames[b, n]))  # since the pose last reported
+            new = np.array(centre) - self._offsets[b]
+            new[2] += self._lift[b, n]
+            still = (np.linalg.norm(new[:2] - position[b, n, :2]) < p.rest_tolerance
+                     and float(rotation_angle(quat_to_rotmat(turn))) < p.rest_turn
+                     and abs(new[2] - position[b, n, 2]) < p.rest_settle)
+            if still:
+                continue  # the frame stays the one the reported pose matches, so small turns add up
+            self._frames[b, n] = now
+            position[b, n] = new
+            quat[b, n] = quat_multiply(turn, quat[b, n])
+            velocity[b, n] = linear
+            yaw_rate[b, n] = angular[2]
+        t = lambda a: torch.as_tensor(a, dtype=state.position.dtype, device=state.device)  # noqa: E731
+        quat = t(quat)
+        return state.replace(position=t(position), quat=quat / torch.linalg.norm(quat, dim=-1, keepdim=True),
+                             velocity=t(velocity), yaw_rate=t(yaw_rate))
+
+
+MODELS[PhysicsModel.name] = PhysicsModel
