@@ -110,6 +110,11 @@ def prism_vertices(outline: np.ndarray, height: float) -> np.ndarray:
     return np.concatenate([np.c_[ring, np.full(len(ring), -height / 2)], np.c_[ring, np.full(len(ring), height / 2)]])
 
 
+# Bullet collision groups: two bodies touch when each one's group is in the other's mask; objects
+# keep Bullet's default (group 1, every mask), so the pusher glides over the scaffold.
+_OBJECTS, _SCAFFOLD, _PUSHERS = 1, 2, 4
+
+
 class PhysicsModel(DynamicsModel):
     """Bullet stepping convex prisms of the memory's objects on boxes of its scaffold (module doc)."""
 
@@ -157,6 +162,7 @@ class PhysicsModel(DynamicsModel):
                                                   physicsClientId=client))
         for body in statics:
             pb.changeDynamics(body, -1, lateralFriction=p.support_friction, physicsClientId=client)
+            pb.setCollisionFilterGroupMask(body, -1, _SCAFFOLD, _OBJECTS, physicsClientId=client)
         shapes = self._shapes(state)
         valid = state.valid.cpu().numpy()
         self._bodies = np.full(valid.shape, -1, dtype=np.int64)
@@ -173,8 +179,7 @@ class PhysicsModel(DynamicsModel):
         for b in range(state.batch):
             pusher = pb.createMultiBody(p.pusher_mass, pusher_shape, physicsClientId=client)
             pb.changeDynamics(pusher, -1, lateralFriction=p.pusher_friction, physicsClientId=client)
-            for body in statics:
-                pb.setCollisionFilterPair(pusher, body, -1, -1, 0, physicsClientId=client)  # glides over the scaffold
+            pb.setCollisionFilterGroupMask(pusher, -1, _PUSHERS, _OBJECTS, physicsClientId=client)  # glides over the scaffold
             self._pushers.append(pusher)
             self._constraints.append(pb.createConstraint(pusher, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
                                                          [0, 0, 0], physicsClientId=client))
