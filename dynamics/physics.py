@@ -30,7 +30,7 @@ import numpy as np
 import pybullet as pb
 import torch
 
-from splatworld.dynamics.models import MODELS, DynamicsConfig, DynamicsModel, _advance_agent, _check_action
+from splatworld.dynamics.models import MODELS, DynamicsConfig, DynamicsModel, _advance_agent, _check_action, _yaw_quat
 from splatworld.dynamics.state import Heightmap, WorldState, box_half, box_yaw, outline_angles
 from splatworld.scene.transforms import quat_conjugate, quat_multiply, quat_to_rotmat, rotation_angle
 
@@ -219,7 +219,7 @@ class PhysicsModel(DynamicsModel):
             self._frames = state.quat.double().cpu().clone()
             centre_z = position[..., 2]
         else:  # a prism turns with the box's yaw only and stands on the box's bottom
-            self._frames = torch.stack([torch.cos(yaw / 2), torch.zeros_like(yaw), torch.zeros_like(yaw), torch.sin(yaw / 2)], -1)
+            self._frames = _yaw_quat(yaw)
             centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
         self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
@@ -240,13 +240,13 @@ class PhysicsModel(DynamicsModel):
 
     def advance(self, state: WorldState, action: torch.Tensor) -> tuple[WorldState, torch.Tensor]:
         _check_action(state, action)
-        shape = state.outline if state.hull is None else state.hull
-        key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
-               hash(state.valid.cpu().numpy().tobytes()))
-        if key != self._key:
-            self._build(state)
-            self._key, self._last = key, None
-        if state is not self._last:
+        if state is not self._last:  # the state the engine returned last holds the shapes it was built with
+            shape = state.outline if state.hull is None else state.hull
+            key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
+                   hash(state.valid.cpu().numpy().tobytes()))
+            if key != self._key:
+                self._build(state)
+                self._key = key
             self._load(state)
         p, client = self.physics, self._client
         steps = max(1, round(self.config.dt * p.hz))
