@@ -218,10 +218,12 @@ def test_play_advances_the_slider_at_the_chosen_speed(run):
         started = time.perf_counter()
         viewer.playing.value = True
         time.sleep(1.0)
-        viewer.playing.value = False
-        elapsed, shown = time.perf_counter() - started, viewer.frame
+        shown = viewer.pause()
+        elapsed = time.perf_counter() - started
         assert viewer.slider.value == shown
-        # 8 s of episode per second of play, in ticks of 0.1 s (the last one may have been in flight)
+        time.sleep(0.3)  # three ticks: paused, none of them moves on
+        assert viewer.frame == shown and viewer.slider.value == shown
+        # 8 s of episode per second of play, in ticks of 0.1 s
         assert 8.0 * (elapsed - 0.3) <= timeline.times[shown] - timeline.times[0] <= 8.0 * elapsed + 1e-6
         viewer.playing.value = True  # it stops at the last frame
         time.sleep(2.0)

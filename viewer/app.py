@@ -368,18 +368,27 @@ class MemoryViewer:
         times = self.timeline.times
         last = time.monotonic()
         while not self._stop.wait(1.0 / self.config.play_hz):
-            now, elapsed = time.monotonic(), time.monotonic() - last
-            if not self.playing.value:
-                last = now
-                continue
-            target = times[max(self.frame, 0)] + self.speed.value * elapsed
-            nxt = int(np.searchsorted(times, target, side="right")) - 1
-            if nxt >= len(times) - 1 and self.frame >= len(times) - 1:
-                self.playing.value = False
-                continue
-            if nxt > self.frame:  # a frame may last longer than a tick at low speed: wait for it
-                self.show(min(nxt, len(times) - 1))
-                last = now - (target - times[self.frame]) / self.speed.value
+            # a tick holds the lock from reading ``play`` to showing its frame, so pause() can wait it out
+            with self._lock:
+                now, elapsed = time.monotonic(), time.monotonic() - last
+                if not self.playing.value:
+                    last = now
+                    continue
+                target = times[max(self.frame, 0)] + self.speed.value * elapsed
+                nxt = int(np.searchsorted(times, target, side="right")) - 1
+                if nxt >= len(times) - 1 and self.frame >= len(times) - 1:
+                    self.playing.value = False
+                    continue
+                if nxt > self.frame:  # a frame may last longer than a tick at low speed: wait for it
+                    self.show(min(nxt, len(times) - 1))
+                    last = now - (target - times[self.frame]) / self.speed.value
+
+    def pause(self) -> int:
+        """Untick ``play`` and wait for a tick in flight to finish; returns the frame shown, which
+        no tick moves on from until ``play`` is ticked again."""
+        self.playing.value = False
+        with self._lock:
+            return self.frame
 
     def save_view(self, client: viser.ClientHandle, path: str | Path, width: int = 1280, height: int = 960,
                   timeout: float = 60.0) -> Path:
