@@ -23,8 +23,8 @@ imagine the rest from the camera path and the agent's commands):
   object's axes (its points, aligned with :func:`splatworld.evaluation.imagined.memory_to_truth`) over the true
   ``extent``, the largest of the three axes' ratios.
 
-Writes ``OUT/fidelity.json`` (every event, every object, every minute; ``fidelity_<part>.json`` when
-one part runs alone) and ``OUT/fidelity.png``.
+Writes ``OUT/fidelity.json`` (the command's arguments, every event, every object, every minute;
+``fidelity_<part>.json`` when one part runs alone) and ``OUT/fidelity.png``.
 Last line: ``opr_still=... mean_iou_still=... presence_moved=... opr_moved=... extent_ratio_p90=...
 extent_ratio_max=... psnr_revisited=... psnr_unseen=... psnr_unseen_background=... vanished_frames=... realtime=...``
 (PSNRs: the worst imagined minute over all seeds).
@@ -257,7 +257,8 @@ def main() -> None:
     drawn = sum(r["draw_seconds"] for r in results.values())
     realtime = sum(r["imagined_frames"] / r["fps"] for r in results.values()) / drawn if drawn else float("nan")
     name = "fidelity" if len(args.parts) == 2 else f"fidelity_{args.parts[0]}"
-    (out / f"{name}.json").write_text(json.dumps({"results": {str(s): r for s, r in results.items()},
+    (out / f"{name}.json").write_text(json.dumps({"arguments": vars(args),
+                                                    "results": {str(s): r for s, r in results.items()},
                                                     "extents": {str(s): e for s, e in extents.items()},
                                                     "rates": rates}, indent=1))
     if results:
