@@ -13,7 +13,9 @@ Nothing is learned: masses and frictions are the generator's nominal ones (:clas
 
 The ``B`` rollouts of a batch are laid out on a grid in one engine, far enough apart never to
 touch. The engine goes on from where it stopped when it is handed the state it returned last
-(a rollout); any other state is loaded into it: poses, planar and yaw velocities. An object
+(a rollout), or that state with only the agent replaced (imagination, where each frame gives the
+agent's pose: the pushers are pulled there); any other state is loaded into it: poses, planar and
+yaw velocities (contacts and tilting motions, which a state does not hold, start afresh). An object
 the engine moved less than ``rest_tolerance`` (and turned less than ``rest_turn``) from the
 state it was handed (and settled less than ``rest_settle``: Bullet keeps bodies a collision margin
 apart, under a millimetre) is reported where it was, so that what nothing touches never drifts.
@@ -23,6 +25,7 @@ Conventions: world z-up metres; quaternions wxyz (PyBullet's xyzw only at its bo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -240,7 +243,9 @@ class PhysicsModel(DynamicsModel):
 
     def advance(self, state: WorldState, action: torch.Tensor) -> tuple[WorldState, torch.Tensor]:
         _check_action(state, action)
-        if state is not self._last:  # the state the engine returned last holds the shapes it was built with
+        if state is not self._last and self._agent_moved_only(state):
+            self._move_pushers(state.agent.double().cpu().numpy())
+        elif state is not self._last:  # the state the engine returned last holds the shapes it was built with
             shape = state.outline if state.hull is None else state.hull
             key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
                    hash(state.valid.cpu().numpy().tobytes()))
@@ -262,6 +267,26 @@ class PhysicsModel(DynamicsModel):
         self._last = nxt
         moved = (nxt.position != state.position).any(-1) | (nxt.quat != state.quat).any(-1)
         return nxt, moved & state.valid
+
+    def _agent_moved_only(self, state: WorldState) -> bool:
+        """Whether ``state`` is the state the engine returned last with only the agent (and the
+        clock) replaced, as imagination does when a frame gives the agent's pose: the engine
+        goes on, keeping the contacts and the tilting motions a state does not hold."""
+        last = self._last
+        return last is not None and all(getattr(state, f.name) is getattr(last, f.name)
+                                        for f in dataclasses.fields(WorldState) if f.name not in ("agent", "time"))
+
+    def _move_pushers(self, agent: np.ndarray) -> None:
+        """Drag each pusher to ``agent [B, 3]``, or put it there if that is more than its radius
+        from where it was headed (a jump, not a drift of integrated commands)."""
+        targets = agent + self._offsets
+        for b, pusher in enumerate(self._pushers):
+            off = np.linalg.norm(targets[b] - self._targets[b])
+            if off > self.config.agent_radius:
+                pb.resetBasePositionAndOrientation(pusher, targets[b].tolist(), [0, 0, 0, 1], physicsClientId=self._client)
+                pb.resetBaseVelocity(pusher, [0, 0, 0], [0, 0, 0], physicsClientId=self._client)
+            if off > 1e-9:  # below, rounding between the summed sub-steps and the agent's one step
+                self._targets[b] = targets[b]
 
     def _read(self, state: WorldState) -> WorldState:
         """The engine's bodies as the next state (objects it barely moved reported unmoved)."""

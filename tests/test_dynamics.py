@@ -760,6 +760,36 @@ def test_physics_pushes_a_box_off_the_edge_and_rollouts_in_a_batch_are_independe
     assert torch.allclose(alone.position[0], traj.position[0], atol=1e-6)
 
 
+def _steps(model, state, actions, replace=lambda s: s):
+    """``state`` stepped through ``actions [H, 2]``, ``replace(state)`` handed to each step: the
+    first object's positions ``[H, 3]`` and the last state."""
+    positions = []
+    for action in actions:
+        state = model.step(replace(state), action[None])
+        positions.append(state.position[0, 0])
+    return torch.stack(positions), state
+
+
+def test_physics_goes_on_when_only_the_agent_is_replaced():
+    # imagination replaces the agent with the pose each frame gives: the engine goes on (the cube
+    # tipping over the edge keeps its tilting motion), as a plain rollout does; loading the
+    # same poses anew loses that motion and the contacts, so the fall comes out otherwise
+    state = _with_hulls(_state([[0.42, 0.0, TABLE + 0.025]], agent=(0.36, 0.0, TABLE + 0.052)))
+    actions = torch.zeros(20, 2, dtype=torch.float64)
+    actions[:10, 0] = 0.1
+    plain = rollout(PhysicsModel(), state, actions[None]).position[0, :, 0]
+    agent_replaced, _ = _steps(PhysicsModel(), state, actions, lambda s: s.replace(agent=s.agent.clone(), time=s.time.clone()))
+    torch.testing.assert_close(agent_replaced, plain, rtol=0, atol=0)
+    reloaded, _ = _steps(PhysicsModel(), state, actions, lambda s: s.replace(position=s.position.clone()))
+    assert (reloaded - plain).norm(dim=-1).max().item() > 0.01
+    # mid-push, an agent put 30 cm ahead of the cube jumps there: it is not dragged through the cube
+    model, back = PhysicsModel(), torch.tensor([0.2, 0.0, 0.0], dtype=torch.float64)
+    pushed, last = _steps(model, state.replace(position=state.position - back, agent=state.agent - back), actions[:5])
+    ahead = last.replace(agent=last.agent + 1.5 * back)
+    after, _ = _steps(model, ahead, torch.zeros(10, 2, dtype=torch.float64))
+    assert (after[-1] - pushed[-1]).norm().item() < 0.01
+
+
 def test_a_hull_of_the_wrong_shape_is_named():
     state = _with_hulls(_state([[0.0, 0.0, TABLE + 0.025]]))
     with pytest.raises(ShapeError, match="WorldState.hull"):
