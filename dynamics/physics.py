@@ -20,6 +20,11 @@ the engine moved less than ``rest_tolerance`` (and turned less than ``rest_turn`
 state it was handed (and settled less than ``rest_settle``: Bullet keeps bodies a collision margin
 apart, under a millimetre) is reported where it was, so that what nothing touches never drifts.
 
+An object loaded at rest (slower than ``wake_speed``) is held where it is, touching neither the
+scaffold nor other resting objects, until a pusher or a moving object touches it: a memory's
+estimate of a resting object (a hull a few millimetres into the table, an underside it never saw)
+would otherwise pop up or topple by itself, and what nobody touches must not move.
+
 Conventions: world z-up metres; quaternions wxyz (PyBullet's xyzw only at its boundary).
 """
 
@@ -56,6 +61,8 @@ class PhysicsConfig:
     rest_turn: float = 0.2  # degrees: ... turned less than this ...
     rest_settle: float = 2e-3  # ... and raised or lowered less than this (contacts keep a margin) is reported unmoved
     bottom_ring: float = 0.01  # m: hull vertices this close to its lowest point are extended down to the support
+    wake_speed: float = 0.01  # m/s (rad/s for yaw): an object loaded slower than this rests until something touches it
+    rest_hold: float = 1e4  # N: what holds a resting object where it is
 
 
 def _xyzw(q: np.ndarray) -> list[float]:
@@ -113,9 +120,10 @@ def prism_vertices(outline: np.ndarray, height: float) -> np.ndarray:
     return np.concatenate([np.c_[ring, np.full(len(ring), -height / 2)], np.c_[ring, np.full(len(ring), height / 2)]])
 
 
-# Bullet collision groups: two bodies touch when each one's group is in the other's mask; objects
-# keep Bullet's default (group 1, every mask), so the pusher glides over the scaffold.
-_OBJECTS, _SCAFFOLD, _PUSHERS = 1, 2, 4
+# Bullet collision groups: two bodies touch when each one's group is in the other's mask. Objects
+# in motion keep Bullet's default (group 1, every mask); the pusher glides over the scaffold; an
+# object at rest touches only pushers and objects in motion (what wakes it), not the scaffold.
+_OBJECTS, _SCAFFOLD, _PUSHERS, _RESTING = 1, 2, 4, 8
 
 
 class PhysicsModel(DynamicsModel):
@@ -169,6 +177,7 @@ class PhysicsModel(DynamicsModel):
         shapes = self._shapes(state)
         valid = state.valid.cpu().numpy()
         self._bodies = np.full(valid.shape, -1, dtype=np.int64)
+        self._pins = {}  # (b, n) -> the constraint holding a resting object where it was loaded
         for b, n in zip(*np.nonzero(valid)):
             shape = pb.createCollisionShape(pb.GEOM_MESH, vertices=shapes[b, n].tolist(), physicsClientId=client)
             body = pb.createMultiBody(p.mass, shape, physicsClientId=client)
@@ -182,7 +191,7 @@ class PhysicsModel(DynamicsModel):
         for b in range(state.batch):
             pusher = pb.createMultiBody(p.pusher_mass, pusher_shape, physicsClientId=client)
             pb.changeDynamics(pusher, -1, lateralFriction=p.pusher_friction, physicsClientId=client)
-            pb.setCollisionFilterGroupMask(pusher, -1, _PUSHERS, _OBJECTS, physicsClientId=client)  # glides over the scaffold
+            pb.setCollisionFilterGroupMask(pusher, -1, _PUSHERS, _OBJECTS | _RESTING, physicsClientId=client)
             self._pushers.append(pusher)
             self._constraints.append(pb.createConstraint(pusher, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
                                                          [0, 0, 0], physicsClientId=client))
@@ -225,11 +234,17 @@ class PhysicsModel(DynamicsModel):
             self._frames = _yaw_quat(yaw)
             centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
         self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
+        for b, n in list(self._pins):
+            self._wake(b, n)
+        moving = (np.linalg.norm(velocity, axis=-1) > self.physics.wake_speed) | (np.abs(yaw_rate) > self.physics.wake_speed)
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
             body = int(self._bodies[b, n])
             centre = (np.r_[position[b, n, :2], centre_z[b, n]] + self._offsets[b]).tolist()
             pb.resetBasePositionAndOrientation(body, centre, _xyzw(self._frames[b, n]), physicsClientId=client)
             pb.resetBaseVelocity(body, velocity[b, n].tolist(), [0.0, 0.0, float(yaw_rate[b, n])], physicsClientId=client)
+            if not moving[b, n]:
+                self._rest(b, n, centre)
+        self._resting = {int(self._bodies[key]): key for key in self._pins}
         self._targets = agent + self._offsets
         for b, pusher in enumerate(self._pushers):
             pb.resetBasePositionAndOrientation(pusher, self._targets[b].tolist(), [0, 0, 0, 1], physicsClientId=client)
@@ -261,12 +276,37 @@ class PhysicsModel(DynamicsModel):
             for b, constraint in enumerate(self._constraints):
                 pb.changeConstraint(constraint, self._targets[b].tolist(), maxForce=p.pusher_force, physicsClientId=client)
             pb.stepSimulation(physicsClientId=client)
+            if self._resting:
+                self._wake_touched()
         nxt = self._read(state)
         agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
         nxt = nxt.replace(agent=agent, time=time)
         self._last = nxt
         moved = (nxt.position != state.position).any(-1) | (nxt.quat != state.quat).any(-1)
         return nxt, moved & state.valid
+
+    def _rest(self, b: int, n: int, centre: list[float]) -> None:
+        """Hold object ``n`` of rollout ``b`` where it is, out of the scaffold's reach, until a pusher
+        or a moving object touches it: a memory's estimate of a resting object (a hull sunk a few
+        millimetres into the table, a base it never saw) must not set it moving by itself."""
+        body, client = int(self._bodies[b, n]), self._client
+        self._pins[b, n] = pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], centre,
+                                               childFrameOrientation=_xyzw(self._frames[b, n]), physicsClientId=client)
+        pb.changeConstraint(self._pins[b, n], maxForce=self.physics.rest_hold, physicsClientId=client)
+        pb.setCollisionFilterGroupMask(body, -1, _RESTING, _OBJECTS | _PUSHERS, physicsClientId=client)
+
+    def _wake(self, b: int, n: int) -> None:
+        """Let a resting object move: its hold released, the scaffold under it again."""
+        pb.removeConstraint(self._pins.pop((b, n)), physicsClientId=self._client)
+        pb.setCollisionFilterGroupMask(int(self._bodies[b, n]), -1, _OBJECTS, -1, physicsClientId=self._client)
+
+    def _wake_touched(self) -> None:
+        """Wake the resting objects a pusher or a moving object touches (one engine step's contacts;
+        resting objects touch nothing else)."""
+        for contact in pb.getContactPoints(physicsClientId=self._client):
+            for body in (contact[1], contact[2]):
+                if body in self._resting:
+                    self._wake(*self._resting.pop(body))
 
     def _agent_moved_only(self, state: WorldState) -> bool:
         """Whether ``state`` is the state the engine returned last with only the agent (and the
@@ -296,6 +336,8 @@ class PhysicsModel(DynamicsModel):
         velocity = np.zeros_like(position)
         yaw_rate = np.zeros(position.shape[:2])
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
+            if (b, n) in self._pins:
+                continue
             body = int(self._bodies[b, n])
             centre, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=client)
             linear, angular = pb.getBaseVelocity(body, physicsClientId=client)

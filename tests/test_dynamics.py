@@ -747,6 +747,25 @@ def test_physics_leaves_what_nothing_touches_exactly_where_it_was():
     assert torch.equal(traj.position[0, -1], state.position[0]) and torch.equal(traj.quat[0, -1], state.quat[0])
 
 
+def test_physics_holds_a_resting_object_until_something_touches_it():
+    # a memory's estimate of a resting object: a cube sunk 1 cm into the table and a cube tilted
+    # 30 degrees, unsupported; left alone, the engine would pop the one up and topple the other
+    tilted = torch.tensor([math.cos(math.radians(15)), math.sin(math.radians(15)), 0.0, 0.0], dtype=torch.float64)
+    state = _state([[0.0, 0.0, TABLE + 0.015], [0.2, 0.2, TABLE + 0.035]], agent=(-0.1, 0.0, TABLE + 0.052))
+    state = _with_hulls(state.replace(quat=torch.stack([state.quat[0, 0], tilted])[None]))
+    alone = rollout(PhysicsModel(), state, torch.zeros(1, 50, 2, dtype=torch.float64))
+    assert torch.equal(alone.position[0, -1], state.position[0]) and torch.equal(alone.quat[0, -1], state.quat[0])
+    # the pusher reaches the sunk cube after 0.5 s and carries it 10 cm; the tilted one stays
+    pushed = rollout(PhysicsModel(), state, torch.tensor([[0.1, 0.0]], dtype=torch.float64).expand(1, 15, 2))
+    assert pushed.position[0, -1, 0, 0].item() > 0.08
+    assert torch.equal(pushed.position[0, -1, 1], state.position[0, 1])
+    # an object the state has in motion is not held: it slides on until friction stops it, after
+    # v^2 / (2 mu g) = 0.3^2 / (2 * 0.6 * 9.81) = 7.6 mm (mu: the object's 0.6 times the table's 1.0)
+    sliding = rollout(PhysicsModel(), _with_hulls(_state([[0.0, 0.0, TABLE + 0.025]], velocity=[[0.3, 0.0, 0.0]])),
+                      torch.zeros(1, 10, 2, dtype=torch.float64))
+    assert sliding.position[0, -1, 0, 0].item() == pytest.approx(0.0076, abs=0.0015)
+
+
 def test_physics_pushes_a_box_off_the_edge_and_rollouts_in_a_batch_are_independent():
     # two rollouts side by side: one pushes the cube over the table's edge at x = 0.5, one waits
     state = _with_hulls(_state([[0.42, 0.0, TABLE + 0.025]], agent=(0.36, 0.0, TABLE + 0.052))).repeat(2)
