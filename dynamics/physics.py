@@ -177,7 +177,7 @@ class PhysicsModel(DynamicsModel):
         shapes = self._shapes(state)
         valid = state.valid.cpu().numpy()
         self._bodies = np.full(valid.shape, -1, dtype=np.int64)
-        self._pins = {}  # (b, n) -> the constraint holding a resting object where it was loaded
+        self._pins = {}  # body -> the constraint holding a resting object where it was loaded
         for b, n in zip(*np.nonzero(valid)):
             shape = pb.createCollisionShape(pb.GEOM_MESH, vertices=shapes[b, n].tolist(), physicsClientId=client)
             body = pb.createMultiBody(p.mass, shape, physicsClientId=client)
@@ -234,8 +234,8 @@ class PhysicsModel(DynamicsModel):
             self._frames = _yaw_quat(yaw)
             centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
         self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
-        for b, n in list(self._pins):
-            self._wake(b, n)
+        for body in list(self._pins):
+            self._wake(body)
         moving = (np.linalg.norm(velocity, axis=-1) > self.physics.wake_speed) | (np.abs(yaw_rate) > self.physics.wake_speed)
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
             body = int(self._bodies[b, n])
@@ -243,8 +243,7 @@ class PhysicsModel(DynamicsModel):
             pb.resetBasePositionAndOrientation(body, centre, _xyzw(self._frames[b, n]), physicsClientId=client)
             pb.resetBaseVelocity(body, velocity[b, n].tolist(), [0.0, 0.0, float(yaw_rate[b, n])], physicsClientId=client)
             if not moving[b, n]:
-                self._rest(b, n, centre)
-        self._resting = {int(self._bodies[key]): key for key in self._pins}
+                self._rest(body, centre, self._frames[b, n])
         self._targets = agent + self._offsets
         for b, pusher in enumerate(self._pushers):
             pb.resetBasePositionAndOrientation(pusher, self._targets[b].tolist(), [0, 0, 0, 1], physicsClientId=client)
@@ -258,16 +257,17 @@ class PhysicsModel(DynamicsModel):
 
     def advance(self, state: WorldState, action: torch.Tensor) -> tuple[WorldState, torch.Tensor]:
         _check_action(state, action)
-        if state is not self._last and self._agent_moved_only(state):
-            self._move_pushers(state.agent.double().cpu().numpy())
-        elif state is not self._last:  # the state the engine returned last holds the shapes it was built with
-            shape = state.outline if state.hull is None else state.hull
-            key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
-                   hash(state.valid.cpu().numpy().tobytes()))
-            if key != self._key:
-                self._build(state)
-                self._key = key
-            self._load(state)
+        if state is not self._last:  # the state the engine returned last holds the shapes it was built with
+            if self._agent_moved_only(state):
+                self._move_pushers(state.agent.double().cpu().numpy())
+            else:
+                shape = state.outline if state.hull is None else state.hull
+                key = (id(state.geometry), state.batch, shape.shape, hash(shape.double().cpu().numpy().tobytes()),
+                       hash(state.valid.cpu().numpy().tobytes()))
+                if key != self._key:
+                    self._build(state)
+                    self._key = key
+                self._load(state)
         p, client = self.physics, self._client
         steps = max(1, round(self.config.dt * p.hz))
         command = action.double().cpu().numpy()
@@ -276,7 +276,7 @@ class PhysicsModel(DynamicsModel):
             for b, constraint in enumerate(self._constraints):
                 pb.changeConstraint(constraint, self._targets[b].tolist(), maxForce=p.pusher_force, physicsClientId=client)
             pb.stepSimulation(physicsClientId=client)
-            if self._resting:
+            if self._pins:
                 self._wake_touched()
         nxt = self._read(state)
         agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
@@ -285,28 +285,28 @@ class PhysicsModel(DynamicsModel):
         moved = (nxt.position != state.position).any(-1) | (nxt.quat != state.quat).any(-1)
         return nxt, moved & state.valid
 
-    def _rest(self, b: int, n: int, centre: list[float]) -> None:
-        """Hold object ``n`` of rollout ``b`` where it is, out of the scaffold's reach, until a pusher
+    def _rest(self, body: int, centre: list[float], frame: torch.Tensor) -> None:
+        """Hold ``body`` at ``centre``, turned to ``frame``, out of the scaffold's reach, until a pusher
         or a moving object touches it: a memory's estimate of a resting object (a hull sunk a few
         millimetres into the table, a base it never saw) must not set it moving by itself."""
-        body, client = int(self._bodies[b, n]), self._client
-        self._pins[b, n] = pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], centre,
-                                               childFrameOrientation=_xyzw(self._frames[b, n]), physicsClientId=client)
-        pb.changeConstraint(self._pins[b, n], maxForce=self.physics.rest_hold, physicsClientId=client)
+        client = self._client
+        self._pins[body] = pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], centre,
+                                               childFrameOrientation=_xyzw(frame), physicsClientId=client)
+        pb.changeConstraint(self._pins[body], maxForce=self.physics.rest_hold, physicsClientId=client)
         pb.setCollisionFilterGroupMask(body, -1, _RESTING, _OBJECTS | _PUSHERS, physicsClientId=client)
 
-    def _wake(self, b: int, n: int) -> None:
+    def _wake(self, body: int) -> None:
         """Let a resting object move: its hold released, the scaffold under it again."""
-        pb.removeConstraint(self._pins.pop((b, n)), physicsClientId=self._client)
-        pb.setCollisionFilterGroupMask(int(self._bodies[b, n]), -1, _OBJECTS, -1, physicsClientId=self._client)
+        pb.removeConstraint(self._pins.pop(body), physicsClientId=self._client)
+        pb.setCollisionFilterGroupMask(body, -1, _OBJECTS, -1, physicsClientId=self._client)
 
     def _wake_touched(self) -> None:
         """Wake the resting objects a pusher or a moving object touches (one engine step's contacts;
         resting objects touch nothing else)."""
         for contact in pb.getContactPoints(physicsClientId=self._client):
             for body in (contact[1], contact[2]):
-                if body in self._resting:
-                    self._wake(*self._resting.pop(body))
+                if body in self._pins:
+                    self._wake(body)
 
     def _agent_moved_only(self, state: WorldState) -> bool:
         """Whether ``state`` is the state the engine returned last with only the agent (and the
@@ -336,9 +336,9 @@ class PhysicsModel(DynamicsModel):
         velocity = np.zeros_like(position)
         yaw_rate = np.zeros(position.shape[:2])
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
-            if (b, n) in self._pins:
-                continue
             body = int(self._bodies[b, n])
+            if body in self._pins:
+                continue
             centre, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=client)
             linear, angular = pb.getBaseVelocity(body, physicsClientId=client)
             now = _wxyz(orientation)
