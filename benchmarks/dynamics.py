@@ -1,7 +1,7 @@
 """Dynamics benchmark: batched rollout speed, drift at rest over 5 minutes, and penetrations of
-the scaffold over 1000 random rollouts, from a state the memory estimated on a `push` episode.
+the scaffold over 1000 random rollouts (``--rollouts``), from a state the memory estimated on a `push` episode.
 
-    python benchmarks/dynamics.py [--model learned|quasi_static|...] [--checkpoint FILE] [--episodes DIR]
+    python benchmarks/dynamics.py [--model learned|quasi_static|...] [--checkpoint FILE] [--episodes DIR] [--rollouts N]
 
 The peer for speed is the constant-velocity model in the same run (same batch, same constraints).
 Last line: ``object_steps_per_s=... constant_velocity_object_steps_per_s=... ratio=...
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="learned: default the checkpoint shipped with the package")
     parser.add_argument("--episodes", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rollouts", type=int, default=1000,
+                        help="random 10-second rollouts for the penetration check (the bar's 1000; fewer for a slow model)")
     args = parser.parse_args()
     folder = args.episodes or Path(tempfile.mkdtemp())
     seq, _, _ = observed_sequence("push", 60, args.seed, folder)
@@ -94,12 +96,12 @@ def main() -> None:
     drift = float(torch.linalg.norm(rest.position[0, -1] - state.position[0], dim=-1)[state.valid[0]].max())
     print(f"5-minute rollout, agent still: max object drift {drift * 1000:.3f} mm")
 
-    # 1000 random 10-second rollouts of the pusher through the scene
-    actions = smooth_random_actions(1000, 100, 0.15, 1)
+    # random 10-second rollouts of the pusher through the scene
+    actions = smooth_random_actions(args.rollouts, 100, 0.15, 1)
     traj = rollout(dynamics, state, actions)
-    inside, deepest = penetrations(state.repeat(1000), traj)
+    inside, deepest = penetrations(state.repeat(args.rollouts), traj)
     moved = torch.linalg.norm(traj.position[:, -1] - state.position, dim=-1).max(-1).values
-    print(f"1000 random rollouts: {int((moved > 0.01).sum())} moved an object > 1 cm; "
+    print(f"{args.rollouts} random rollouts: {int((moved > 0.01).sum())} moved an object > 1 cm; "
           f"{int(inside.sum())} end with an object > 2 mm deeper inside the table or a wall than it started; "
           f"deepest increase at any step {max(deepest, 0.0) * 1000:.2f} mm")
     print(f"object_steps_per_s={speeds[args.model]:.0f} constant_velocity_object_steps_per_s="

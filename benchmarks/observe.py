@@ -13,7 +13,7 @@ with ``--sensor``'s noise (sim/sensor.py; the truth and the given poses are exac
 each run's tracks.json is written beside them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
-position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
+position_median=... centre_position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
 ate_rmse_max=...`` (the last with ``--poses estimate``).
 """
 
@@ -27,15 +27,25 @@ from pathlib import Path
 from tqdm import tqdm
 
 import numpy as np
+import torch
 
-from splatworld.evaluation import (aligned_pose_errors, depth_edges, identity_metrics, majority_labels, psnr, reappearances,
+from splatworld.evaluation import (aligned_pose_errors, centre_errors, depth_edges, identity_metrics, majority_labels, psnr, reappearances,
                                    revisited_frames, to_true_labels)
 from splatworld.evaluation.report import plot_trajectory_error
 from splatworld.jobs.observe import camera_path_errors
 from splatworld.render.video import to_uint8
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
+from splatworld.scene.transforms import pose_to_matrix
 from splatworld.jobs.generate import generated_episode
+
+
+def scenarios_and_objects(visible: list[tuple]) -> list[tuple[str, str | None]]:
+    """Each scenario (``(name, None)``) followed by its objects (``(name, object)``), in the order seen."""
+    groups = []
+    for scenario, obj, *_ in visible:
+        groups += [g for g in ((scenario, None), (scenario, obj)) if g not in groups]
+    return groups
 
 
 def main() -> None:
@@ -49,7 +59,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None, help="with --poses estimate: camera error over time (PNG)")
     args = parser.parse_args()
     root = args.episodes or Path(tempfile.mkdtemp())
-    rows, all_events, position_errors, rotation_errors = [], [], [], []
+    rows, all_events = [], []
+    visible = []  # per object: scenario, name, and per tracked visible frame its position, rotation, centre errors
     glimpses, paths = 0, {}
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
@@ -95,10 +106,16 @@ def main() -> None:
         ident = identity_metrics(gt_labels, pred_labels)
         for g, p in ident["assignment"].items():  # visible frames where the object's own track holds it
             tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))
+            if not len(tracked):
+                continue
             pos, rot = aligned_pose_errors([gt[g]["poses"][k] for k in tracked],
                                            [tracks[p]["poses"][k] for k in tracked])
-            position_errors.append(pos)
-            rotation_errors.append(rot)
+            # the point a symmetric object's wrong rotation cannot move: its final model's centre, placed
+            track = next(t for t in memory.tracks if t.id == tracks[p]["id"])
+            placed = pose_to_matrix(torch.tensor([tracks[p]["poses"][k] for k in tracked], dtype=torch.float64)).numpy()
+            centre = centre_errors([gt[g]["poses"][k] for k in tracked],
+                                   placed[:, :3, :3] @ track.box_centre + placed[:, :3, 3])
+            visible.append((name, str(gt[g].get("name", gt[g]["id"])), pos, rot, centre))
         # a glimpse (a few pixels for a frame or two, never half in sight) is counted, not scored
         events = [e for e in reappearances(gt, tracks, episode.fps) if e["hidden_seconds"] >= 1.0]
         glimpses += sum(e["glimpse"] for e in events)
@@ -124,10 +141,15 @@ def main() -> None:
     for r in rows:
         print(f"{r[0]:<12}{r[1]:>7}{r[2]:>8}{r[3]:>7}{r[4]:>7.3f}{r[5]:>9.2f}{r[6]:>7}{r[7]:>7.3f}{r[8]:>6.1f}{r[9]:>11}"
               f"{r[10]:>14.1f} /{r[11]:>5.1f} ({r[12]:>3}){r[14]:>10.1f}{r[13]:>8.2f}")
-    position_errors, rotation_errors = np.concatenate(position_errors), np.concatenate(rotation_errors)
-    print(f"visible, tracked object frames: {len(position_errors)}; position error median "
-          f"{np.median(position_errors) * 1000:.1f} mm (p90 {np.percentile(position_errors, 90) * 1000:.1f}), "
-          f"rotation median {np.median(rotation_errors):.2f} deg (p90 {np.percentile(rotation_errors, 90):.2f})")
+    print("visible objects, frames their own track holds: position error of the aligned pose, median (p90) mm; "
+          "rotation, median (p90) degrees; position of the model's centre, median (p90) mm")
+    for group in [*scenarios_and_objects(visible), ("all", None)]:
+        chosen = [v for v in visible if group[0] == "all" or (v[0] == group[0] and group[1] in (None, v[1]))]
+        pos, rot, centre = (np.concatenate([v[k] for v in chosen]) for k in (2, 3, 4))
+        print(f"  {group[0] if group[1] is None else '  ' + group[1]:<16}{len(pos):>7} frames "
+              f"{np.median(pos) * 1000:>6.1f} ({np.percentile(pos, 90) * 1000:>5.1f})  {np.median(rot):>6.1f} "
+              f"({np.percentile(rot, 90):>5.1f})  {np.median(centre) * 1000:>6.1f} ({np.percentile(centre, 90) * 1000:>5.1f})")
+    position_errors, rotation_errors, centre_position_errors = (np.concatenate([v[k] for v in visible]) for k in (2, 3, 4))
     reid = np.mean([e["reidentified"] for e in all_events]) if all_events else float("nan")
     errors = [e["pose_error"] for e in all_events if e["reidentified"]]
     beliefs = [e["belief"] for e in all_events if e["reidentified"]]
@@ -139,7 +161,8 @@ def main() -> None:
     print(f"idf1_min={min(r[4] for r in rows):.4f} switches_per_10min_max={max(r[5] for r in rows):.2f} "
           f"reid_rate={reid:.4f} pose_error_max={max(errors) if errors else float('nan'):.4f} "
           f"belief_min={min(beliefs) if beliefs else float('nan'):.3f} "
-          f"position_median={np.median(position_errors):.4f} rotation_median_deg={np.median(rotation_errors):.2f} "
+          f"position_median={np.median(position_errors):.4f} centre_position_median={np.median(centre_position_errors):.4f} "
+          f"rotation_median_deg={np.median(rotation_errors):.2f} "
           f"revisit_psnr_min={min(r[10] for r in rows):.1f} size_ratio_max={max((r[13] for r in rows if r[13] == r[13]), default=float('nan')):.2f} "
           f"observe_fps={total_frames / total_seconds:.1f}"
           + (f" ate_rmse_max={max(np.sqrt(np.mean(p['position'] ** 2)) for p in paths.values()):.4f}" if paths else ""))

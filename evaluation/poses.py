@@ -53,6 +53,36 @@ def aligned_pose_errors(gt_poses, track_poses) -> tuple[np.ndarray, np.ndarray]:
     return position_error, rotation_angle(torch.from_numpy(residual)).numpy()
 
 
+def centre_errors(gt_poses, track_centres) -> np.ndarray:
+    """Position error (m) ``[K]`` of a point a tracker keeps on an object (its model's centre, say),
+    after one constant alignment that never goes through the tracker's rotation.
+
+    A track's origin is wherever it was born (its first centroid, off the object's centre), so
+    when the tracker cannot see a rotation (a sphere, a cube turned onto another face) the wrong
+    rotation carries that offset around and :func:`aligned_pose_errors` counts it as position
+    error. Here the tracker's point ``c[k]`` is compared with the object's true pose alone:
+    ``c[k] ~ t_gt[k] + R_gt[k] d + w``, with ``d`` a constant in the object's frame (where on the
+    object the point sits) and ``w`` a constant in the world (the part of the object the tracker
+    never sees, e.g. its bottom, biases its centre the same way whatever the object's pose),
+    both fitted by least squares over the ``K`` frames.
+
+    Args:
+        gt_poses: ``[K, 7]`` world_from_object, position then quaternion wxyz.
+        track_centres: ``[K, 3]`` the tracker's point in the world, the same frames.
+    """
+    gt = torch.as_tensor(np.asarray(gt_poses, dtype=np.float64))
+    centres = np.asarray(track_centres, dtype=np.float64)
+    check_shape("gt_poses", gt, (None, 7))
+    check_shape("track_centres", torch.from_numpy(centres), (gt.shape[0], 3))
+    if not len(gt):
+        return np.zeros(0)
+    g = pose_to_matrix(gt).numpy()
+    design = np.concatenate([g[:, :3, :3], np.broadcast_to(np.eye(3), (len(g), 3, 3))], axis=2)  # [K, 3, 6]
+    offset = centres - g[:, :3, 3]
+    solution = np.linalg.lstsq(design.reshape(-1, 6), offset.reshape(-1), rcond=None)[0]
+    return np.linalg.norm(offset - design @ solution, axis=1)
+
+
 def trajectory_errors(estimated, truth) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame camera position error (m) and rotation error (degrees) ``[T]`` of an estimated
     camera path against the true one, both camera-to-world ``[T, 4, 4]`` in the same world frame

@@ -131,6 +131,15 @@ class ObjectTrack:
         return self.pose[:3, :3] @ self.centroid_local + self.pose[:3, 3]
 
     @property
+    def box_centre(self) -> np.ndarray:
+        """The centre ``[3]`` of the model's axis-aligned box, in its own frame (the origin while it
+        has no model): a point at the middle of the object, unlike the origin (where the track was
+        born), so it stays put whatever rotation the track gives a symmetric object."""
+        if not len(self.model):
+            return np.zeros(3)
+        return (self.model.points.min(axis=0) + self.model.points.max(axis=0)) / 2
+
+    @property
     def world_points(self) -> np.ndarray:
         """The model's points ``[M, 3]`` in the world, at the remembered pose."""
         return self.model.points @ self.pose[:3, :3].T + self.pose[:3, 3]

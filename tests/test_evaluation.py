@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from splatworld.errors import ShapeError
-from splatworld.evaluation import aligned_pose_errors, depth_edges, psnr, revisited_frames
+from splatworld.evaluation import aligned_pose_errors, centre_errors, depth_edges, psnr, revisited_frames
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
 
@@ -44,6 +44,37 @@ def test_pose_errors_shape_checks():
     with pytest.raises(ShapeError, match="track_poses"):
         aligned_pose_errors(np.zeros((3, 7)), np.zeros((2, 7)))
     assert aligned_pose_errors(np.zeros((0, 7)), np.zeros((0, 7)))[0].shape == (0,)
+
+
+def test_a_centre_kept_under_a_wrong_rotation_scores_by_where_it_is():
+    # A rolling ball tracked from an origin 2 cm off its centre, its rotation never seen (held at
+    # the identity): the aligned pose is centimetres off, the model's centre (5 mm high: the bottom
+    # is never seen) is exact up to that constant.
+    gt = _random_poses(30, 2)
+    d = np.array([0.02, 0.0, 0.0])  # the track's origin, in the ball's frame
+    r = pose_to_matrix(torch.tensor(gt))[:, :3, :3].numpy()
+    track = np.concatenate([gt[:, :3] + r @ d, np.tile([1.0, 0, 0, 0], (30, 1))], axis=1)
+    assert np.median(aligned_pose_errors(gt, track)[0]) > 0.01
+    centres = gt[:, :3] + [0.0, 0.0, 0.005]
+    assert centre_errors(gt, centres).max() < 1e-12
+    # and a point on the ball off its centre, seen turning with it, is where the ball carries it
+    assert centre_errors(gt, gt[:, :3] + r @ d + [0.0, 0.0, 0.005]).max() < 1e-12
+
+
+def test_centre_errors_hand_computed():
+    # Identity rotations: the fitted constant is the mean offset, [0.01, 0, 0]; the residuals are
+    # 1 cm and 1 cm. A third frame turned 90 degrees about z separates the object-frame constant
+    # from the world's, so two frames on x and one on y are fitted exactly.
+    gt = np.array([[0, 0, 0, 1, 0, 0, 0], [1, 0, 0, 1, 0, 0, 0]], dtype=float)
+    np.testing.assert_allclose(centre_errors(gt, [[0.0, 0, 0], [1.02, 0, 0]]), [0.01, 0.01], atol=1e-12)
+    c = math.cos(math.pi / 4)
+    gt = np.array([[0, 0, 0, 1, 0, 0, 0], [1, 0, 0, 1, 0, 0, 0], [0, 1, 0, c, 0, 0, c]], dtype=float)
+    d, w = np.array([0.03, 0, 0]), np.array([0, 0, 0.004])  # R_z(90) d = [0, 0.03, 0]
+    centres = gt[:, :3] + [d + w, d + w, [0, 0.03, 0.004]]
+    assert centre_errors(gt, centres).max() < 1e-12
+    with pytest.raises(ShapeError, match="track_centres"):
+        centre_errors(gt, np.zeros((2, 3)))
+    assert centre_errors(np.zeros((0, 7)), np.zeros((0, 3))).shape == (0,)
 
 
 def test_psnr_hand_computed():

@@ -491,6 +491,15 @@ def test_history_grows_by_appending_and_reads_as_an_array():
     assert isinstance(track.labels, History) and track.labels.tolist() == [0, 3] and track.seen_last_two is False
 
 
+def test_box_centre_is_the_middle_of_the_model_in_its_own_frame():
+    model = VoxelGrid(0.01)
+    model.integrate(np.array([[0.001, 0.001, 0.001], [0.101, 0.021, 0.041], [0.05, 0.002, 0.03]]), np.zeros((3, 3)))
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, 2.0, 3.0]  # the pose places it, and does not enter
+    np.testing.assert_allclose(ObjectTrack(1, model, pose).box_centre, [0.051, 0.011, 0.021], atol=1e-12)
+    assert ObjectTrack(2, VoxelGrid(0.01), pose).box_centre.tolist() == [0.0, 0.0, 0.0]  # no model yet
+
+
 def test_pushed_objects_are_tracked_through_the_push(tmp_path):
     # The pusher moves objects several mm per frame: the track must follow them (predicted motion,
     # then coarse-to-fine registration) without smearing its model, to PyBullet's poses.
