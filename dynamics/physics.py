@@ -21,7 +21,7 @@ state it was handed (and settled less than ``rest_settle``: Bullet keeps bodies 
 apart, under a millimetre) is reported where it was, so that what nothing touches never drifts.
 
 An object loaded at rest (slower than ``wake_speed``) is held where it is, touching neither the
-scaffold nor other resting objects, until a pusher or a moving object touches it: a memory's
+scaffold nor other resting objects, until a moving pusher or object touches it: a memory's
 estimate of a resting object (a hull a few millimetres into the table, an underside it never saw)
 would otherwise pop up or topple by itself, and what nobody touches must not move.
 
@@ -186,6 +186,7 @@ class PhysicsModel(DynamicsModel):
                               localInertiaDiagonal=inertia.tolist(), physicsClientId=client)
             self._bodies[b, n] = body
         self._pushers, self._constraints = [], []
+        self._pusher_batch: dict[int, int] = {}  # pusher body -> its rollout
         pusher_shape = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=cfg.agent_radius, height=cfg.agent_height,
                                                physicsClientId=client)
         for b in range(state.batch):
@@ -193,6 +194,7 @@ class PhysicsModel(DynamicsModel):
             pb.changeDynamics(pusher, -1, lateralFriction=p.pusher_friction, physicsClientId=client)
             pb.setCollisionFilterGroupMask(pusher, -1, _PUSHERS, _OBJECTS | _RESTING, physicsClientId=client)
             self._pushers.append(pusher)
+            self._pusher_batch[pusher] = b
             self._constraints.append(pb.createConstraint(pusher, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
                                                          [0, 0, 0], physicsClientId=client))
 
@@ -271,13 +273,14 @@ class PhysicsModel(DynamicsModel):
         p, client = self.physics, self._client
         steps = max(1, round(self.config.dt * p.hz))
         command = action.double().cpu().numpy()
+        driven = np.linalg.norm(command, axis=-1) > p.wake_speed  # [B] pushers the agent moves this step
         for _ in range(steps):
             self._targets[:, :2] += command / p.hz
             for b, constraint in enumerate(self._constraints):
                 pb.changeConstraint(constraint, self._targets[b].tolist(), maxForce=p.pusher_force, physicsClientId=client)
             pb.stepSimulation(physicsClientId=client)
             if self._pins:
-                self._wake_touched()
+                self._wake_touched(driven)
         nxt = self._read(state)
         agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
         nxt = nxt.replace(agent=agent, time=time)
@@ -300,12 +303,19 @@ class PhysicsModel(DynamicsModel):
         pb.removeConstraint(self._pins.pop(body), physicsClientId=self._client)
         pb.setCollisionFilterGroupMask(body, -1, _OBJECTS, -1, physicsClientId=self._client)
 
-    def _wake_touched(self) -> None:
-        """Wake the resting objects a pusher or a moving object touches (one engine step's contacts;
-        resting objects touch nothing else)."""
-        for contact in pb.getContactPoints(physicsClientId=self._client):
-            for body in (contact[1], contact[2]):
-                if body in self._pins:
+    def _wake_touched(self, driven: np.ndarray) -> None:
+        """Wake the resting objects touched (one engine step's contacts; resting objects touch
+        nothing else) by a pusher the agent moves (``driven [B]``) or by a moving object. A pusher
+        the agent holds still does not wake them, even as the engine shoves it: a memory's estimate
+        may have the agent a few millimetres into an object it stopped beside, and the engine
+        pushing the two apart would move what nobody pushes."""
+        client, speed = self._client, self.physics.wake_speed
+        for contact in pb.getContactPoints(physicsClientId=client):
+            for body, other in ((contact[1], contact[2]), (contact[2], contact[1])):
+                if body not in self._pins:
+                    continue
+                b = self._pusher_batch.get(other)
+                if driven[b] if b is not None else np.linalg.norm(pb.getBaseVelocity(other, physicsClientId=client)[0]) > speed:
                     self._wake(body)
 
     def _agent_moved_only(self, state: WorldState) -> bool:

@@ -759,6 +759,13 @@ def test_physics_holds_a_resting_object_until_something_touches_it():
     pushed = rollout(PhysicsModel(), state, torch.tensor([[0.1, 0.0]], dtype=torch.float64).expand(1, 15, 2))
     assert pushed.position[0, -1, 0, 0].item() > 0.08
     assert torch.equal(pushed.position[0, -1, 1], state.position[0, 1])
+    # the agent stopped 5 mm into the cube (as a memory's estimate may have it): 5 s still, nothing
+    # moves; then it moves on and pushes the cube
+    touching = state.replace(agent=torch.tensor([[-0.045, 0.0, TABLE + 0.052]], dtype=torch.float64))
+    still = rollout(PhysicsModel(), touching, torch.zeros(1, 50, 2, dtype=torch.float64))
+    assert torch.equal(still.position[0, -1], state.position[0])
+    onwards = torch.cat([torch.zeros(1, 10, 2), torch.tensor([[[0.1, 0.0]]]).expand(1, 10, 2)], 1).double()
+    assert rollout(PhysicsModel(), touching, onwards).position[0, -1, 0, 0].item() > 0.08
     # an object the state has in motion is not held: it slides on until friction stops it, after
     # v^2 / (2 mu g) = 0.3^2 / (2 * 0.6 * 9.81) = 7.6 mm (mu: the object's 0.6 times the table's 1.0)
     sliding = rollout(PhysicsModel(), _with_hulls(_state([[0.0, 0.0, TABLE + 0.025]], velocity=[[0.3, 0.0, 0.0]])),
