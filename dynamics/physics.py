@@ -21,9 +21,10 @@ state it was handed (and settled less than ``rest_settle``: Bullet keeps bodies 
 apart, under a millimetre) is reported where it was, so that what nothing touches never drifts.
 
 An object loaded at rest (slower than ``wake_speed``) is held where it is, touching neither the
-scaffold nor other resting objects, until a moving pusher or object touches it: a memory's
-estimate of a resting object (a hull a few millimetres into the table, an underside it never saw)
-would otherwise pop up or topple by itself, and what nobody touches must not move.
+scaffold nor other resting objects, until a pusher the agent moves, or a moving object, touches
+it: a memory's estimate of a resting object (a hull a few millimetres into the table, an
+underside it never saw) would otherwise pop up or topple by itself, and what nobody touches must
+not move.
 
 Conventions: world z-up metres; quaternions wxyz (PyBullet's xyzw only at its boundary).
 """
