@@ -291,8 +291,9 @@ class PhysicsModel(DynamicsModel):
 
     def _rest(self, body: int, centre: list[float], frame: torch.Tensor) -> None:
         """Hold ``body`` at ``centre``, turned to ``frame``, out of the scaffold's reach, until a pusher
-        or a moving object touches it: a memory's estimate of a resting object (a hull sunk a few
-        millimetres into the table, a base it never saw) must not set it moving by itself."""
+        the agent moves, or a moving object, touches it (:meth:`_wake_touched`): a memory's
+        estimate of a resting object (a hull sunk a few millimetres into the table, a base it never
+        saw) must not set it moving by itself."""
         client = self._client
         self._pins[body] = pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], centre,
                                                childFrameOrientation=_xyzw(frame), physicsClientId=client)
@@ -316,7 +317,11 @@ class PhysicsModel(DynamicsModel):
                 if body not in self._pins:
                     continue
                 b = self._pusher_batch.get(other)
-                if driven[b] if b is not None else np.linalg.norm(pb.getBaseVelocity(other, physicsClientId=client)[0]) > speed:
+                if b is not None:
+                    moving = driven[b]
+                else:
+                    moving = np.linalg.norm(pb.getBaseVelocity(other, physicsClientId=client)[0]) > speed
+                if moving:
                     self._wake(body)
 
     def _agent_moved_only(self, state: WorldState) -> bool:
