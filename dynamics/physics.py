@@ -63,7 +63,6 @@ class PhysicsConfig:
     rest_settle: float = 2e-3  # ... and raised or lowered less than this (contacts keep a margin) is reported unmoved
     bottom_ring: float = 0.01  # m: hull vertices this close to its lowest point are extended down to the support
     wake_speed: float = 0.01  # m/s (rad/s for yaw): an object loaded slower than this rests until something touches it
-    rest_hold: float = 1e4  # N: what holds a resting object where it is
 
 
 def _xyzw(q: np.ndarray) -> list[float]:
@@ -165,33 +164,42 @@ class PhysicsModel(DynamicsModel):
         self._offsets = np.zeros((state.batch, 3))
         self._offsets[:, 0], self._offsets[:, 1] = np.arange(state.batch) % side * span, np.arange(state.batch) // side * span
         plane = pb.createCollisionShape(pb.GEOM_PLANE, physicsClientId=client)
-        ground = pb.createMultiBody(0, plane, basePosition=[0, 0, float(geometry.floor)], physicsClientId=client)
+        # the scaffold as plain rigid bodies (maximal coordinates): PyBullet's default multibodies cost
+        # the engine even when static (1.6x the batch's stepping time here); objects and pushers stay
+        # multibodies, since turned into rigid bodies they push differently
+        ground = pb.createMultiBody(0, plane, basePosition=[0, 0, float(geometry.floor)], useMaximalCoordinates=True,
+                                    physicsClientId=client)
         statics = [ground]
         for offset in self._offsets:
             for lo, hi in boxes:
                 shape = pb.createCollisionShape(pb.GEOM_BOX, halfExtents=((hi - lo) / 2).tolist(), physicsClientId=client)
                 statics.append(pb.createMultiBody(0, shape, basePosition=((hi + lo) / 2 + offset).tolist(),
-                                                  physicsClientId=client))
+                                                  useMaximalCoordinates=True, physicsClientId=client))
         for body in statics:
             pb.changeDynamics(body, -1, lateralFriction=p.support_friction, physicsClientId=client)
             pb.setCollisionFilterGroupMask(body, -1, _SCAFFOLD, _OBJECTS, physicsClientId=client)
         shapes = self._shapes(state)
         valid = state.valid.cpu().numpy()
         self._bodies = np.full(valid.shape, -1, dtype=np.int64)
-        self._pins = {}  # body -> the constraint holding a resting object where it was loaded
+        self._resting: set[int] = set()  # bodies made static where they were loaded (:meth:`_rest`)
+        self._inertia: dict[int, list[float]] = {}  # body -> its inertia diagonal, restored when it wakes
         for b, n in zip(*np.nonzero(valid)):
             shape = pb.createCollisionShape(pb.GEOM_MESH, vertices=shapes[b, n].tolist(), physicsClientId=client)
-            body = pb.createMultiBody(p.mass, shape, physicsClientId=client)
+            # each body made in its own rollout's world: made at the origin, all of them would overlap
+            # there, and the engine's pair cache, which every later change of a body scans, would hold them all
+            body = pb.createMultiBody(p.mass, shape, basePosition=self._offsets[b].tolist(), physicsClientId=client)
             inertia = np.asarray(pb.getDynamicsInfo(body, -1, physicsClientId=client)[2]) * p.inertia_scale
             pb.changeDynamics(body, -1, lateralFriction=p.friction, rollingFriction=0.001, spinningFriction=0.001,
                               localInertiaDiagonal=inertia.tolist(), physicsClientId=client)
             self._bodies[b, n] = body
+            self._inertia[body] = inertia.tolist()
         self._pushers, self._constraints = [], []
         self._pusher_batch: dict[int, int] = {}  # pusher body -> its rollout
         pusher_shape = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=cfg.agent_radius, height=cfg.agent_height,
                                                physicsClientId=client)
         for b in range(state.batch):
-            pusher = pb.createMultiBody(p.pusher_mass, pusher_shape, physicsClientId=client)
+            pusher = pb.createMultiBody(p.pusher_mass, pusher_shape, basePosition=self._offsets[b].tolist(),
+                                        physicsClientId=client)
             pb.changeDynamics(pusher, -1, lateralFriction=p.pusher_friction, physicsClientId=client)
             pb.setCollisionFilterGroupMask(pusher, -1, _PUSHERS, _OBJECTS | _RESTING, physicsClientId=client)
             self._pushers.append(pusher)
@@ -237,16 +245,17 @@ class PhysicsModel(DynamicsModel):
             self._frames = _yaw_quat(yaw)
             centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
         self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
-        for body in list(self._pins):
-            self._wake(body)
         moving = (np.linalg.norm(velocity, axis=-1) > self.physics.wake_speed) | (np.abs(yaw_rate) > self.physics.wake_speed)
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
             body = int(self._bodies[b, n])
+            if moving[b, n] and body in self._resting:
+                self._wake(body)
             centre = (np.r_[position[b, n, :2], centre_z[b, n]] + self._offsets[b]).tolist()
             pb.resetBasePositionAndOrientation(body, centre, _xyzw(self._frames[b, n]), physicsClientId=client)
-            pb.resetBaseVelocity(body, velocity[b, n].tolist(), [0.0, 0.0, float(yaw_rate[b, n])], physicsClientId=client)
-            if not moving[b, n]:
-                self._rest(body, centre, self._frames[b, n])
+            pb.resetBaseVelocity(body, velocity[b, n].tolist() if moving[b, n] else [0.0, 0.0, 0.0],
+                                 [0.0, 0.0, float(yaw_rate[b, n]) if moving[b, n] else 0.0], physicsClientId=client)
+            if not moving[b, n] and body not in self._resting:
+                self._rest(body)
         self._targets = agent + self._offsets
         for b, pusher in enumerate(self._pushers):
             pb.resetBasePositionAndOrientation(pusher, self._targets[b].tolist(), [0, 0, 0, 1], physicsClientId=client)
@@ -280,7 +289,7 @@ class PhysicsModel(DynamicsModel):
             for b, constraint in enumerate(self._constraints):
                 pb.changeConstraint(constraint, self._targets[b].tolist(), maxForce=p.pusher_force, physicsClientId=client)
             pb.stepSimulation(physicsClientId=client)
-            if self._pins:
+            if self._resting:
                 self._wake_touched(driven)
         nxt = self._read(state)
         agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
@@ -289,21 +298,23 @@ class PhysicsModel(DynamicsModel):
         moved = (nxt.position != state.position).any(-1) | (nxt.quat != state.quat).any(-1)
         return nxt, moved & state.valid
 
-    def _rest(self, body: int, centre: list[float], frame: torch.Tensor) -> None:
-        """Hold ``body`` at ``centre``, turned to ``frame``, out of the scaffold's reach, until a pusher
-        the agent moves, or a moving object, touches it (:meth:`_wake_touched`): a memory's
-        estimate of a resting object (a hull sunk a few millimetres into the table, a base it never
-        saw) must not set it moving by itself."""
+    def _rest(self, body: int) -> None:
+        """Hold ``body`` where it is, out of the scaffold's reach, until a pusher the agent moves, or
+        a moving object, touches it (:meth:`_wake_touched`): a memory's estimate of a resting object
+        (a hull sunk a few millimetres into the table, a base it never saw) must not set it moving by
+        itself. The engine holds it as a static body (mass 0): nothing to integrate or solve for,
+        which is most of the engine's work in a batch of rollouts where most objects lie still."""
         client = self._client
-        self._pins[body] = pb.createConstraint(body, -1, -1, -1, pb.JOINT_FIXED, [0, 0, 0], [0, 0, 0], centre,
-                                               childFrameOrientation=_xyzw(frame), physicsClientId=client)
-        pb.changeConstraint(self._pins[body], maxForce=self.physics.rest_hold, physicsClientId=client)
+        pb.changeDynamics(body, -1, mass=0.0, physicsClientId=client)
         pb.setCollisionFilterGroupMask(body, -1, _RESTING, _OBJECTS | _PUSHERS, physicsClientId=client)
+        self._resting.add(body)
 
     def _wake(self, body: int) -> None:
-        """Let a resting object move: its hold released, the scaffold under it again."""
-        pb.removeConstraint(self._pins.pop(body), physicsClientId=self._client)
-        pb.setCollisionFilterGroupMask(body, -1, _OBJECTS, -1, physicsClientId=self._client)
+        """Let a resting object move: its mass and inertia back, the scaffold under it again."""
+        client = self._client
+        self._resting.remove(body)
+        pb.changeDynamics(body, -1, mass=self.physics.mass, localInertiaDiagonal=self._inertia[body], physicsClientId=client)
+        pb.setCollisionFilterGroupMask(body, -1, _OBJECTS, -1, physicsClientId=client)
 
     def _wake_touched(self, driven: np.ndarray) -> None:
         """Wake the resting objects touched (one engine step's contacts; resting objects touch
@@ -314,7 +325,7 @@ class PhysicsModel(DynamicsModel):
         client, speed = self._client, self.physics.wake_speed
         for contact in pb.getContactPoints(physicsClientId=client):
             for body, other in ((contact[1], contact[2]), (contact[2], contact[1])):
-                if body not in self._pins:
+                if body not in self._resting:
                     continue
                 b = self._pusher_batch.get(other)
                 if b is not None:
@@ -353,7 +364,7 @@ class PhysicsModel(DynamicsModel):
         yaw_rate = np.zeros(position.shape[:2])
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
             body = int(self._bodies[b, n])
-            if body in self._pins:
+            if body in self._resting:
                 continue
             centre, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=client)
             linear, angular = pb.getBaseVelocity(body, physicsClientId=client)
