@@ -151,30 +151,42 @@ def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarr
     when last seen (0 or omitted: unknown). A model owns part of a segment when it holds (is the
     nearest, within ``reach``) ``min_points`` of its points and either a fifth of them or half of
     what its object last showed: a small object pushed against a large one is a small share of
-    their component, but all of itself. A segment with two owners or more is split, every point to
-    its nearest owner, as new labels. Returns the relabelled ``[H, W]`` map (a copy)."""
+    their component, but all of itself. A model owns part only of the segment where it holds the
+    most points: one whose object is a segment of its own claims nothing of a neighbour's it
+    touches (the neighbour's points along their contact lie within ``reach`` of it, and taking
+    them would grow its model onto the neighbour a strip per frame). A segment with two owners or
+    more is split, every point to its nearest owner, as new labels. Returns the relabelled
+    ``[H, W]`` map (a copy)."""
     out = labels.copy()
     if len(models) < 2:
         return out
     trees = [cKDTree(m) for m in models]
     bounds = [(m.min(axis=0) - reach, m.max(axis=0) + reach) for m in models]
-    next_label = int(labels.max()) + 1
+    shares = {}  # label -> (its mask, the models near it, their distances [N, K], points each holds [K])
     for label in np.unique(labels[labels > 0]):
         mask = labels == label
         seg = points[mask]
         lo, hi = seg.min(axis=0), seg.max(axis=0)
         near = [k for k, (a, b) in enumerate(bounds) if (a <= hi).all() and (b >= lo).all()]
-        if len(near) < 2:
+        if not near:
             continue
         distances = np.stack([trees[k].query(seg)[0] for k in near], axis=1)  # [N, K]
-        nearest = distances.argmin(axis=1)
-        held = np.bincount(nearest[distances.min(axis=1) < reach], minlength=len(near))
+        held = np.bincount(distances.argmin(axis=1)[distances.min(axis=1) < reach], minlength=len(near))
+        shares[label] = mask, near, distances, held
+    most = np.zeros(len(models), np.int64)  # the most points each model holds of any one segment
+    for _, near, _, held in shares.values():
+        most[near] = np.maximum(most[near], held)
+    next_label = int(labels.max()) + 1
+    for label, (mask, near, distances, held) in shares.items():
+        if len(near) < 2:
+            continue
         last = np.array([shown[k] if shown else 0 for k in near])
-        owners = np.flatnonzero((held >= min_points) & ((held >= 0.2 * len(seg)) | ((last > 0) & (held >= 0.5 * last))))
+        owners = np.flatnonzero((held >= min_points) & (held == most[near])
+                                & ((held >= 0.2 * len(distances)) | ((last > 0) & (held >= 0.5 * last))))
         if len(owners) < 2:
             continue
         part = owners[np.argmin(distances[:, owners], axis=1)]  # every point to its nearest owner
-        new = np.empty(len(seg), np.int64)
+        new = np.empty(len(distances), np.int64)
         for i, owner in enumerate(owners):
             new[part == i] = label if i == 0 else next_label
             next_label += i > 0

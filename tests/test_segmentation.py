@@ -186,6 +186,30 @@ def test_a_small_object_pushed_against_a_large_one_claims_what_it_showed():
     assert (split_touching(labels, points, [large, small], 0.02, 12, shown=[len(large), 3 * len(small)]) == 3).all()
 
 
+def test_a_model_claims_nothing_of_a_neighbour_segment_it_touches():
+    """An 8 cm cube, a segment of its own, and a 4 cm cube against it, a second segment whose model
+    lags 3 cm behind it (a view the memory did not register): a third of the small cube's points
+    lie within reach of the large cube's model, nearer to it than to their own. The large cube
+    holds its points in its own segment, so it owns no part of the neighbour's, which stays
+    whole; the same points as one segment are still split between the two."""
+    from splatworld.memory.segmentation import split_touching
+
+    def cube(size, step=0.005):
+        side = np.arange(-size / 2, size / 2 + 1e-9, step)
+        return np.stack(np.meshgrid(side, side, side, indexing="ij"), -1).reshape(-1, 3)
+
+    large, small = cube(0.08) + [0.0, 0.0, 0.74], cube(0.04) + [0.0605, 0.0, 0.72]
+    points = np.concatenate([large, small])[:, None]
+    labels = np.concatenate([np.full(len(large), 1), np.full(len(small), 2)])[:, None]
+    models = [large, small + [0.03, 0.0, 0.0]]
+    grazed = np.linalg.norm(small[:, None] - large[None], axis=-1).min(1) < 0.02
+    assert 0.2 < grazed.mean() < 0.5  # enough for the large cube to own a part, were it the segment's only one
+    shown = [len(large), len(small)]
+    assert (split_touching(labels, points, models, reach=0.02, min_points=12, shown=shown) == labels).all()
+    merged = split_touching(np.ones_like(labels), points, models, reach=0.02, min_points=12, shown=shown)
+    assert len(np.unique(merged)) == 2 and (merged[:len(large)] == 1).all()
+
+
 def test_two_tracks_of_one_object_are_told_from_two_objects_touching():
     """Two tracks with one model (two halves of one object's segment, one track each) keep the one
     observed more. A model that took in part of its neighbour holds the neighbour's model, but not
