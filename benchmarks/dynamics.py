@@ -23,6 +23,7 @@ from splatworld.dynamics.models import MODELS, DynamicsConfig, make_model, rollo
 from splatworld.dynamics.state import obstacle_height, support_under
 from splatworld.dynamics.train import load_dynamics
 from splatworld.jobs.train_dynamics import observed_sequence
+from splatworld.scene.transforms import quat_to_rotmat
 
 
 STEP_HEIGHT = DynamicsConfig().step_height
@@ -39,13 +40,21 @@ def smooth_random_actions(batch: int, horizon: int, speed: float, seed: int) -> 
     return torch.from_numpy(actions)
 
 
-def penetration_depths(state, position) -> torch.Tensor:
+def penetration_depths(state, position, quat) -> torch.Tensor:
     """``[..., N]`` how deep each object is below the support under it or inside a wall (m; <= 0
-    when clear), for positions ``[..., N, 3]`` of the objects of ``state``."""
+    when clear), for poses ``position [..., N, 3]``, ``quat [..., N, 4]`` of the objects of
+    ``state``. An object's bottom is its hull's lowest vertex at that pose (with hulls: an object
+    the rollout tipped over rests on another face, its centre lower), else the box centre less
+    its rest height."""
     geometry, half = state.geometry, state.half_xy()
     while half.dim() < position.dim():
         half = half[:, None]
-    bottom = position[..., 2] - state.rest_height.reshape(half.shape[:-1])
+    if state.hull is None:
+        bottom = position[..., 2] - state.rest_height.reshape(half.shape[:-1])
+    else:
+        hull = state.hull.reshape(*half.shape[:-1], *state.hull.shape[-2:])  # [B, (1,) N, V, 3]
+        up = quat_to_rotmat(quat)[..., 2, :]  # the world z row: a vertex's height above the centre
+        bottom = position[..., 2] + (hull * up[..., None, :]).sum(-1).min(-1).values
     support_depth = support_under(geometry, position[..., :2], half) - bottom
     wall_depth = obstacle_height(geometry, position[..., :2], half) - bottom - STEP_HEIGHT
     return torch.maximum(support_depth, wall_depth)
@@ -55,8 +64,8 @@ def penetrations(state, traj, tolerance: float = 0.002) -> tuple[np.ndarray, flo
     """Per rollout: whether any object ends more than ``tolerance`` deeper in the support or in a
     wall than it started (a memory's start state is not exact), and the deepest such increase
     at any step (m)."""
-    start = penetration_depths(state, state.position).clamp(min=0)
-    deeper = (penetration_depths(state, traj.position) - start[:, None]).masked_fill(~state.valid[:, None], -1.0)
+    start = penetration_depths(state, state.position, state.quat).clamp(min=0)
+    deeper = (penetration_depths(state, traj.position, traj.quat) - start[:, None]).masked_fill(~state.valid[:, None], -1.0)
     return (deeper[:, -1] > tolerance).any(-1).numpy(), float(deeper.max())
 
 
