@@ -24,7 +24,8 @@ An object loaded at rest (slower than ``wake_speed``) is held where it is, touch
 scaffold nor other resting objects, until a pusher the agent moves, or a moving object, touches
 it: a memory's estimate of a resting object (a hull a few millimetres into the table, an
 underside it never saw) would otherwise pop up or topple by itself, and what nobody touches must
-not move.
+not move. A pusher loaded more than ``pass_overlap`` inside an object passes through it until
+the two part, rather than the engine parting them within a step.
 
 Conventions: world z-up metres; quaternions wxyz (PyBullet's xyzw only at its boundary).
 """
@@ -63,6 +64,7 @@ class PhysicsConfig:
     rest_settle: float = 2e-3  # ... and raised or lowered less than this (contacts keep a margin) is reported unmoved
     bottom_ring: float = 0.01  # m: hull vertices this close to its lowest point are extended down to the support
     wake_speed: float = 0.01  # m/s (rad/s for yaw): an object loaded slower than this rests until something touches it
+    pass_overlap: float = 0.01  # m: a pusher loaded deeper than this inside an object passes through it until they part
 
 
 def _xyzw(q: np.ndarray) -> list[float]:
@@ -195,6 +197,7 @@ class PhysicsModel(DynamicsModel):
             self._inertia[body] = inertia.tolist()
         self._pushers, self._constraints = [], []
         self._pusher_batch: dict[int, int] = {}  # pusher body -> its rollout
+        self._passing: set[tuple[int, int]] = set()  # (pusher, object) let pass through each other (:meth:`_load`)
         pusher_shape = pb.createCollisionShape(pb.GEOM_CYLINDER, radius=cfg.agent_radius, height=cfg.agent_height,
                                                physicsClientId=client)
         for b in range(state.batch):
@@ -262,6 +265,31 @@ class PhysicsModel(DynamicsModel):
             pb.resetBaseVelocity(pusher, [0, 0, 0], [0, 0, 0], physicsClientId=client)
             pb.changeConstraint(self._constraints[b], self._targets[b].tolist(), maxForce=self.physics.pusher_force,
                                 physicsClientId=client)
+        self._pass_through_overlaps()
+
+    def _pass_through_overlaps(self) -> None:
+        """Let each pusher pass through the objects it is loaded more than ``pass_overlap`` inside,
+        until they part (:meth:`_part`). A memory's estimate may have the agent deep in an object's
+        hull (in a concavity the convex hull closes, or a hull grown by sensor noise at its rim); the
+        engine would part the two within a step, launching a resting teddy at 30 cm/s."""
+        client = self._client
+        for pair in self._passing:
+            pb.setCollisionFilterPair(*pair, -1, -1, 1, physicsClientId=client)
+        self._passing.clear()
+        for b, pusher in enumerate(self._pushers):
+            for body in self._bodies[b][self._bodies[b] >= 0].tolist():
+                closest = pb.getClosestPoints(pusher, body, 0.0, physicsClientId=client)
+                if closest and min(c[8] for c in closest) < -self.physics.pass_overlap:
+                    pb.setCollisionFilterPair(pusher, body, -1, -1, 0, physicsClientId=client)
+                    self._passing.add((pusher, body))
+
+    def _part(self) -> None:
+        """Collide again each pusher and object let pass through each other once they no longer overlap."""
+        client = self._client
+        for pair in list(self._passing):
+            if not pb.getClosestPoints(*pair, 0.0, physicsClientId=client):
+                pb.setCollisionFilterPair(*pair, -1, -1, 1, physicsClientId=client)
+                self._passing.discard(pair)
 
     # -------------------------------------------------------------- model
     def propose(self, state, action):
@@ -291,6 +319,8 @@ class PhysicsModel(DynamicsModel):
             pb.stepSimulation(physicsClientId=client)
             if self._resting:
                 self._wake_touched(driven)
+            if self._passing:
+                self._part()
         nxt = self._read(state)
         agent, time = _advance_agent(state, action.to(state.agent), self.config.dt)
         nxt = nxt.replace(agent=agent, time=time)

@@ -773,6 +773,19 @@ def test_physics_holds_a_resting_object_until_something_touches_it():
     assert sliding.position[0, -1, 0, 0].item() == pytest.approx(0.0076, abs=0.0015)
 
 
+def test_physics_lets_a_pusher_loaded_deep_in_an_object_pass_until_they_part():
+    # a memory's estimate with the agent 15 mm inside a 5 cm cube moving at 5 cm/s (the hull grown
+    # by sensor noise, or closing a concavity): the engine would part the two within a step and
+    # launch the cube. The cube slides on v^2 / (2 mu g) = 0.2 mm; the agent, still, moves nothing
+    inside = _with_hulls(_state([[0.0, 0.0, TABLE + 0.025]], agent=(-0.035, 0.0, TABLE + 0.052), velocity=[[0.05, 0.0, 0.0]]))
+    still = rollout(PhysicsModel(), inside, torch.zeros(1, 10, 2, dtype=torch.float64))
+    assert torch.linalg.norm(still.position[0, -1, 0] - inside.position[0, 0]).item() < 0.002
+    # once the two have parted they collide again: the agent backs off 5 cm, then pushes the cube 10 cm on
+    back_and_push = torch.cat([torch.tensor([[[-0.1, 0.0]]]).expand(1, 5, 2),
+                               torch.tensor([[[0.1, 0.0]]]).expand(1, 20, 2)], 1).double()
+    assert rollout(PhysicsModel(), inside, back_and_push).position[0, -1, 0, 0].item() > 0.08
+
+
 def test_physics_pushes_a_box_off_the_edge_and_rollouts_in_a_batch_are_independent():
     # two rollouts side by side: one pushes the cube over the table's edge at x = 0.5, one waits
     state = _with_hulls(_state([[0.42, 0.0, TABLE + 0.025]], agent=(0.36, 0.0, TABLE + 0.052))).repeat(2)
