@@ -249,14 +249,14 @@ class PhysicsModel(DynamicsModel):
             centre_z = state.bottom().double().cpu().numpy() + self._heights / 2
         self._lift = position[..., 2] - centre_z  # the state's box centre above the body's
         moving = (np.linalg.norm(velocity, axis=-1) > self.physics.wake_speed) | (np.abs(yaw_rate) > self.physics.wake_speed)
+        velocity, yaw_rate = np.where(moving[..., None], velocity, 0.0), np.where(moving, yaw_rate, 0.0)
         for b, n in zip(*np.nonzero(self._bodies >= 0)):
             body = int(self._bodies[b, n])
             if moving[b, n] and body in self._resting:
                 self._wake(body)
             centre = (np.r_[position[b, n, :2], centre_z[b, n]] + self._offsets[b]).tolist()
             pb.resetBasePositionAndOrientation(body, centre, _xyzw(self._frames[b, n]), physicsClientId=client)
-            pb.resetBaseVelocity(body, velocity[b, n].tolist() if moving[b, n] else [0.0, 0.0, 0.0],
-                                 [0.0, 0.0, float(yaw_rate[b, n]) if moving[b, n] else 0.0], physicsClientId=client)
+            pb.resetBaseVelocity(body, velocity[b, n].tolist(), [0.0, 0.0, float(yaw_rate[b, n])], physicsClientId=client)
             if not moving[b, n] and body not in self._resting:
                 self._rest(body)
         self._targets = agent + self._offsets
