@@ -44,7 +44,7 @@ class StaticMap:
         self.ground_candidates = 0  # floor candidates the ground was fitted to
         self.refined: RefinedSplats | None = None
         self._drawn: tuple[tuple, Gaussians] | None = None  # (grid version, refinement steps, size), gaussians()
-        self._scaffold: tuple[int, tuple[Gaussians, torch.Tensor, np.ndarray]] | None = None  # by grid version
+        self._layout_cache: tuple[int, tuple] | None = None  # (grid version, _layout())
         self._kdtree: tuple[int, cKDTree] | None = None
         self._raised: tuple | None = None  # (grid version and plane, k-d tree of the voxels standing out of it)
 
@@ -66,7 +66,7 @@ class StaticMap:
         tilted by more than ``support_max_tilt_deg`` is not taken, however high."""
         if len(self.grid) < 200:
             return
-        self._scaffold = self._drawn = None  # the splats depend on the plane (completion) and the ground
+        self._layout_cache = self._drawn = None  # the splats depend on the plane (completion) and the ground
         rng = np.random.default_rng(0)  # same input, same plane
         points = self.grid.points
         best, level = None, math.cos(math.radians(self.cfg.support_max_tilt_deg))
@@ -97,12 +97,12 @@ class StaticMap:
         self.ground = fit_ground(self.grid.points, self.grid.colors, below, self.cfg.static_voxel,
                                  np.random.default_rng(0))
 
-    def support_fill(self) -> tuple[Gaussians, np.ndarray]:
-        """Gaussians completing the support plane where it was never seen (under objects, say):
-        one per static-voxel cell of the plane's observed x-y region that holds no static voxel;
-        and their centres ``[F, 3]``."""
+    def support_fill(self) -> np.ndarray:
+        """Centres ``[F, 3]`` of the patches completing the support plane where it was never seen
+        (under objects, say): one per static-voxel cell of the plane's observed x-y region that
+        holds no static voxel."""
         if self.support_plane is None:
-            return Gaussians.empty(), np.zeros((0, 3))
+            return np.zeros((0, 3))
         a, b, c, d = self.support_plane
         x0, y0, x1, y1 = self.support_region
         step = self.cfg.static_voxel
@@ -111,56 +111,66 @@ class StaticMap:
         z = -(a * xy[:, 0] + b * xy[:, 1] + d) / c
         points = np.concatenate([xy, z[:, None]], axis=1)
         missing = ~(self.grid.contains(points) | self.grid.contains(points - [0, 0, step / 2]))
-        colors = np.repeat(self.support_color[None], int(missing.sum()), axis=0)
-        return (Gaussians.from_points(torch.from_numpy(points[missing]).float(), torch.from_numpy(colors).float(),
-                                      0.6 * step), points[missing])
+        return points[missing]
 
-    def scaffold(self) -> tuple[Gaussians, torch.Tensor, np.ndarray]:
-        """The voxels as Gaussians, as they are now, with unseen support-plane patches completed;
-        each splat's anchor ``[N, 3]`` (the surface point it stands for) and voxel key ``[N]``.
-        Voxels on a ground whose pattern explains its colours (:data:`GROUND_EXPLAINED`) are left
-        to the ground layer, which draws the same colours sharper and to the horizon."""
-        if self._scaffold is None or self._scaffold[0] != self.grid.version:
+    def _layout(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The scaffold's splats as they are now (cached by grid version): which grid voxels are
+        drawn (``keep [M]``), the support plane's completion (:meth:`support_fill`, ``[F, 3]``),
+        and each splat's anchor ``[N, 3]`` (the surface point it stands for) and voxel key ``[N]``,
+        the kept voxels' first. Voxels on a ground whose pattern explains its colours
+        (:data:`GROUND_EXPLAINED`) are left to the ground layer, which draws the same colours
+        sharper and to the horizon."""
+        if self._layout_cache is None or self._layout_cache[0] != self.grid.version:
             keep = self.grid.weights >= 1.0
             if self.ground is not None and self.ground.explained >= GROUND_EXPLAINED:
                 keep &= np.abs(self.grid.points @ self.ground.plane[:3] + self.ground.plane[3]) > self.cfg.static_voxel
-            seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=self.cfg.static_splat_scale,
-                                          edge_scale=self.cfg.static_edge_scale, select=keep)
-            fill, fill_points = self.support_fill()
+            fill_points = self.support_fill()
             anchors = np.concatenate([self.grid.points[keep], fill_points])
             keys = np.concatenate([self.grid.keys[keep], self.grid.key_of(fill_points)])
-            self._scaffold = (self.grid.version, (Gaussians.concat([seen, fill]), torch.from_numpy(anchors).float(),
-                                                  keys))
-        return self._scaffold[1]
+            self._layout_cache = (self.grid.version, (keep, fill_points, anchors, keys))
+        return self._layout_cache[1]
+
+    def scaffold(self, subset: np.ndarray | None = None) -> tuple[Gaussians, torch.Tensor, np.ndarray]:
+        """The voxels as Gaussians, as they are now, with unseen support-plane patches completed;
+        each splat's anchor ``[N, 3]`` and voxel key ``[N]`` (:meth:`_layout`). ``subset``
+        (bool ``[N]``): only those splats. A voxel's splat takes an eigen-decomposition of its
+        covariance, and once the scaffold is refined only the voxels seen since are drawn from it."""
+        keep, fill_points, anchors, keys = self._layout()
+        subset = np.ones(len(keys), bool) if subset is None else subset
+        kept = np.flatnonzero(keep)
+        select = np.zeros(len(self.grid), bool)
+        select[kept[subset[:len(kept)]]] = True
+        seen = self.grid.to_gaussians(object_id=0, min_weight=1.0, scale=self.cfg.static_splat_scale,
+                                      edge_scale=self.cfg.static_edge_scale, select=select)
+        fill = fill_points[subset[len(kept):]]
+        fill_colors = np.repeat(self.support_color[None], len(fill), axis=0)
+        fill_splats = Gaussians.from_points(torch.from_numpy(fill).float(), torch.from_numpy(fill_colors).float(),
+                                            0.6 * self.cfg.static_voxel)
+        return Gaussians.concat([seen, fill_splats]), torch.from_numpy(anchors[subset]).float(), keys[subset]
 
     def _unrefined(self) -> np.ndarray:
         """bool ``[N]`` over :meth:`scaffold`: splats of voxels refinement has not taken up yet."""
-        keys = self.scaffold()[2]
+        keys = self._layout()[3]
         return np.ones(len(keys), bool) if self.refined is None else ~np.isin(keys, self.refined.keys)
 
     def gaussians(self) -> Gaussians:
         """The static scene as Gaussians: the refined splats (:meth:`refine`) and the scaffold's
         splats of voxels seen since, or the whole scaffold before any refinement."""
-        scaffold = self.scaffold()[0]
-        if self.refined is None:
-            return scaffold
-        state = (self.grid.version, self.refined.steps, len(self.refined))
+        state = (self.grid.version, None if self.refined is None else (self.refined.steps, len(self.refined)))
         if self._drawn is None or self._drawn[0] != state:
-            fresh = scaffold.select(torch.from_numpy(self._unrefined()))
-            self._drawn = (state, Gaussians.concat([self.refined.gaussians(), fresh]))
+            fresh = self.scaffold(self._unrefined())[0]
+            self._drawn = (state, fresh if self.refined is None else Gaussians.concat([self.refined.gaussians(), fresh]))
         return self._drawn[1]
 
     def refine(self, views: Sequence[View], steps: int, cfg: RefineConfig, rng: np.random.Generator,
                on_step=None) -> list[float]:
         """Photometric refinement (:func:`~splatworld.memory.refine.refine`) of the static splats
         on ``views``; voxels seen since the last refinement join it first. Returns the losses."""
-        scaffold, anchors, keys = self.scaffold()
         fresh = self._unrefined()
         if self.refined is None:
             self.refined = RefinedSplats.empty()
-        self.refined.retain(keys)
-        index = torch.from_numpy(fresh)
-        self.refined.adopt(scaffold.select(index), anchors[index], keys[fresh])
+        self.refined.retain(self._layout()[3])
+        self.refined.adopt(*self.scaffold(fresh))
         return refine(self.refined, views, steps, cfg, rng, on_step)
 
     def occupancy(self, points: np.ndarray) -> np.ndarray:
