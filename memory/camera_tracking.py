@@ -31,6 +31,9 @@ of a far plane alone does not relocalise: it would slide).
 
 Tracking needs only the frames, not the memory, so :meth:`CameraTracker.prefetch` can track
 the next frame in a worker thread while the memory observes this one (open3d releases the GIL).
+The odometry runs on one thread: over open3d's thread pool its sums come in an order that varies
+from run to run (measured: two runs of the same 120 frames ended with different tracks), and the
+pool would take the core the memory is observing on.
 
 Convention: poses here are OpenCV camera-to-world ``[4, 4]`` float64 (the inverse of
 :attr:`Camera.viewmat`). open3d's pinhole model puts pixel centres at integers, ours at half-integers.
@@ -39,6 +42,7 @@ Convention: poses here are OpenCV camera-to-world ``[4, 4]`` float64 (the invers
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +57,17 @@ from splatworld.scene.episode import Frame
 from splatworld.scene.transforms import nearest_rotation, rotation_angle
 
 _ODOMETRY = o3d.pipelines.odometry
+
+
+@contextmanager
+def _one_open3d_thread():
+    """open3d on one thread inside the block (its limit is process-wide: the previous one is restored)."""
+    previous = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(1)
+    try:
+        yield
+    finally:
+        o3d.utility.set_max_threads(previous)
 
 
 @dataclass(frozen=True)
@@ -205,11 +220,12 @@ class CameraTracker:
         images = reference.images
         if reference.static_depth is not None and seconds_since > cfg.pose_static_after:
             images = (images[0], reference.static_depth)
-        found, relative, information = _ODOMETRY.compute_rgbd_odometry(
-            self._rgbd(current), self._rgbd(images), intrinsic, np.linalg.inv(reference.camera_to_world) @ guess,
-            _ODOMETRY.RGBDOdometryJacobianFromHybridTerm(),
-            _ODOMETRY.OdometryOption(iteration_number_per_pyramid_level=o3d.utility.IntVector(list(cfg.pose_iterations)),
-                                     depth_diff_max=cfg.pose_depth_difference, depth_min=0.1, depth_max=cfg.max_depth))
+        with _one_open3d_thread():
+            found, relative, information = _ODOMETRY.compute_rgbd_odometry(
+                self._rgbd(current), self._rgbd(images), intrinsic, np.linalg.inv(reference.camera_to_world) @ guess,
+                _ODOMETRY.RGBDOdometryJacobianFromHybridTerm(),
+                _ODOMETRY.OdometryOption(iteration_number_per_pyramid_level=o3d.utility.IntVector(list(cfg.pose_iterations)),
+                                         depth_diff_max=cfg.pose_depth_difference, depth_min=0.1, depth_max=cfg.max_depth))
         pose = reference.camera_to_world @ relative
         pairs = np.asarray(information)[5, 5]  # the information matrix sums [skew(p) | I]^T [skew(p) | I] over pairs
         if not found or pairs < cfg.pose_min_overlap * max(valid, 1):
