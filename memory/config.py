@@ -37,6 +37,7 @@ class MemoryConfig:
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     max_stretch: float = 0.015  # ...unless they would make its largest size this much larger
     displace_after: int = 3
+    fall_depth: float = 0.02  # an unseen object last registered this far below the table top, beyond its edge, fell
     static_refresh_frames: int = 10
     # the static scaffold is fused inside this box (x0, y0, z0, x1, y1, z1), like a TSDF volume:
     # surfaces far from the workspace would grow the map without ever mattering

@@ -14,6 +14,8 @@ Per frame (:meth:`SceneMemory.observe`), each step in its own module:
    into its voxel model when registered well.
 4. **Visibility and existence** (:mod:`~splatworld.memory.visibility`): every unmatched object
    is ``out_of_view``, ``occluded``, ``contradicted`` or ``displaced`` (:class:`TrackState`).
+   One last registered falling over the table's edge is put on the floor below
+   (:func:`~splatworld.memory.tracking.drop_if_falling`).
 5. **Static scaffold** (:mod:`~splatworld.memory.static_map`). Pixels labelled 0 inside the
    workspace box are fused into a voxel hash; a support plane is fitted by RANSAC. Views
    farther than a spacing from every stored keyframe become keyframes
@@ -46,7 +48,7 @@ from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, Vie
 from splatworld.memory.segmentation import (agent_pixels, bootstrap_plane, geometric_segments, merge_parts,
                                             split_touching)
 from splatworld.memory.static_map import StaticMap
-from splatworld.memory.tracking import AgentMotion, carve, duplicate_tracks, new_track, update_track
+from splatworld.memory.tracking import AgentMotion, carve, drop_if_falling, duplicate_tracks, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
 from splatworld.memory.view import MemoryView, ObjectView
 from splatworld.memory.visibility import reason_visibility
@@ -167,6 +169,10 @@ class SceneMemory:
                 self.next_id += 1
                 frame_labels[self.tracks[-1].id] = seg.label
         reason_visibility(self.tracks, set(frame_labels), depth, small, self._draw_alone, cfg)
+        floor = None if self.static_map.ground is None else self.static_map.ground.plane
+        for track in self.tracks:
+            if track.id not in frame_labels and track.state != TrackState.DISPLACED:
+                drop_if_falling(track, self.static_map.support_plane, self.static_map.support_region, floor, cfg)
 
         static = valid & (instances == 0)
         if cfg.poses == "estimate":

@@ -192,6 +192,34 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     return fused
 
 
+def drop_if_falling(track: ObjectTrack, support_plane: np.ndarray | None, support_region: np.ndarray,
+                    floor: np.ndarray | None, cfg: MemoryConfig) -> bool:
+    """Move a track the frame did not show straight down onto the ``floor`` plane ``[4]``,
+    orientation kept, when it was last registered falling: its lowest point more than
+    ``fall_depth`` below the ``support_plane [4]`` (the table top) and its centroid beyond the
+    table's observed ``support_region [4]`` (x0, y0, x1, y1), yet above the floor. An object pushed
+    over the edge leaves the view as it falls, and nothing holds it where it was last seen. Returns
+    whether the track was moved."""
+    if support_plane is None or floor is None or not len(track.model):
+        return False
+    points = track.world_points
+    bottom = points[points[:, 2].argmin()]
+
+    def height(plane: np.ndarray, xy: np.ndarray) -> float:
+        return float(-(plane[0] * xy[0] + plane[1] * xy[1] + plane[3]) / plane[2])
+
+    x, y = track.centroid[:2]
+    x0, y0, x1, y1 = support_region
+    beyond = not (x0 <= x <= x1 and y0 <= y <= y1)
+    floor_z = height(floor, bottom[:2])
+    falling = bottom[2] < height(support_plane, bottom[:2]) - cfg.fall_depth and bottom[2] > floor_z + cfg.fall_depth
+    if not (beyond and falling):
+        return False
+    track.pose = track.pose.copy()
+    track.pose[2, 3] -= bottom[2] - floor_z
+    return True
+
+
 def carve(track: ObjectTrack, nearest_depth: np.ndarray, camera: Camera, cfg: MemoryConfig,
           support_plane: np.ndarray | None = None, support_region: np.ndarray | None = None) -> int:
     """Free-space evidence against the model of a track registered in this view: each model voxel

@@ -12,7 +12,7 @@ from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
 from splatworld.memory.keyframes import KeyframeStore
-from splatworld.memory.tracking import AgentMotion, explained, update_track
+from splatworld.memory.tracking import AgentMotion, drop_if_falling, explained, update_track
 from splatworld.memory.tracks import History, ObjectTrack, Segment, TrackState, expand, runs
 from splatworld.render.compositing import composite, over
 from splatworld.render.api import RenderOutput, render
@@ -233,6 +233,30 @@ def _walled_box(state: str) -> tuple[MemoryConfig, list[np.ndarray], np.ndarray,
     pose = np.eye(4)
     pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
     return cfg, faces, pose, ObjectTrack(1, model, pose.copy(), state=state, belief=0.999, labels=[0, 0])
+
+
+def test_an_unseen_object_registered_falling_over_the_edge_is_put_on_the_floor():
+    """The walled box (bottom at its frame's z = 0) against a table top at TABLE_TOP_Z whose seen
+    region ends at x = 0.4, over a floor at z = 0."""
+    table, floor, region = np.array([0.0, 0.0, 1.0, -TABLE_TOP_Z]), np.array([0.0, 0.0, 1.0, 0.0]), np.array([-0.4, -0.4, 0.4, 0.4])
+
+    def dropped(x: float, sink: float) -> tuple[bool, np.ndarray, np.ndarray]:
+        cfg, _, pose, track = _walled_box("out_of_view")
+        track.pose[0, 3], track.pose[2, 3] = x, TABLE_TOP_Z - sink
+        before = track.pose.copy()
+        return drop_if_falling(track, table, region, floor, cfg), before, track.pose
+
+    moved, before, after = dropped(0.45, 0.05)  # centroid 5 cm past the edge, 5 cm under the top
+    assert moved and after[2, 3] == pytest.approx(0.0, abs=1e-12)  # its bottom now on the floor
+    np.testing.assert_array_equal(after[:2], before[:2])  # x, y and orientation kept
+    for x, sink in ((0.3, 0.0), (0.3, 0.05), (0.45, 0.0), (0.45, TABLE_TOP_Z)):
+        # at rest on the table; sunk but over the table (a registration error); past the edge but
+        # not sinking (nothing seen falling); already on the floor
+        moved, before, after = dropped(x, sink)
+        assert not moved and np.array_equal(before, after), (x, sink)
+    cfg, _, _, track = _walled_box("out_of_view")
+    track.pose[0, 3], track.pose[2, 3] = 0.45, TABLE_TOP_Z - 0.05
+    assert not drop_if_falling(track, table, region, None, cfg)  # no floor fitted: nowhere to put it
 
 
 def _update(track: ObjectTrack, seg: Segment, agent_pose, cfg: MemoryConfig) -> None:
