@@ -113,6 +113,24 @@ def test_revisits_do_not_grow_the_static_scaffold(occlusion):
     assert len(memory.static) == size
 
 
+def test_part_of_the_scaffold_is_that_part_of_the_whole(occlusion):
+    """scaffold(subset) builds only the chosen splats (the refined memory draws only voxels seen
+    since its last refinement): they are the whole scaffold's, bit for bit, voxels and the
+    support plane's completion alike."""
+    _, memory = occlusion
+    static = memory.static_map
+    whole, anchors, keys = static.scaffold()
+    fill = len(static.support_fill())
+    assert fill > 0
+    subset = np.random.default_rng(0).random(len(keys)) < 0.3
+    subset[-fill:] = np.arange(fill) % 2 == 0  # every other completion patch
+    part, part_anchors, part_keys = static.scaffold(subset)
+    chosen = whole.select(torch.from_numpy(subset))
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh", "object_ids"):
+        assert torch.equal(getattr(part, name), getattr(chosen, name)), name
+    assert torch.equal(part_anchors, anchors[torch.from_numpy(subset)]) and np.array_equal(part_keys, keys[subset])
+
+
 def test_workspace_bounds_the_static_scaffold(occlusion):
     episode, _ = occlusion
     box = (-0.3, -0.3, 0.0, 0.3, 0.3, 2.0)
