@@ -124,3 +124,10 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
     normal = normal if normal[2] >= 0 else -normal
     plane = np.append(normal, -normal @ centre)
     return plane, np.abs(points @ normal + plane[3]) < threshold
+
+
+def plane_height(plane: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Height ``[...]`` at ``xy [..., 2]`` of the non-vertical plane ``[a, b, c, d]``
+    (``a x + b y + c z + d = 0``)."""
+    a, b, c, d = plane
+    return -(a * xy[..., 0] + b * xy[..., 1] + d) / c

@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.ground import Ground, fit_ground
 from splatworld.memory.refine import RefineConfig, RefinedSplats, View, refine
-from splatworld.memory.registration import ransac_plane
+from splatworld.memory.registration import plane_height, ransac_plane
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.scene.cameras import Camera
 from splatworld.scene.gaussians import Gaussians
@@ -103,13 +103,11 @@ class StaticMap:
         holds no static voxel."""
         if self.support_plane is None:
             return np.zeros((0, 3))
-        a, b, c, d = self.support_plane
         x0, y0, x1, y1 = self.support_region
         step = self.cfg.static_voxel
         gx, gy = np.meshgrid(np.arange(x0, x1, step) + step / 2, np.arange(y0, y1, step) + step / 2)
         xy = np.stack([gx.ravel(), gy.ravel()], axis=1)
-        z = -(a * xy[:, 0] + b * xy[:, 1] + d) / c
-        points = np.concatenate([xy, z[:, None]], axis=1)
+        points = np.concatenate([xy, plane_height(self.support_plane, xy)[:, None]], axis=1)
         missing = ~(self.grid.contains(points) | self.grid.contains(points - [0, 0, step / 2]))
         return points[missing]
 

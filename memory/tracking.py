@@ -30,7 +30,7 @@ from scipy.spatial import cKDTree
 
 from splatworld.memory.association import color_distance
 from splatworld.memory.config import MemoryConfig
-from splatworld.memory.registration import estimate_normals, icp_point_to_plane
+from splatworld.memory.registration import estimate_normals, icp_point_to_plane, plane_height
 from splatworld.memory.tracks import ObjectTrack, Segment, TrackState, to_object_frame
 from splatworld.memory.voxels import VoxelGrid
 from splatworld.scene.cameras import Camera, in_image
@@ -202,18 +202,15 @@ def drop_if_falling(track: ObjectTrack, support_plane: np.ndarray | None, suppor
     whether the track was moved."""
     if support_plane is None or floor is None or not len(track.model):
         return False
-    points = track.world_points
-    bottom = points[points[:, 2].argmin()]
-
-    def height(plane: np.ndarray, xy: np.ndarray) -> float:
-        return float(-(plane[0] * xy[0] + plane[1] * xy[1] + plane[3]) / plane[2])
-
     x, y = track.centroid[:2]
     x0, y0, x1, y1 = support_region
-    beyond = not (x0 <= x <= x1 and y0 <= y <= y1)
-    floor_z = height(floor, bottom[:2])
-    falling = bottom[2] < height(support_plane, bottom[:2]) - cfg.fall_depth and bottom[2] > floor_z + cfg.fall_depth
-    if not (beyond and falling):
+    if x0 <= x <= x1 and y0 <= y <= y1:  # over the table: what nearly every unseen object is, each frame
+        return False
+    points = track.world_points
+    bottom = points[points[:, 2].argmin()]
+    floor_z = float(plane_height(floor, bottom[:2]))
+    sunk = bottom[2] < plane_height(support_plane, bottom[:2]) - cfg.fall_depth
+    if not (sunk and bottom[2] > floor_z + cfg.fall_depth):
         return False
     track.pose = track.pose.copy()
     track.pose[2, 3] -= bottom[2] - floor_z
