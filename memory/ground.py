@@ -45,20 +45,26 @@ class Ground:
     points: int
 
 
-def _explained(xy: np.ndarray, colors: np.ndarray, period: float, cells: int) -> tuple[float, np.ndarray]:
+def _explained(xy: np.ndarray, colors: np.ndarray, mean: np.ndarray, total: float, period: float, cells: int,
+               means: bool = True) -> tuple[float, np.ndarray | None]:
     """Fraction of the colour variance explained by one mean colour per cell of the pattern folded
-    at ``period`` (``cells`` per axis), and those means ``[cells, cells, 3]`` (NaN where empty)."""
-    ij = np.minimum((np.remainder(xy / period, 1.0) * cells).astype(np.int64), cells - 1)
+    at ``period`` (``cells`` per axis), and (``means``) those means ``[cells, cells, 3]`` (NaN where
+    empty). ``mean [3]`` and ``total``: the colours' mean and summed squared deviation from it,
+    the same for every period."""
+    folded = xy / period
+    # x - floor(x) is numpy's remainder(x, 1) bit for bit (both the rounded exact fraction), 25x faster
+    ij = np.minimum(((folded - np.floor(folded)) * cells).astype(np.int64), cells - 1)
     flat = ij[:, 0] * cells + ij[:, 1]
     counts = np.bincount(flat, minlength=cells * cells).astype(np.float64)
     sums = np.stack([np.bincount(flat, colors[:, k], cells * cells) for k in range(3)], axis=1)
-    centred = colors - colors.mean(axis=0)
-    total = (centred**2).sum()
     filled = counts > 0
-    between = ((sums[filled] - counts[filled, None] * colors.mean(axis=0)) ** 2 / counts[filled, None]).sum()
-    means = np.full((cells * cells, 3), np.nan)
-    means[filled] = sums[filled] / counts[filled, None]
-    return (float(between / total) if total > 0 else 0.0), means.reshape(cells, cells, 3)
+    between = ((sums[filled] - counts[filled, None] * mean) ** 2 / counts[filled, None]).sum()
+    explained = float(between / total) if total > 0 else 0.0
+    if not means:
+        return explained, None
+    per_cell = np.full((cells * cells, 3), np.nan)
+    per_cell[filled] = sums[filled] / counts[filled, None]
+    return explained, per_cell.reshape(cells, cells, 3)
 
 
 def fit_texture(xy: np.ndarray, colors: np.ndarray, cell: float) -> tuple[np.ndarray, float, float]:
@@ -71,16 +77,21 @@ def fit_texture(xy: np.ndarray, colors: np.ndarray, cell: float) -> tuple[np.nda
     below :data:`MIN_EXPLAINED` there is no pattern: ``([[mean]], 0, explained)``.
     """
     mean = colors.mean(axis=0)
+    total = float(((colors - mean) ** 2).sum())
+
+    def score(period: float) -> float:
+        return _explained(xy, colors, mean, total, period, FIT_CELLS, means=False)[0]
+
     candidates = PERIODS[PERIODS <= float((xy.max(axis=0) - xy.min(axis=0)).min()) / 1.5]
-    scores = np.array([_explained(xy, colors, p, FIT_CELLS)[0] for p in candidates])
+    scores = np.array([score(p) for p in candidates])
     best = float(scores.max(initial=0.0))
     if best < MIN_EXPLAINED:
         return mean[None, None], 0.0, best
     near = candidates[np.flatnonzero(scores >= best - 0.05)[0]] + np.arange(-0.01, 0.0105, 0.001)
-    period = float(near[int(np.argmax([_explained(xy, colors, p, FIT_CELLS)[0] for p in near]))])
-    coarse = _explained(xy, colors, period, FIT_CELLS)[1]
+    period = float(near[int(np.argmax([score(p) for p in near]))])
+    coarse = _explained(xy, colors, mean, total, period, FIT_CELLS)[1]
     cells = max(FIT_CELLS, int(round(period / cell)))
-    explained, fine = _explained(xy, colors, period, cells)
+    explained, fine = _explained(xy, colors, mean, total, period, cells)
     # texels no point fell in take the coarse pattern's colour there
     coarse_up = coarse[(np.arange(cells) * FIT_CELLS) // cells][:, (np.arange(cells) * FIT_CELLS) // cells]
     fine = np.where(np.isnan(fine), coarse_up, fine)

@@ -143,7 +143,8 @@ class Camera:
         )
         pc = torch.stack([(u - self.cx) / self.fx * depth, (v - self.cy) / self.fy * depth, depth], dim=-1)
         vm = self.viewmat.to(depth.dtype)
-        return (pc - vm[:3, 3]) @ vm[:3, :3]
+        # one [H*W, 3] @ [3, 3] product: as a batched [H, W, 3] product it takes 20x longer
+        return ((pc - vm[:3, 3]).reshape(-1, 3) @ vm[:3, :3]).reshape(pc.shape)
 
 
 def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
