@@ -24,6 +24,15 @@ turn is found from the images alone (:func:`rotation_between`: any depth aligns 
 Measured on `out_of_view` seed 0 with Kinect noise: through the 3 s pan away from the table,
 6-DoF odometry drifted to 0.5 m and 15 degrees; turning in place kept it under 9 mm and 0.25 degrees.
 
+Before the view is that degenerate, while the table leaves it, the odometry can already trade the
+turn for a slide: on `long` seed 1 it slid 30 mm in the 0.4 s before the floor-alone view, which
+then held that centre for 148 s. So a camera that was turning in place (its constant-velocity
+guess turns faster than ``pose_turning_speed`` while its centre moves slower than
+``pose_still_speed``) and sees a nearly degenerate view (``pose_ambiguous_ratio``) is taken to
+go on turning in place unless the 6-DoF result aligns the frame clearly better
+(:func:`alignment_cost`, ``pose_turn_margin``). No other camera is: a turn about the last centre
+aligns a 17 mm step of an orbit, or the 2 mm jitter of a camera at rest, within 5% too.
+
 A frame that no reference places is **lost**: the last pose is kept, the memory observes nothing in
 it (:meth:`SceneMemory.observe`) and counts it (``memory.lost_frames``); while lost, each frame is
 tried against the references whose thumbnails look most like it, from their own poses (a view
@@ -174,10 +183,14 @@ class CameraTracker:
         valid = int(((frame.depth > 0) & (frame.depth < self.config.max_depth)).sum())
         # lost: the guess means nothing; try the references that look most like the frame, from their poses
         candidates = self._lookalikes(thumbnail) if self._lost else [(self._anchor(guess), guess), (last, guess)]
+        # the constant-velocity guess turns the camera but keeps its centre (nearly) where it was
+        seconds = frame.info.time - last.time
+        turning = bool(np.linalg.norm(motion[:3, 3]) < self.config.pose_still_speed * seconds and
+                       float(rotation_angle(torch.from_numpy(motion[:3, :3]))) > self.config.pose_turning_speed * seconds)
         for reference, start in candidates:
             if reference is None or reference.images is None:
                 continue
-            pose = self._odometry(images, frame.camera, reference, start, valid, not self._lost, last,
+            pose = self._odometry(images, frame.camera, reference, start, valid, not self._lost, turning, last,
                                   frame.info.time - reference.time)
             if pose is not None:
                 pose[:3, :3] = nearest_rotation(pose[:3, :3])
@@ -205,14 +218,17 @@ class CameraTracker:
             depth_scale=1000.0, depth_trunc=self.config.max_depth, convert_rgb_to_intensity=True)
 
     def _odometry(self, current: tuple[np.ndarray, np.ndarray], camera: Camera, reference: Reference,
-                  guess: np.ndarray, valid: int, check_guess: bool, last: Reference,
+                  guess: np.ndarray, valid: int, check_guess: bool, turning: bool, last: Reference,
                   seconds_since: float) -> np.ndarray | None:
         """The frame's pose by odometry against ``reference`` started from ``guess``; None if it
         failed, paired under ``pose_min_overlap`` of the frame's ``valid`` depth pixels with the
         reference's (open3d reports success with no pairs at all when the views do not overlap),
         or (``check_guess``) strayed farther than ``pose_max_correction`` from the guess. In a
         degenerate view (``pose_degenerate_ratio``) the camera turned about ``last``'s centre; a
-        lost camera (not ``check_guess``) is not placed by one."""
+        lost camera (not ``check_guess``) is not placed by one. A camera that was turning in place
+        (``turning``) and sees a nearly degenerate view (``pose_ambiguous_ratio``) turned about
+        ``last``'s centre unless the 6-DoF result aligns the frame with the reference better by
+        more than ``pose_turn_margin``."""
         cfg = self.config
         intrinsic = o3d.camera.PinholeCameraIntrinsic(camera.width, camera.height, camera.fx, camera.fy,
                                                       camera.cx - 0.5, camera.cy - 0.5)
@@ -236,15 +252,38 @@ class CameraTracker:
         degenerate = spread[0] < cfg.pose_degenerate_ratio * spread[-1]
         if degenerate and not check_guess:  # a far plane alone cannot place a lost camera (it slides)
             return None
-        if degenerate and last.images is not None:
+        if last.images is None:
+            return pose
+        if degenerate:
             # a far plane (the floor alone): turning and sliding along it look alike, and the odometry
             # mixes them. The camera is taken to stay where it was and only turn, which the images
             # fix whatever the depth (rotation_between)
-            grey = [rgb.astype(np.float64).mean(axis=-1) / 255.0 for rgb in (current[0], last.images[0])]
-            turn = rotation_between(*grey, camera.fx, camera.fy, camera.cx, camera.cy,
-                                    last.camera_to_world[:3, :3].T @ guess[:3, :3])
-            pose = pose.copy()
-            pose[:3, :3], pose[:3, 3] = last.camera_to_world[:3, :3] @ turn, last.camera_to_world[:3, 3]
+            return self._turn_in_place(current[0], last, guess, camera, 0)
+        if check_guess and turning and spread[0] < cfg.pose_ambiguous_ratio * spread[-1]:
+            # nearly degenerate (panning off the table): the odometry may still trade the turn for a
+            # slide. A camera that was turning in place goes on doing so, unless the 6-DoF result
+            # aligns the frame clearly better (model selection, as Torr's GRIC picks a homography over
+            # a fundamental matrix when the extra freedom buys too little). Only then: a turn about
+            # the last centre aligns a 17 mm step of an orbit, or a still camera's 2 mm of jitter,
+            # within 5% too
+            turned = self._turn_in_place(current[0], last, guess, camera, 1)
+            to_reference = np.linalg.inv(reference.camera_to_world)
+            costs = [alignment_cost(current, images, to_reference @ p, camera, cfg.max_depth, cfg.pose_depth_difference)
+                     for p in (pose, turned)]
+            if costs[1] <= (1 + cfg.pose_turn_margin) * costs[0]:
+                return turned
+        return pose
+
+    @staticmethod
+    def _turn_in_place(rgb: np.ndarray, last: Reference, guess: np.ndarray, camera: Camera, finest: int) -> np.ndarray:
+        """The pose ``[4, 4]`` of a camera that turned about ``last``'s centre to see ``rgb``: the turn
+        from ``last``'s image (:func:`rotation_between` from ``guess``'s rotation, its ``finest``
+        levels left out)."""
+        grey = [image.astype(np.float64).mean(axis=-1) / 255.0 for image in (rgb, last.images[0])]
+        turn = rotation_between(*grey, camera.fx, camera.fy, camera.cx, camera.cy,
+                                last.camera_to_world[:3, :3].T @ guess[:3, :3], finest=finest)
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = last.camera_to_world[:3, :3] @ turn, last.camera_to_world[:3, 3]
         return pose
 
     def _lookalikes(self, thumbnail: np.ndarray) -> list[tuple[Reference, np.ndarray]]:
@@ -302,11 +341,12 @@ def _thumbnail(rgb: np.ndarray) -> np.ndarray:
 
 
 def rotation_between(current: np.ndarray, previous: np.ndarray, fx: float, fy: float, cx: float, cy: float,
-                     start: np.ndarray, levels: int = 3, iterations: int = 8) -> np.ndarray:
+                     start: np.ndarray, levels: int = 3, iterations: int = 8, finest: int = 0) -> np.ndarray:
     """The rotation ``R [3, 3]`` (previous camera from current camera, OpenCV axes) that best
     aligns two grey images ``[H, W]`` (float, [0, 1]) of a camera turning about its own centre: the
     current pixel ``x`` shows what the previous image shows at ``K R K^-1 x``, whatever the depth.
-    Gauss-Newton on ``R <- exp([w]x) R`` from ``start``, coarse to fine over ``levels`` halvings.
+    Gauss-Newton on ``R <- exp([w]x) R`` from ``start``, coarse to fine over ``levels`` halvings
+    (2x2 means), the ``finest`` of them left out (1: down to half resolution, about 4x faster).
     Pixel centres at half-integers."""
     rotation = nearest_rotation(np.asarray(start, np.float64))
     pyramid = [(current, previous, 1.0)]
@@ -314,7 +354,7 @@ def rotation_between(current: np.ndarray, previous: np.ndarray, fx: float, fy: f
         a, b, scale = pyramid[-1]
         h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
         pyramid.append(tuple(x[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for x in (a, b)) + (scale / 2,))
-    for cur, prev, scale in reversed(pyramid):
+    for cur, prev, scale in reversed(pyramid[finest:]):
         h, w = cur.shape
         v, u = np.mgrid[0:h, 0:w] + 0.5
         rays = np.stack([(u / scale - cx) / fx, (v / scale - cy) / fy, np.ones_like(u)], axis=-1).reshape(-1, 3)
@@ -344,6 +384,38 @@ def rotation_between(current: np.ndarray, previous: np.ndarray, fx: float, fy: f
     return nearest_rotation(rotation)  # products of many rotations drift off orthonormal, composed frame after frame
 
 
+def alignment_cost(current: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray],
+                   relative: np.ndarray, camera: Camera, max_depth: float, depth_scale: float,
+                   intensity_scale: float = 0.1) -> float:
+    """How badly ``relative [4, 4]`` (current camera to reference camera, OpenCV) aligns two RGB-D
+    frames (``rgb [H, W, 3]`` uint8, ``depth [H, W]`` uint16 mm, one ``camera``'s intrinsics):
+    the mean, over the current frame's pixels with depth, of the squared depth and grey-level
+    differences at the pixel each lands on in the reference, each over its scale and capped at 1
+    (so a pixel landing outside the reference or on no depth costs 2)."""
+    rgb, depth = current
+    z = depth.astype(np.float64) / 1000.0
+    v, u = np.nonzero((z > 0) & (z < max_depth))
+    if not len(v):
+        return 0.0
+    z = z[v, u]
+    points = np.stack([(u + 0.5 - camera.cx) / camera.fx * z, (v + 0.5 - camera.cy) / camera.fy * z, z], axis=1)
+    moved = points @ relative[:3, :3].T + relative[:3, 3]
+    ahead = moved[:, 2] > 1e-6
+    pu = np.where(ahead, camera.fx * moved[:, 0] / np.where(ahead, moved[:, 2], 1.0) + camera.cx, -1.0)
+    pv = np.where(ahead, camera.fy * moved[:, 1] / np.where(ahead, moved[:, 2], 1.0) + camera.cy, -1.0)
+    reference_rgb, reference_depth = reference
+    h, w = reference_depth.shape
+    inside = ahead & (pu >= 0.5) & (pu <= w - 0.5) & (pv >= 0.5) & (pv <= h - 0.5)
+    cost = np.full(len(z), 2.0)
+    at = np.stack([pv[inside] - 0.5, pu[inside] - 0.5])  # array coordinates: pixel centres at integers
+    landed = reference_depth[np.round(at[0]).astype(np.int64), np.round(at[1]).astype(np.int64)] / 1000.0
+    depth_cost = np.where(landed > 0, np.minimum(((landed - moved[inside, 2]) / depth_scale) ** 2, 1.0), 1.0)
+    grey = rgb[v[inside], u[inside]].astype(np.float64).mean(axis=-1) / 255.0
+    reference_grey = ndimage.map_coordinates(reference_rgb.astype(np.float64).mean(axis=-1) / 255.0, at, order=1)
+    cost[inside] = depth_cost + np.minimum(((reference_grey - grey) / intensity_scale) ** 2, 1.0)
+    return float(cost.mean())
+
+
 def _exp(w: np.ndarray) -> np.ndarray:
     """Rodrigues: the rotation ``[3, 3]`` of axis-angle ``w [3]``."""
     angle = np.linalg.norm(w)
@@ -359,4 +431,4 @@ def within(motion: np.ndarray, metres: float, degrees: float) -> bool:
     return bool(np.linalg.norm(motion[:3, 3]) <= metres and angle <= degrees)
 
 
-__all__ = ["CameraTracker", "PoseEstimate", "Reference", "rotation_between", "within"]
+__all__ = ["CameraTracker", "PoseEstimate", "Reference", "alignment_cost", "rotation_between", "within"]

@@ -100,6 +100,14 @@ class MemoryConfig:
     # the odometry's information matrix with its smallest eigenvalue under this share of its largest: a view
     # of a far plane, which fixes the camera's turn but not its centre (kept from the constant-velocity guess)
     pose_degenerate_ratio: float = 0.01
+    # under this share the view is nearly degenerate: a camera turning in place (its constant-velocity guess
+    # turns faster than pose_turning_speed, degrees/s, and moves its centre slower than pose_still_speed, m/s)
+    # goes on turning about its last centre when that aligns the frame to within pose_turn_margin (relative)
+    # of the 6-DoF result (camera_tracking: alignment_cost)
+    pose_ambiguous_ratio: float = 0.04
+    pose_turning_speed: float = 10.0
+    pose_still_speed: float = 0.05
+    pose_turn_margin: float = 0.05
     pose_min_overlap: float = 0.3  # odometry must pair this share of the frame's depth pixels with the reference's
     pose_relocalise_candidates: int = 4  # references tried (most alike first) for each frame while lost
     # odometry farther than this from its constant-velocity guess (m, degrees) took a wrong minimum
