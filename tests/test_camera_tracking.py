@@ -13,8 +13,8 @@ from splatworld.evaluation import trajectory_errors
 from splatworld.jobs.config import load_config
 from splatworld.jobs.observe import observe_episode
 from splatworld.memory import MemoryConfig, SceneMemory
-from splatworld.scene.cameras import Camera
 from splatworld.memory.camera_tracking import CameraTracker, alignment_cost, rotation_between
+from splatworld.scene.cameras import Camera
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
 
@@ -110,8 +110,8 @@ def test_tracked_path_is_the_same_bit_for_bit_in_two_runs(episode):
 def test_a_pan_off_the_table_is_tracked_as_a_turn_in_place(tmp_path):
     """The camera stops orbiting and pans, in place, from the table to the far floor. While the
     table leaves the view the odometry traded the turn for a slide of 30 mm, which the floor-alone
-    view then held; a still camera taken to turn in place when that aligns the frames about as
-    well stays within 11 mm (measured: 34.2 mm max before, 11.0 after)."""
+    view then held; a camera that was turning in place, kept turning in place when that aligns
+    the frames about as well, stays within 11 mm (measured: 34.2 mm max before, 11.0 after)."""
     cfg = load_config("generate", [f"out={tmp_path / 'ep'}", "progress=false", "width=160", "height=160",
                                    "scenario=out_of_view", "seconds=7", "seed=2", "sensor=kinect",
                                    "scenario.camera.segments=[{kind: orbit, seconds: 1, speed_deg_s: 6},"
