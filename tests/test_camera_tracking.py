@@ -3,6 +3,9 @@ the simulator's camera path; the fallbacks for frames that cannot be placed."""
 
 import dataclasses
 import json
+import os
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -105,6 +108,20 @@ def test_tracked_path_is_the_same_bit_for_bit_in_two_runs(episode):
     assert np.array_equal(first, path())
     position, _ = trajectory_errors(first, _truth(episode, range(1, len(episode))))
     assert position.max() < 0.012  # and it is the path, not a frozen one
+
+
+def test_a_prefetched_frame_gets_the_same_pose_from_a_thread_that_gives_way(episode):
+    """Frames tracked ahead in the worker thread get the poses tracked in line, bit for bit, and the
+    thread runs at the lowest priority (on Linux), so that the memory's thread teams keep both cores."""
+    inline, ahead = CameraTracker(MemoryConfig(poses="estimate")), CameraTracker(MemoryConfig(poses="estimate"))
+    for tracker in (inline, ahead):
+        tracker.start(_truth(episode, [0])[0], episode[0])
+    for i in range(1, 8):
+        ahead.prefetch(episode[i])
+        assert np.array_equal(ahead.track(episode[i]).camera_to_world, inline.track(episode[i]).camera_to_world)
+    if sys.platform.startswith("linux"):
+        workers = [t for t in threading.enumerate() if t.name.startswith("camera-tracking")]
+        assert workers and all(os.getpriority(os.PRIO_PROCESS, t.native_id) == 19 for t in workers)
 
 
 def test_a_pan_off_the_table_is_tracked_as_a_turn_in_place(tmp_path):
