@@ -43,13 +43,16 @@ def estimate_normals(points: np.ndarray, radius: float, neighbours: int = 16, tr
 
 
 def _rotation(w: np.ndarray) -> np.ndarray:
-    """Rotation matrix of the axis-angle vector ``w [3]`` (Rodrigues)."""
-    angle = float(np.linalg.norm(w))
+    """Rotation matrix of the axis-angle vector ``w [3]`` (Rodrigues); compiled as :data:`_rotation_compiled`."""
+    angle = math.sqrt(w[0] ** 2 + w[1] ** 2 + w[2] ** 2)
     if angle < 1e-12:
         return np.eye(3)
     k = w / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * kx @ kx
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * (kx @ kx)
+
+
+_rotation_compiled = njit(cache=True)(_rotation)
 
 
 @dataclass
@@ -96,7 +99,7 @@ def _step_numpy(moved: np.ndarray, dist: np.ndarray, idx: np.ndarray, target: np
 
 
 @njit(cache=True)
-def _step_numba(moved, dist, idx, target, normals):  # pragma: no cover - compiled; twin: _step_numpy
+def _step_numba(moved, dist, idx, target, normals):  # compiled; its twin is _step_numpy
     """:func:`_step_numpy` as one compiled loop."""
     count = 0
     squares = 0.0
@@ -131,12 +134,7 @@ def _step_numba(moved, dist, idx, target, normals):  # pragma: no cover - compil
     for axis in range(3):
         system[count + axis, axis] = _TURN_PRIOR * math.sqrt(count)
     step = np.linalg.lstsq(system, rhs, rcond=np.finfo(np.float64).eps * max(count + 3, 6))[0]
-    angle = math.sqrt(step[0] ** 2 + step[1] ** 2 + step[2] ** 2)
-    rotation = np.eye(3)
-    if angle >= 1e-12:
-        k = step[:3] / angle
-        kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-        rotation = rotation + math.sin(angle) * kx + (1 - math.cos(angle)) * (kx @ kx)
+    rotation = _rotation_compiled(step[:3])
     delta[:3, :3] = rotation
     delta[:3, 3] = centre + step[3:] - rotation @ centre
     return fitness, rmse, True, delta
