@@ -185,12 +185,9 @@ def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarr
                                 & ((held >= 0.2 * len(distances)) | ((last > 0) & (held >= 0.5 * last))))
         if len(owners) < 2:
             continue
-        part = owners[np.argmin(distances[:, owners], axis=1)]  # every point to its nearest owner
-        new = np.empty(len(distances), np.int64)
-        for i, owner in enumerate(owners):
-            new[part == i] = label if i == 0 else next_label
-            next_label += i > 0
-        out[mask] = new
+        part = np.argmin(distances[:, owners], axis=1)  # every point to its nearest owner (its index in owners)
+        out[mask] = np.where(part == 0, label, next_label + part - 1)
+        next_label += len(owners) - 1
     return out
 
 

@@ -171,6 +171,10 @@ def test_touching_objects_are_split_between_their_models():
     # one object's model covers both cubes; another model touches only the far face (about 6% of the points)
     sliver = right[right[:, 0] > 0.055] + [0.01, 0.0, 0.0]
     assert (split_touching(labels, points, [np.concatenate([left, right]), sliver], 0.02, 12) == 5).all()
+    # a third model near the segment that owns none of it, listed first: the owners are the second and third
+    split = split_touching(labels, points, [sliver, left, right], reach=0.02, min_points=12)
+    assert set(np.unique(split)) == {5, 6}
+    assert np.mean((split == 5) == (truth == 1)) > 0.98
 
 
 def test_a_small_object_pushed_against_a_large_one_claims_what_it_showed():
