@@ -10,7 +10,9 @@ at the end vs after the first minute).
 Episodes are generated into --episodes (default: a temporary folder) unless already there,
 with ``--sensor``'s noise (sim/sensor.py; the truth and the given poses are exact); with
 ``--segmentation geometry`` the memory makes its own segments (the instance masks are only scored);
-each run's tracks.json is written beside them.
+each run's tracks.json is written beside them (with geometric segments also the tracks as scored,
+their labels mapped to the true ones: ``*_tracks_scored.json``), and the objects whose identity
+switched are listed with the tracks that took turns holding them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
 position_median=... centre_position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
@@ -20,6 +22,7 @@ ate_rmse_max=...`` (the last with ``--poses estimate``).
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ from splatworld.evaluation import (aligned_pose_errors, centre_errors, depth_edg
                                    revisited_frames, to_true_labels)
 from splatworld.evaluation.report import plot_trajectory_error
 from splatworld.jobs.observe import camera_path_errors
+from splatworld.atomic import atomic_write_text
 from splatworld.render.video import to_uint8
 from splatworld.memory import MemoryConfig, SceneMemory
 from splatworld.scene.episode import Episode
@@ -104,6 +108,14 @@ def main() -> None:
             for track, row in zip(tracks, pred_labels):
                 track["labels"] = row.tolist()
         ident = identity_metrics(gt_labels, pred_labels)
+        if to_true:  # the tracks as scored (labels mapped to the true ones)
+            atomic_write_text(root / f"{name}_seed{args.seed}_tracks_scored.json", json.dumps({"objects": tracks}))
+        for g, count in enumerate(ident["switches_by_object"]):
+            if count:  # which tracks took turns holding it, and for how many frames each
+                held = {t["id"]: int(np.sum(pred_labels[p] == gt_labels[g], where=gt_labels[g] != 0))
+                        for p, t in enumerate(tracks)}
+                print(f"{name}: {gt[g].get('name', gt[g]['id'])}: {count} switches between tracks "
+                      + ", ".join(f"{k} ({n} frames)" for k, n in sorted(held.items(), key=lambda kv: -kv[1]) if n))
         for g, p in ident["assignment"].items():  # visible frames where the object's own track holds it
             tracked = np.flatnonzero((gt_labels[g] != 0) & (pred_labels[p] == gt_labels[g]))
             if not len(tracked):

@@ -24,14 +24,15 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
     Returns:
         dict with ``idf1``, ``idp``, ``idr``, ``idtp``, ``idfp``, ``idfn`` and ``id_switches``:
         the number of times an object's per-frame predicted track changes from the previous
-        frame where it had one (frames without a track in between do not reset it), and
+        frame where it had one (frames without a track in between do not reset it),
+        ``switches_by_object``: ``[G]`` the same per ground-truth object, and
         ``assignment``: ``{ground-truth index: track index}`` of the IDF1 matching.
 
     >>> gt = np.array([[5, 5, 7, 0], [8, 9, 9, 9]])
     >>> pred = np.array([[5, 5, 7, 0], [8, 9, 0, 0], [0, 0, 9, 9]])
     >>> m = identity_metrics(gt, pred)
-    >>> round(m["idf1"], 4), m["id_switches"]
-    (0.7143, 1)
+    >>> round(m["idf1"], 4), m["id_switches"], m["switches_by_object"]
+    (0.7143, 1, [0, 1])
     """
     gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1, np.shape(gt_labels)[-1])
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1, gt_labels.shape[1])
@@ -42,7 +43,7 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         rows, cols = linear_sum_assignment(-co)
         idtp = int(co[rows, cols].sum())
         assignment = {int(r): int(c) for r, c in zip(rows, cols) if co[r, c] > 0}
-    switches = 0
+    switches_by_object = [0] * gt_labels.shape[0]
     for g in range(gt_labels.shape[0]):
         previous = None
         for t in range(gt_labels.shape[1]):
@@ -52,7 +53,7 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
             if len(owners) == 0:
                 continue
             if previous is not None and owners[0] != previous:
-                switches += 1
+                switches_by_object[g] += 1
             previous = owners[0]
     total = n_gt + n_pred
     return {
@@ -62,7 +63,8 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         "idtp": idtp,
         "idfp": n_pred - idtp,
         "idfn": n_gt - idtp,
-        "id_switches": switches,
+        "id_switches": sum(switches_by_object),
+        "switches_by_object": switches_by_object,
         "assignment": assignment,
     }
 
