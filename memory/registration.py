@@ -99,7 +99,7 @@ def _step_numpy(moved: np.ndarray, dist: np.ndarray, idx: np.ndarray, target: np
 
 
 @njit(cache=True)
-def _step_numba(moved, dist, idx, target, normals):  # compiled; its twin is _step_numpy
+def _step_numba(moved, dist, idx, target, normals):  # pragma: no cover - jitted; twin: _step_numpy
     """:func:`_step_numpy` as one compiled loop."""
     count = 0
     squares = 0.0
