@@ -112,8 +112,7 @@ def main() -> None:
             atomic_write_text(root / f"{name}_seed{args.seed}_tracks_scored.json", json.dumps({"objects": tracks}))
         for g, count in enumerate(ident["switches_by_object"]):
             if count:  # which tracks took turns holding it, and for how many frames each
-                held = {t["id"]: int(np.sum(pred_labels[p] == gt_labels[g], where=gt_labels[g] != 0))
-                        for p, t in enumerate(tracks)}
+                held = {t["id"]: int(n) for t, n in zip(tracks, ident["co_occurrence"][g])}
                 print(f"{name}: {gt[g].get('name', gt[g]['id'])}: {count} switches between tracks "
                       + ", ".join(f"{k} ({n} frames)" for k, n in sorted(held.items(), key=lambda kv: -kv[1]) if n))
         for g, p in ident["assignment"].items():  # visible frames where the object's own track holds it

@@ -267,6 +267,8 @@ def _evaluate_episode(gt: Episode, pred: Episode, config: EvaluationConfig) -> d
         pred_labels = np.where(best > 0, best, np.where(pred_area > 0, -np.arange(1, len(ids) + 1)[:, None], 0))
         identity = identity_metrics(gt_labels, pred_labels)
         assignment = identity.pop("assignment")
+        for detail in ("switches_by_object", "co_occurrence"):  # per ground-truth index: the report names objects
+            identity.pop(detail)
         minutes = report["seconds"] / 60
         visible = np.array([substantially_visible(o, frame_map, cameras) for o in objects]) \
             .reshape(len(objects), len(frame_map))

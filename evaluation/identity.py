@@ -25,7 +25,8 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         dict with ``idf1``, ``idp``, ``idr``, ``idtp``, ``idfp``, ``idfn`` and ``id_switches``:
         the number of times an object's per-frame predicted track changes from the previous
         frame where it had one (frames without a track in between do not reset it),
-        ``switches_by_object``: ``[G]`` the same per ground-truth object, and
+        ``switches_by_object``: ``[G]`` the same per ground-truth object,
+        ``co_occurrence``: ``[G, P]`` the frames in which each track holds each object, and
         ``assignment``: ``{ground-truth index: track index}`` of the IDF1 matching.
 
     >>> gt = np.array([[5, 5, 7, 0], [8, 9, 9, 9]])
@@ -33,6 +34,8 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
     >>> m = identity_metrics(gt, pred)
     >>> round(m["idf1"], 4), m["id_switches"], m["switches_by_object"]
     (0.7143, 1, [0, 1])
+    >>> m["co_occurrence"].tolist()
+    [[3, 0, 0], [0, 2, 2]]
     """
     gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1, np.shape(gt_labels)[-1])
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1, gt_labels.shape[1])
@@ -65,6 +68,7 @@ def identity_metrics(gt_labels: np.ndarray, pred_labels: np.ndarray) -> dict:
         "idfn": n_gt - idtp,
         "id_switches": sum(switches_by_object),
         "switches_by_object": switches_by_object,
+        "co_occurrence": co,
         "assignment": assignment,
     }
 
