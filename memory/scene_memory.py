@@ -45,8 +45,8 @@ from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
-from splatworld.memory.segmentation import (agent_pixels, bootstrap_plane, geometric_segments, merge_parts,
-                                            split_touching)
+from splatworld.memory.segmentation import (AGENT_MARGIN, agent_pixels, bootstrap_plane, geometric_segments,
+                                            join_across_agent, merge_parts, split_touching)
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, drop_if_falling, duplicate_tracks, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -138,7 +138,7 @@ class SceneMemory:
         instances = frame.instances
         geometric = instances is None or cfg.segmentation == "geometry"
         if geometric:
-            instances = self._segment(frame, points, valid)
+            instances = self._segment(frame, points, colors, valid)
         segments = segments_of(instances, valid, points, colors, self.agent_label, cfg.min_segment_points)
         self.agent.note(agent_pose, self.time)
 
@@ -227,7 +227,7 @@ class SceneMemory:
         self.tracked.append(tracked)
         return replace(frame.camera, viewmat=torch.from_numpy(np.linalg.inv(pose)))
 
-    def _segment(self, frame: Frame, points: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _segment(self, frame: Frame, points: np.ndarray, colors: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The frame's instance map made from geometry (:mod:`.segmentation`), the agent labelled
         ``agent_label``."""
         cfg, agent_pose = self.config, frame.info.agent_pose
@@ -243,6 +243,8 @@ class SceneMemory:
         agent = agent_pixels(points, valid, agent_pose, cfg.agent_radius, cfg.agent_height)
         labels = geometric_segments(points, valid, plane, region,
                                     lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
+        labels = join_across_agent(labels, points, colors, agent, 2 * (cfg.agent_radius + AGENT_MARGIN) + cfg.part_reach,
+                                   cfg.color_gate)
         placed = [t for t in self.tracks if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
         models = [t.world_points for t in placed]
         labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points,

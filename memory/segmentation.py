@@ -16,7 +16,10 @@ Each frame's points are explained in turn:
    Points near the scaffold are left out of it, so an object touching a known occluder is a
    component of its own; a component rising higher than ``object_max_height`` above the table
    is static (an occluder not yet in the scaffold; an object touching one is taken with it);
-5. objects touching each other are one component: a component on which two remembered objects'
+5. an object the agent cuts in two (standing over it, or in front of it) is two components: those
+   beside the agent's pixels whose colours agree and whose points come within the agent's width
+   of each other are joined (:func:`join_across_agent`);
+6. objects touching each other are one component: a component on which two remembered objects'
    models each hold a good share of the points (or of what the object showed when last seen) is
    split between them, each point to the nearest model (:func:`split_touching`; the memory's own
    models, at their last poses).
@@ -33,10 +36,12 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from splatworld.errors import ConfigError
+from splatworld.memory.association import color_distance
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.tracks import ObjectTrack, Segment
 
 STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say)
+AGENT_MARGIN = 0.015  # beyond the agent's radius and half-height, points still taken for the agent (depth noise)
 
 
 def bootstrap_plane(points: np.ndarray, cell: float = 0.01, share: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
@@ -133,7 +138,7 @@ def agent_dimensions(shape: dict | None) -> dict[str, float]:
 
 
 def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray | None, radius: float,
-                 height: float, margin: float = 0.015) -> np.ndarray:
+                 height: float, margin: float = AGENT_MARGIN) -> np.ndarray:
     """``[H, W]`` valid points within ``radius + margin`` of the vertical axis through the agent's
     position ``agent_pose [7]`` and within ``height / 2 + margin`` of it vertically (none without a pose)."""
     if agent_pose is None:
@@ -141,6 +146,41 @@ def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray |
     offset = points - np.asarray(agent_pose[:3])
     return (valid & (np.hypot(offset[..., 0], offset[..., 1]) < radius + margin)
             & (np.abs(offset[..., 2]) < height / 2 + margin))
+
+
+def join_across_agent(labels: np.ndarray, points: np.ndarray, colors: np.ndarray, agent: np.ndarray, gap: float,
+                      color_gate: float, border: int = 3) -> np.ndarray:
+    """Join the segments of an object the agent cuts in two: the pusher standing over an object, or
+    in front of it, leaves its parts on either side as separate components, which association would
+    take for two objects. Segments within ``border`` pixels of the agent's (``agent [H, W]``) whose
+    mean colours agree within ``color_gate`` (:func:`~splatworld.memory.association.color_distance`)
+    and whose points (``points [H, W, 3]``) come within ``gap`` of each other (the agent's width)
+    become one, under the smallest label. ``colors [H, W, 3]`` in [0, 1]. Returns the relabelled
+    ``[H, W]`` map (a copy)."""
+    out = labels.copy()
+    beside = ndimage.binary_dilation(agent, iterations=border)
+    cut = [int(label) for label in np.unique(labels[beside]) if label > 0]
+    if len(cut) < 2:
+        return out
+    masks = {label: labels == label for label in cut}
+    color = {label: colors[mask].mean(axis=0) for label, mask in masks.items()}
+    root = {label: label for label in cut}
+
+    def find(label: int) -> int:
+        while root[label] != label:
+            label = root[label]
+        return label
+
+    for i, a in enumerate(cut):
+        tree = cKDTree(points[masks[a]])
+        for b in cut[i + 1:]:
+            if (color_distance(color[a], color[b]) <= color_gate
+                    and np.isfinite(tree.query(points[masks[b]], distance_upper_bound=gap)[0]).any()):
+                ra, rb = find(a), find(b)
+                root[max(ra, rb)] = min(ra, rb)
+    for label in cut:
+        out[masks[label]] = find(label)
+    return out
 
 
 def split_touching(labels: np.ndarray, points: np.ndarray, models: list[np.ndarray], reach: float,

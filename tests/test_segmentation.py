@@ -275,6 +275,48 @@ def test_an_object_joined_to_a_known_occluder_by_edge_noise_is_its_own_segment()
     assert (unknown == STATIC).all()
 
 
+def _cut_by_agent(right_color, right_offset=(0.0, 0.0, 0.0)):
+    """A 10 x 30 pixel view of a block 4 cm high with the agent in front of its middle: the block's
+    points (x 0-5.5 cm and 9-14.5 cm, the right part shifted by ``right_offset`` and coloured
+    ``right_color``) and the agent's, in front. Returns (points, colours, the agent's pixels,
+    labels from :func:`geometric_segments`)."""
+    from splatworld.memory.segmentation import geometric_segments
+
+    rows, cols = np.meshgrid(np.arange(10), np.arange(30), indexing="ij")
+    points = np.stack([0.005 * cols, np.zeros(cols.shape), 0.015 + 0.004 * rows], -1)
+    agent = (cols >= 12) & (cols < 18)
+    points[agent, 0] = 0.075
+    points[agent, 1] = -0.03  # nearer the camera, which looks along +y
+    points[cols >= 18, 0] += 0.03
+    points[cols >= 18] += right_offset
+    colors = np.broadcast_to([0.8, 0.3, 0.2], points.shape).copy()
+    colors[cols >= 18] = right_color
+    colors[agent] = [0.9, 0.1, 0.1]
+    plane, region = np.array([0.0, 0.0, 1.0, 0.0]), np.array([-0.5, -0.5, 0.5, 0.5])
+    labels = geometric_segments(points, np.ones(agent.shape, bool), plane, region, lambda p: np.zeros(len(p), bool),
+                                agent, MemoryConfig())
+    return points, colors, agent, labels
+
+
+def test_an_object_the_agent_cuts_in_two_is_one_segment():
+    """The pusher in front of a block leaves two components, 3.5 cm apart; they are joined. Not
+    when the parts' colours differ, nor when they lie farther apart than the agent is wide."""
+    from splatworld.memory.segmentation import AGENT_MARGIN, join_across_agent
+
+    cfg = MemoryConfig()
+    gap = 2 * (cfg.agent_radius + AGENT_MARGIN) + cfg.part_reach
+    points, colors, agent, labels = _cut_by_agent([0.8, 0.3, 0.2])
+    left, right = labels[0, 0], labels[0, -1]
+    assert left > 0 and right > 0 and left != right and (labels[agent] < 0).all()
+    joined = join_across_agent(labels, points, colors, agent, gap, cfg.color_gate)
+    assert (joined[:, :12] == min(left, right)).all() and (joined[:, 18:] == min(left, right)).all()
+    assert (joined[agent] == labels[agent]).all()
+    for color, offset in (([0.2, 0.3, 0.8], (0.0, 0.0, 0.0)), ([0.8, 0.3, 0.2], (0.08, 0.0, 0.0))):
+        points, colors, agent, labels = _cut_by_agent(color, offset)
+        assert len(np.unique(labels[labels > 0])) == 2
+        assert (join_across_agent(labels, points, colors, agent, gap, cfg.color_gate) == labels).all()
+
+
 def test_observe_cli_segments_from_geometry_with_the_episodes_agent(episode, tmp_path):
     import json
 
