@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from splatworld.memory.config import MemoryConfig
@@ -20,6 +21,20 @@ from splatworld.scene.gaussians import Gaussians
 
 
 GROUND_EXPLAINED = 0.9  # share of the floor's colour variance its pattern must explain to replace its voxels
+
+
+def largest_patch(xy: np.ndarray, cell: float) -> float:
+    """The area (m^2) of the largest 8-connected piece of the ``cell``-sized squares that points
+    ``xy [N, 2]`` fall in: the tops of a few occluders of one height, which RANSAC fits with one
+    plane, are several small pieces; a table top is one."""
+    if not len(xy):
+        return 0.0
+    keys = np.floor(xy / cell).astype(np.int64)
+    keys -= keys.min(axis=0)
+    grid = np.zeros(keys.max(axis=0) + 1, bool)
+    grid[tuple(keys.T)] = True
+    labels, count = ndimage.label(grid, structure=np.ones((3, 3), bool))
+    return float(np.bincount(labels.ravel())[1:].max()) * cell ** 2
 
 
 class StaticMap:
@@ -63,7 +78,8 @@ class StaticMap:
 
     def fit_support_plane(self) -> None:
         """The highest large horizontal plane of the scaffold (the table top), by RANSAC: a plane
-        tilted by more than ``support_max_tilt_deg`` is not taken, however high."""
+        tilted by more than ``support_max_tilt_deg`` is not taken, however high, nor one whose
+        largest piece (:func:`largest_patch`) is under ``support_min_area``."""
         if len(self.grid) < 200:
             return
         self._layout_cache = self._drawn = None  # the splats depend on the plane (completion) and the ground
@@ -74,7 +90,8 @@ class StaticMap:
             if len(points) < 100:
                 break
             plane, inliers = ransac_plane(points, 0.01, 200, rng)
-            if plane[2] > level and (best is None or -plane[3] / plane[2] > -best[3] / best[2]):
+            if (plane[2] > level and (best is None or -plane[3] / plane[2] > -best[3] / best[2])
+                    and largest_patch(points[inliers, :2], self.cfg.static_voxel) >= self.cfg.support_min_area):
                 best = plane
             points = points[~inliers]
         self.support_plane = best

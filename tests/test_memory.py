@@ -375,6 +375,30 @@ def test_the_support_plane_is_level_however_high_a_tilted_plane_lies():
     assert tilted.support_plane[2] == pytest.approx(np.cos(np.radians(10.0)), abs=0.003)
 
 
+def test_the_support_plane_is_one_large_surface_not_occluder_tops():
+    """Floor, a 1 x 0.8 m table top at 0.62 m, and 21 cm above it the tops of a shelf board
+    (0.42 x 0.18 m) and a box (0.18 x 0.18 m), level, at one height: RANSAC fits the tops with one
+    plane, the highest level one, but its largest piece is 0.08 m^2, under ``support_min_area``."""
+    from splatworld.memory.static_map import StaticMap, largest_patch
+
+    def patch(x0, y0, x1, y1, z):
+        xy = np.stack(np.meshgrid(np.arange(x0, x1, 0.02), np.arange(y0, y1, 0.02)), -1).reshape(-1, 2)
+        return np.column_stack([xy, np.full(len(xy), z)])
+
+    board, box = patch(-0.4, -0.3, 0.02, -0.12, 0.83), patch(0.1, 0.1, 0.28, 0.28, 0.83)
+    assert largest_patch(np.concatenate([board, box])[:, :2], 0.02) == pytest.approx(21 * 9 * 0.02 ** 2)
+    points = np.concatenate([patch(-1.0, -1.0, 1.0, 1.0, 0.0), patch(-0.5, -0.4, 0.5, 0.4, 0.62), board, box])
+    static = StaticMap(MemoryConfig())
+    static.grid.integrate(points, np.full((len(points), 3), 0.5), 0.0)
+    static.fit_support_plane()
+    a, b, c, d = static.support_plane
+    assert c > 0.999 and -d / c == pytest.approx(0.62, abs=0.005)
+    static = StaticMap(MemoryConfig(support_min_area=0.05))
+    static.grid.integrate(points, np.full((len(points), 3), 0.5), 0.0)
+    static.fit_support_plane()
+    assert -static.support_plane[3] / static.support_plane[2] == pytest.approx(0.83, abs=0.005)
+
+
 def test_queries_against_pybullet_truth(occlusion):
     episode, memory = occlusion
     assert abs(memory.support_plane[3] / -memory.support_plane[2] - TABLE_TOP_Z) < 0.015
