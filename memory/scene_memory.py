@@ -243,10 +243,10 @@ class SceneMemory:
         agent = agent_pixels(points, valid, agent_pose, cfg.agent_radius, cfg.agent_height)
         labels = geometric_segments(points, valid, plane, region,
                                     lambda p: self.static_map.near(p, cfg.static_margin, plane), agent, cfg)
-        labels = join_across_agent(labels, points, colors, agent, 2 * (cfg.agent_radius + AGENT_MARGIN) + cfg.part_reach,
-                                   cfg.color_gate)
         placed = [t for t in self.tracks if t.state != TrackState.DISPLACED and len(t.model) >= cfg.min_register_points]
         models = [t.world_points for t in placed]
+        labels = join_across_agent(labels, points, colors, agent, 2 * (cfg.agent_radius + AGENT_MARGIN) + cfg.part_reach,
+                                   cfg.color_gate, models, cfg.part_reach)
         labels = split_touching(labels, points, models, cfg.part_reach, cfg.min_segment_points,
                                 [t.view_points for t in placed])
         labels[agent] = self.agent_label

@@ -149,14 +149,18 @@ def agent_pixels(points: np.ndarray, valid: np.ndarray, agent_pose: np.ndarray |
 
 
 def join_across_agent(labels: np.ndarray, points: np.ndarray, colors: np.ndarray, agent: np.ndarray, gap: float,
-                      color_gate: float, border: int = 3) -> np.ndarray:
+                      color_gate: float, models: list[np.ndarray] = (), reach: float = 0.02, border: int = 3) -> np.ndarray:
     """Join the segments of an object the agent cuts in two: the pusher standing over an object, or
     in front of it, leaves its parts on either side as separate components, which association would
     take for two objects. Segments within ``border`` pixels of the agent's (``agent [H, W]``) whose
     mean colours agree within ``color_gate`` (:func:`~splatworld.memory.association.color_distance`)
     and whose points (``points [H, W, 3]``) come within ``gap`` of each other (the agent's width)
-    become one, under the smallest label. ``colors [H, W, 3]`` in [0, 1]. Returns the relabelled
-    ``[H, W]`` map (a copy)."""
+    become one, under the smallest label, unless they lie on two remembered objects: each part's
+    owner is the model (of ``models``, ``[M_k, 3]`` world points at the objects' last poses) holding
+    half its points within ``reach``, if any, and parts with different owners (or one owner and
+    none) stay apart. Colour alone does not tell two neighbours from one object: on `occlusion`
+    the pusher between the cube and the object it pushed, whose colours are 0.088-0.101 apart,
+    joined them. ``colors [H, W, 3]`` in [0, 1]. Returns the relabelled ``[H, W]`` map (a copy)."""
     out = labels.copy()
     beside = ndimage.binary_dilation(agent, iterations=border)
     cut = [int(label) for label in np.unique(labels[beside]) if label > 0]
@@ -164,6 +168,11 @@ def join_across_agent(labels: np.ndarray, points: np.ndarray, colors: np.ndarray
         return out
     masks = {label: labels == label for label in cut}
     color = {label: colors[mask].mean(axis=0) for label, mask in masks.items()}
+    trees = [cKDTree(m) for m in models]
+    owner = {}
+    for label, mask in masks.items():
+        shares = [np.isfinite(tree.query(points[mask], distance_upper_bound=reach)[0]).mean() for tree in trees]
+        owner[label] = int(np.argmax(shares)) if shares and max(shares) >= 0.5 else -1
     root = {label: label for label in cut}
 
     def find(label: int) -> int:
@@ -174,7 +183,7 @@ def join_across_agent(labels: np.ndarray, points: np.ndarray, colors: np.ndarray
     for i, a in enumerate(cut):
         tree = cKDTree(points[masks[a]])
         for b in cut[i + 1:]:
-            if (color_distance(color[a], color[b]) <= color_gate
+            if (owner[a] == owner[b] and color_distance(color[a], color[b]) <= color_gate
                     and np.isfinite(tree.query(points[masks[b]], distance_upper_bound=gap)[0]).any()):
                 ra, rb = find(a), find(b)
                 root[max(ra, rb)] = min(ra, rb)

@@ -299,8 +299,10 @@ def _cut_by_agent(right_color, right_offset=(0.0, 0.0, 0.0)):
 
 
 def test_an_object_the_agent_cuts_in_two_is_one_segment():
-    """The pusher in front of a block leaves two components, 3.5 cm apart; they are joined. Not
-    when the parts' colours differ, nor when they lie farther apart than the agent is wide."""
+    """The pusher in front of a block leaves two components, 3.5 cm apart; they are joined, also
+    when both lie on one remembered object's model. Not when they lie on two objects' models (or
+    one on a model, one on none), when their colours differ, or when they lie farther apart than
+    the agent is wide."""
     from splatworld.memory.segmentation import AGENT_MARGIN, join_across_agent
 
     cfg = MemoryConfig()
@@ -311,6 +313,11 @@ def test_an_object_the_agent_cuts_in_two_is_one_segment():
     joined = join_across_agent(labels, points, colors, agent, gap, cfg.color_gate)
     assert (joined[:, :12] == min(left, right)).all() and (joined[:, 18:] == min(left, right)).all()
     assert (joined[agent] == labels[agent]).all()
+    left_model, right_model = points[:, :12].reshape(-1, 3), points[:, 18:].reshape(-1, 3)
+    whole = join_across_agent(labels, points, colors, agent, gap, cfg.color_gate, [np.concatenate([left_model, right_model])])
+    assert (whole == joined).all()  # both parts on one remembered object's model
+    for models in ([left_model, right_model], [left_model]):  # two remembered objects, or one and a new one
+        assert (join_across_agent(labels, points, colors, agent, gap, cfg.color_gate, models) == labels).all()
     for color, offset in (([0.2, 0.3, 0.8], (0.0, 0.0, 0.0)), ([0.8, 0.3, 0.2], (0.08, 0.0, 0.0))):
         points, colors, agent, labels = _cut_by_agent(color, offset)
         assert len(np.unique(labels[labels > 0])) == 2
