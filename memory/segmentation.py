@@ -18,7 +18,8 @@ Each frame's points are explained in turn:
    is static (an occluder not yet in the scaffold; an object touching one is taken with it);
 5. an object the agent cuts in two (standing over it, or in front of it) is two components: those
    beside the agent's pixels whose colours agree and whose points come within the agent's width
-   of each other are joined (:func:`join_across_agent`);
+   of each other are joined, unless they lie on two remembered objects' models
+   (:func:`join_across_agent`);
 6. objects touching each other are one component: a component on which two remembered objects'
    models each hold a good share of the points (or of what the object showed when last seen) is
    split between them, each point to the nearest model (:func:`split_touching`; the memory's own
