@@ -31,6 +31,10 @@ class MemoryConfig:
     carve_margin: float = 0.01  # a model voxel this far in front of the depth seen through it is free space
     still_translation: float = 0.002
     still_rotation_deg: float = 1.0
+    # a registration from the remembered pose is taken over one from the predicted motion when its share
+    # of points on the model is at most this much lower and its inlier RMSE at most this share higher
+    still_fitness_margin: float = 0.02
+    still_rmse_margin: float = 0.05
     belief_decay: float = 0.5
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
     agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)

@@ -14,8 +14,10 @@ evidence of motion (ICP on partial views slides along elongated objects). The ru
 - ``jumped``: moved away and known to have left or aside (mostly off its surface and stretching it
   by more than ICP reaches), farther than the track gate, and not a sliver (unless known to have
   left or farther than the object's size): the pose jumps to the view's centroid first;
-- registration: none for a sliver; none while the model is too small; ICP from the predicted
-  pose when pushed or moved away (reaching farther after a jump); none otherwise;
+- registration: none for a sliver (a view spanning under ``sliver_fraction`` of the model's size);
+  none while the model is too small; ICP from the predicted pose when pushed or moved away
+  (reaching farther after a jump), unless ICP from the remembered pose fits the view as well (a
+  slide along the faces in view is invisible to ICP, and the object stayed); none otherwise;
 - fusion: only when registered within ``fuse_max_rmse`` and, for a stretching view, when the
   registered view no longer stretches the model.
 """
@@ -129,10 +131,21 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
     # pushed object moves less than the first pass's reach per frame beyond the predicted motion,
     # twice that after a frame in which it was not seen; an object found far from its place is
     # moved there before (see update_track).
-    init = np.linalg.inv(predicted)
-    result = None
-    for reach in (1, 2, 4) if rough else (1, 2):
-        result = result or attempt(init, reach * cfg.icp_max_distance)
+    def search(start: np.ndarray):
+        result = None
+        for reach in (1, 2, 4) if rough else (1, 2):
+            result = result or attempt(np.linalg.inv(start), reach * cfg.icp_max_distance)
+        return result
+
+    result = search(predicted)
+    if result is not None and not rough and not np.array_equal(predicted, track.pose):
+        # ICP cannot see a slide along the faces in view (a cube seen face-on): from the predicted
+        # pose it keeps the predicted slide, and a still object kept "moving" by its own jitter
+        # would drift on. The object stayed unless its motion fits the view better.
+        stayed = search(track.pose)
+        if (stayed is not None and stayed.fitness >= result.fitness - cfg.still_fitness_margin
+                and stayed.inlier_rmse <= result.inlier_rmse * (1 + cfg.still_rmse_margin)):
+            result = stayed
     if result is None:
         return track.pose, math.inf
     new = np.linalg.inv(result.transformation)
@@ -159,7 +172,7 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     # a strip of it moved by less is left to ICP, since a partial view's centroid is not the object's)
     aside = off_model or (on_fit < 0.5 and stretch_m > 2 * cfg.icp_max_distance)
     # a mostly hidden object (a sliver beside an occluder): too little of it to register
-    sliver = seg.extent < cfg.sliver_fraction * float(np.max(track.extent))
+    sliver = seg.extent < cfg.sliver_fraction * track.size
     away = float(np.linalg.norm(seg.centroid - track.centroid))
     jumped = moved_away and (known_moved or aside) and away > cfg.track_gate and (
         not sliver or known_moved or away > np.linalg.norm(track.extent))

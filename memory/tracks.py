@@ -151,6 +151,15 @@ class ObjectTrack:
         return self.model.points.max(axis=0) - self.model.points.min(axis=0)
 
     @property
+    def size(self) -> float:
+        """The largest size (m) of the model's 2nd-98th percentile box: what :attr:`Segment.extent`
+        measures of a view (:attr:`extent` spans every voxel, a stray one smeared in included)."""
+        if not len(self.model):
+            return 0.0
+        lo, hi = np.percentile(self.model.points, [2, 98], axis=0)
+        return float((hi - lo).max())
+
+    @property
     def seen_last_two(self) -> bool:
         """The track was visible (owned a label) in each of its last two recorded frames."""
         return len(self.labels) >= 2 and bool(self.labels[-1] and self.labels[-2])

@@ -20,7 +20,7 @@ from splatworld.render.video import to_uint8
 from splatworld.scene.cameras import Camera, look_at
 from splatworld.memory.voxels import pack_keys, unpack_keys
 from splatworld.scene.episode import Episode
-from splatworld.scene.transforms import quat_to_rotmat
+from splatworld.scene.transforms import matrix_to_pose, quat_to_rotmat
 from splatworld.sim.generate import generate_episode
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z
 
@@ -622,3 +622,31 @@ def test_a_view_is_a_snapshot_the_memory_does_not_change(occlusion):
         assert np.array_equal(o.pose, pose) and np.array_equal(o.model_points, points) and o.state == state
     remembered = {o.id for o in view.remembered()}
     assert remembered == {o.id for o in view.objects if o.state != TrackState.DISPLACED}
+
+
+def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():
+    """The walled box moved 6 mm along x in its last step (ICP jitter, say), so its predicted pose is
+    6 mm further on. Its next view is the -y face alone, where it was: a slide along that face changes
+    nothing ICP sees, so from the predicted pose ICP would keep the slide and the box would drift on at
+    every step. It stays where it was."""
+    cfg, faces, pose, track = _walled_box("visible")
+    before = pose.copy()
+    before[0, 3] -= 0.006
+    track.poses = History((7,), np.float64, [matrix_to_pose(torch.from_numpy(m)).numpy() for m in (before, pose)])
+    track.labels = History((), np.int64, [3, 3])
+    face = faces[0] @ pose[:3, :3].T + pose[:3, 3]
+    _update(track, _grey_segment(face, np.median(face, axis=0)), None, cfg)
+    np.testing.assert_array_equal(track.pose, pose)
+
+
+def test_a_stray_voxel_in_the_model_does_not_make_every_view_a_sliver():
+    """A view spanning less than half the object's size is a sliver, too little to register. The
+    walled box's model has one stray voxel 25 cm off (a flying pixel fused once), which doubles the
+    span of its voxels; its size is still measured as a view's is (2nd to 98th percentile), so a
+    full view of it pushed 1 cm is registered and followed."""
+    cfg, faces, pose, track = _walled_box("visible")
+    track.model.integrate(np.array([[0.33, 0.0, 0.05]]), np.full((1, 3), 0.5))
+    assert np.max(track.extent) > 0.4 and track.size == pytest.approx(0.16, abs=0.01)
+    view = np.concatenate([faces[0], faces[2], faces[3]]) + pose[:3, 3] + [0.01, 0.0, 0.0]
+    _update(track, _grey_segment(view, np.median(view, axis=0)), None, cfg)
+    np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + [0.01, 0.0, 0.0], atol=0.002)
