@@ -155,7 +155,7 @@ class SceneMemory:
         nearest_depth = None
         for seg_index, track in matches.items():
             if update_track(track, segments[seg_index], self.agent.may_push(track, agent_pose, self.time, cfg),
-                            self.time, cfg):
+                            self.time, cfg, self.agent.coasting(track, agent_pose, self.time, cfg)):
                 if nearest_depth is None:  # the smallest depth around each pixel, 0 where any is unknown
                     nearest_depth = ndimage.minimum_filter(depth, size=3)
                 carve(track, nearest_depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)

@@ -16,8 +16,10 @@ evidence of motion (ICP on partial views slides along elongated objects). The ru
   left or farther than the object's size): the pose jumps to the view's centroid first;
 - registration: none for a sliver (a view spanning under ``sliver_fraction`` of the model's size);
   none while the model is too small; ICP from the predicted pose when pushed or moved away
-  (reaching farther after a jump), unless ICP from the remembered pose fits the view as well (a
-  slide along the faces in view is invisible to ICP, and the object stayed); none otherwise;
+  (reaching farther after a jump), unless the agent is not pushing it and ICP from the remembered
+  pose fits the view as well (a slide along the faces in view is invisible to ICP); when a view moved
+  away or stretching the model cannot be registered so, once more from its centroid as after a
+  jump; none otherwise;
 - fusion: only when registered within ``fuse_max_rmse`` and, for a stretching view, when the
   registered view no longer stretches the model.
 """
@@ -61,6 +63,14 @@ class AgentMotion:
         quasi-static: an agent standing still beside an object does not move it)."""
         if agent_pose is None or in_motion(track):
             return True  # no agent information: any object may have been moved
+        return self._within_reach(track, agent_pose, time, cfg)
+
+    def coasting(self, track: ObjectTrack, agent_pose, time: float, cfg: MemoryConfig) -> bool:
+        """The object is taken to move only because it moved at its last step: the agent is known,
+        and at rest or out of its reach (an object left sliding, or a still one's ICP jitter)."""
+        return agent_pose is not None and in_motion(track) and not self._within_reach(track, agent_pose, time, cfg)
+
+    def _within_reach(self, track: ObjectTrack, agent_pose, time: float, cfg: MemoryConfig) -> bool:
         if time - self.moved_at > cfg.agent_settle:
             return False
         reach = cfg.agent_reach + float(np.linalg.norm(track.extent)) / 2
@@ -101,11 +111,13 @@ def explained(track: ObjectTrack, seg: Segment, radii: tuple[float, ...]) -> tup
 
 
 def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: MemoryConfig,
-             rough: bool = False) -> tuple[np.ndarray, float]:
+             rough: bool = False, coasting: bool = False) -> tuple[np.ndarray, float]:
     """world_from_object ``[4, 4]`` refined by ICP of the segment's points onto the model, from the
     ``predicted`` pose, and the registration's inlier RMSE (m; inf when it failed). ``rough``: the
     prediction is a centroid jump, off by as much as a partial view's centroid is from the
-    object's, so a last attempt reaches twice as far."""
+    object's, so a last attempt reaches twice as far. ``coasting``: the prediction continues the
+    object's last motion alone (:meth:`AgentMotion.coasting`), and the remembered pose is preferred
+    where it fits the view as well."""
     target = track.model.points
     target_tree = cKDTree(target)
     normals = estimate_normals(target, 3 * cfg.object_voxel, tree=target_tree)
@@ -138,10 +150,11 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
         return result
 
     result = search(predicted)
-    if result is not None and not rough and not np.array_equal(predicted, track.pose):
+    if result is not None and coasting and not rough and not np.array_equal(predicted, track.pose):
         # ICP cannot see a slide along the faces in view (a cube seen face-on): from the predicted
         # pose it keeps the predicted slide, and a still object kept "moving" by its own jitter
-        # would drift on. The object stayed unless its motion fits the view better.
+        # would drift on. Nothing pushes it: it stayed unless its motion fits the view better. (While
+        # the agent pushes, the prediction is the better guess for the slide ICP cannot see.)
         stayed = search(track.pose)
         if (stayed is not None and stayed.fitness >= result.fitness - cfg.still_fitness_margin
                 and stayed.inlier_rmse <= result.inlier_rmse * (1 + cfg.still_rmse_margin)):
@@ -156,9 +169,11 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
     return new, result.inlier_rmse
 
 
-def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig) -> bool:
+def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig,
+                 coasting: bool = False) -> bool:
     """Update ``track`` with the view ``seg`` matched to it at ``time`` (the rule in the module
-    docstring); ``pushed``: :meth:`AgentMotion.may_push` for it. Returns whether the view was fused
+    docstring); ``pushed``: :meth:`AgentMotion.may_push` for it, ``coasting``: :meth:`AgentMotion.coasting`
+    (taken to move by its last motion alone). Returns whether the view was fused
     into the model (it was registered well: its depth may also carve the model, :func:`carve`)."""
     known_moved = track.state in (TrackState.DISPLACED, TrackState.CONTRADICTED)
     (on_fit, on_model), stretch_m = explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
@@ -188,7 +203,17 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     elif len(track.model) < cfg.min_register_points:
         rmse = 0.0  # a model still too small to register against grows from its first views
     elif pushed or moved_away:  # otherwise still: keep the pose, only grow the model
-        track.pose, rmse = register(track, seg, predicted_pose(track) if pushed else track.pose, cfg, rough=jumped)
+        track.pose, rmse = register(track, seg, predicted_pose(track) if pushed else track.pose, cfg, rough=jumped,
+                                    coasting=coasting)
+        if math.isinf(rmse) and (moved_away or stretched) and not jumped:
+            # beyond ICP's reach of where it was remembered, yet nearer than the track gate (moved
+            # 4-6 cm while in view): search again from the view's centroid, reaching as after a jump
+            remembered = track.pose
+            track.pose = remembered.copy()
+            track.pose[:3, 3] += seg.centroid - track.centroid
+            track.pose, rmse = register(track, seg, track.pose, cfg, rough=True)
+            if math.isinf(rmse):
+                track.pose = remembered
     else:
         rmse = 0.0
     # a poorly registered view would smear the model, and so would one registered short of where

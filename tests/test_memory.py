@@ -280,7 +280,9 @@ def test_an_unseen_object_registered_falling_over_the_edge_is_put_on_the_floor()
 def _update(track: ObjectTrack, seg: Segment, agent_pose, cfg: MemoryConfig) -> None:
     """What the memory does with a view matched to ``track`` at time 0, its agent never seen moving
     before (``agent_pose`` None: no agent information, so the track may have been pushed)."""
-    update_track(track, seg, AgentMotion().may_push(track, agent_pose, 0.0, cfg), 0.0, cfg)
+    motion = AgentMotion()
+    update_track(track, seg, motion.may_push(track, agent_pose, 0.0, cfg), 0.0, cfg,
+                 motion.coasting(track, agent_pose, 0.0, cfg))
 
 
 def _grey_segment(points: np.ndarray, centroid: np.ndarray) -> Segment:
@@ -626,17 +628,21 @@ def test_a_view_is_a_snapshot_the_memory_does_not_change(occlusion):
 
 def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():
     """The walled box moved 6 mm along x in its last step (ICP jitter, say), so its predicted pose is
-    6 mm further on. Its next view is the -y face alone, where it was: a slide along that face changes
-    nothing ICP sees, so from the predicted pose ICP would keep the slide and the box would drift on at
-    every step. It stays where it was."""
+    6 mm further on, while the agent has never been seen moving near it. Its next view is the -y face
+    alone, where it was: a slide along that face changes nothing ICP sees, so from the predicted pose
+    ICP would keep the slide and the box would drift on at every step. It stays where it was; were the
+    agent pushing it, the predicted slide would be kept."""
     cfg, faces, pose, track = _walled_box("visible")
     before = pose.copy()
     before[0, 3] -= 0.006
     track.poses = History((7,), np.float64, [matrix_to_pose(torch.from_numpy(m)).numpy() for m in (before, pose)])
     track.labels = History((), np.int64, [3, 3])
     face = faces[0] @ pose[:3, :3].T + pose[:3, 3]
-    _update(track, _grey_segment(face, np.median(face, axis=0)), None, cfg)
+    pushed = copy.deepcopy(track)
+    _update(track, _grey_segment(face, np.median(face, axis=0)), [1.0, 1.0, 0.7, 1.0, 0.0, 0.0, 0.0], cfg)
     np.testing.assert_array_equal(track.pose, pose)
+    _update(pushed, _grey_segment(face, np.median(face, axis=0)), None, cfg)  # no agent information
+    assert pushed.pose[0, 3] - pose[0, 3] > cfg.still_translation  # the slide, kept in part
 
 
 def test_a_stray_voxel_in_the_model_does_not_make_every_view_a_sliver():
@@ -650,3 +656,18 @@ def test_a_stray_voxel_in_the_model_does_not_make_every_view_a_sliver():
     view = np.concatenate([faces[0], faces[2], faces[3]]) + pose[:3, 3] + [0.01, 0.0, 0.0]
     _update(track, _grey_segment(view, np.median(view, axis=0)), None, cfg)
     np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + [0.01, 0.0, 0.0], atol=0.002)
+
+
+def test_an_object_moved_beyond_icp_reach_but_within_the_track_gate_is_followed():
+    """The walled box is seen 5 cm from where it is remembered: beyond ICP's widest reach from there
+    (4 cm), yet its view's centroid (the front and sides: it lies forward of the box's centre) is
+    within the track gate (6 cm) of the model's, so it is no jump either. ICP starts again from the view's centroid and the box is followed, rather
+    than left behind while its track goes on claiming the view."""
+    cfg, faces, pose, track = _walled_box("visible")
+    shift = np.array([0.0, 0.05, 0.0])
+    view = np.concatenate([faces[0], faces[2], faces[3]]) + pose[:3, 3] + shift  # front and sides, from -y
+    seg = _grey_segment(view, np.median(view, axis=0))
+    assert np.linalg.norm(shift) > 2 * cfg.icp_max_distance
+    assert np.linalg.norm(seg.centroid - track.centroid) < cfg.track_gate
+    _update(track, seg, None, cfg)
+    np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + shift, atol=0.003)
