@@ -169,6 +169,13 @@ def register(track: ObjectTrack, seg: Segment, predicted: np.ndarray, cfg: Memor
     return new, result.inlier_rmse
 
 
+def centred_on(track: ObjectTrack, seg: Segment) -> np.ndarray:
+    """The track's pose ``[4, 4]`` moved (not turned) to put its model's centroid on the view's."""
+    pose = track.pose.copy()
+    pose[:3, 3] += seg.centroid - track.centroid
+    return pose
+
+
 def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig,
                  coasting: bool = False) -> bool:
     """Update ``track`` with the view ``seg`` matched to it at ``time`` (the rule in the module
@@ -196,8 +203,7 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
         # slivers of it showed, now beyond ICP's reach): jump there before refining. The centroids of
         # a partial view (a sliver, or a strip of a large object at an occluder's edge) and of the object
         # differ, so a segment lying on the model where remembered is no sign of a move.
-        track.pose = track.pose.copy()
-        track.pose[:3, 3] += seg.centroid - track.centroid
+        track.pose = centred_on(track, seg)
     if sliver:
         rmse = math.inf
     elif len(track.model) < cfg.min_register_points:
@@ -209,8 +215,7 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
             # beyond ICP's reach of where it was remembered, yet nearer than the track gate (moved
             # 4-6 cm while in view): search again from the view's centroid, reaching as after a jump
             remembered = track.pose
-            track.pose = remembered.copy()
-            track.pose[:3, 3] += seg.centroid - track.centroid
+            track.pose = centred_on(track, seg)
             track.pose, rmse = register(track, seg, track.pose, cfg, rough=True)
             if math.isinf(rmse):
                 track.pose = remembered

@@ -72,6 +72,13 @@ class History:
         return self.array.tolist()
 
 
+def robust_size(points: np.ndarray) -> float:
+    """The largest size (m) of the 2nd-98th percentile box of ``points [N, 3]`` (N >= 1): stray
+    points (flying pixels at depth edges, a voxel smeared into a model) left out."""
+    lo, hi = np.percentile(points, [2, 98], axis=0)
+    return float((hi - lo).max())
+
+
 @dataclass
 class Segment:
     """One instance label of one frame: its pixels, back-projected points and colours."""
@@ -88,9 +95,8 @@ class Segment:
     def of(cls, label: int, mask: np.ndarray, points: np.ndarray, colors: np.ndarray) -> Segment:
         """The segment of pixels ``mask [H, W]`` with world ``points [N, 3]`` and ``colors [N, 3]``:
         its median as centroid, mean colour, and the largest size of its 2nd-98th percentile box."""
-        lo, hi = np.percentile(points, [2, 98], axis=0)
         return cls(int(label), mask, points, colors, np.median(points, axis=0), colors.mean(axis=0),
-                   float((hi - lo).max()))
+                   robust_size(points))
 
 
 @dataclass
@@ -154,10 +160,7 @@ class ObjectTrack:
     def size(self) -> float:
         """The largest size (m) of the model's 2nd-98th percentile box: what :attr:`Segment.extent`
         measures of a view (:attr:`extent` spans every voxel, a stray one smeared in included)."""
-        if not len(self.model):
-            return 0.0
-        lo, hi = np.percentile(self.model.points, [2, 98], axis=0)
-        return float((hi - lo).max())
+        return robust_size(self.model.points) if len(self.model) else 0.0
 
     @property
     def seen_last_two(self) -> bool:
