@@ -26,7 +26,7 @@ class MemoryConfig:
     render_scale: float = 0.5
     icp_max_distance: float = 0.02
     min_register_points: int = 30  # a model of fewer voxels is too small to register against
-    sliver_fraction: float = 0.5  # a segment spanning less of the object's largest size is not registered
+    sliver_fraction: float = 0.5  # a segment spanning less of the object's size is neither registered nor fused (tracking.py)
     fuse_max_rmse: float = 0.004  # a tracked view is fused into its object's model only if registered this well
     carve_margin: float = 0.01  # a model voxel this far in front of the depth seen through it is free space
     still_translation: float = 0.002
@@ -92,6 +92,7 @@ class MemoryConfig:
     # to the floor. The table's piece: 1.48 m^2
     support_min_area: float = 0.25
     object_max_height: float = 0.15  # a segment rising higher above the table is static (an occluder)
+    object_max_size: float = 0.4  # a segment spanning more along x or y is static (a raised strip of the table)
     segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
     static_margin: float = 0.01  # points this close to a static voxel's surface are static scene
     part_reach: float = 0.02  # an unmatched segment this close to a matched track's model is more of it

@@ -14,8 +14,10 @@ Each frame's points are explained in turn:
    26-connected components (``scipy.ndimage.label``) are the segments, so two objects a
    centimetre apart, or an object cut in two by an occluder in front, are separate components.
    Points near the scaffold are left out of it, so an object touching a known occluder is a
-   component of its own; a component rising higher than ``object_max_height`` above the table
-   is static (an occluder not yet in the scaffold; an object touching one is taken with it);
+   component of its own; a component rising higher than ``object_max_height`` above the table,
+   or spanning more than ``object_max_size``, is static (an occluder not yet in the scaffold, a
+   strip of the table's top raised by depth noise or a pose error; an object touching one is
+   taken with it);
 5. an object the agent cuts in two (standing over it, or in front of it) is two components: those
    beside the agent's pixels whose colours agree and whose points come within the agent's width
    of each other are joined, unless they lie on two remembered objects' models
@@ -78,7 +80,8 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
         near_static: bool ``[N]`` of world points ``[N, 3]``: close to the static scaffold (asked
             only of the points above the table).
         agent: ``[H, W]`` points on the agent.
-        cfg: ``plane_tolerance``, ``object_max_height``, ``segment_voxel``, ``min_segment_points``.
+        cfg: ``plane_tolerance``, ``object_max_height``, ``object_max_size``, ``segment_voxel``,
+            ``min_segment_points``.
     """
     labels = np.where(valid, UNEXPLAINED, STATIC).astype(np.int64)
     height = points @ plane[:3] + plane[3]
@@ -91,35 +94,40 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
     if not above.any():
         return labels
     # near the scaffold: static scene. Those points are fused into the scaffold again only as part
-    # of a component too tall to be an object (an object touching an occluder would otherwise grow
-    # into the scaffold a voxel at a time), and the objects are the components of the rest: an
+    # of a component too tall or too wide to be an object (an object touching an occluder would
+    # otherwise grow into the scaffold a voxel at a time), and the objects are the components of the rest: an
     # object behind a known occluder, joined to it by the noisy depth at its edge, is not taken
     # for part of it
     candidates, candidate_height = points[above], height[above]
     near = near_static(candidates)
-    _, tall = _components(candidates, candidate_height, cfg)
-    out = np.where(tall, STATIC, UNEXPLAINED)
+    _, scenery = _components(candidates, candidate_height, cfg)
+    out = np.where(scenery, STATIC, UNEXPLAINED)
     rest = ~near
     if rest.any():
-        component, tall = _components(candidates[rest], candidate_height[rest], cfg)
+        component, scenery = _components(candidates[rest], candidate_height[rest], cfg)
         sizes = np.bincount(component)
-        out[rest] = np.where(tall, STATIC, np.where(sizes[component] >= cfg.min_segment_points, component, UNEXPLAINED))
+        out[rest] = np.where(scenery, STATIC, np.where(sizes[component] >= cfg.min_segment_points, component, UNEXPLAINED))
     labels[above] = out
     return labels
 
 
 def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tuple[np.ndarray, np.ndarray]:
     """The 26-connected components of ``points [N, 3]`` binned into ``segment_voxel`` cells: each
-    point's component (1..n) and whether it rises above ``object_max_height`` (``height [N]``:
-    above the table)."""
+    point's component (1..n) and whether it is scenery, not an object: rising above
+    ``object_max_height`` (``height [N]``: above the table) or spanning more than
+    ``object_max_size`` along x or y."""
     keys = np.floor(points / cfg.segment_voxel).astype(np.int64)
     keys -= keys.min(axis=0)
     grid = np.zeros(keys.max(axis=0) + 1, bool)
     grid[tuple(keys.T)] = True
     components, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
     component = components[tuple(keys.T)]
-    top = np.asarray(ndimage.maximum(height, component, np.arange(1, count + 1)))
-    return component, top[component - 1] > cfg.object_max_height
+    index = np.arange(1, count + 1)
+    top = np.asarray(ndimage.maximum(height, component, index))
+    span = np.max([np.asarray(ndimage.maximum(keys[:, k], component, index))
+                   - np.asarray(ndimage.minimum(keys[:, k], component, index)) for k in (0, 1)], axis=0)
+    scenery = (top > cfg.object_max_height) | ((span + 1) * cfg.segment_voxel > cfg.object_max_size)
+    return component, scenery[component - 1]
 
 
 def agent_dimensions(shape: dict | None) -> dict[str, float]:

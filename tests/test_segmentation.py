@@ -275,6 +275,25 @@ def test_an_object_joined_to_a_known_occluder_by_edge_noise_is_its_own_segment()
     assert (unknown == STATIC).all()
 
 
+def test_a_strip_of_the_table_raised_by_noise_is_no_object_beside_a_real_one():
+    """A 1 m strip of the table's top 2 cm up (depth noise at range, or a camera pose a degree off,
+    lifts it over the plane's tolerance) is static scene, however low; a 15 cm block beside it,
+    as long as the longest object, is still a segment."""
+    from splatworld.memory.segmentation import STATIC, geometric_segments
+
+    strip = np.stack(np.meshgrid(np.arange(-0.5, 0.5, 0.005), np.arange(0.2, 0.24, 0.005), [0.02],
+                                 indexing="ij"), -1).reshape(-1, 3)
+    block = np.stack(np.meshgrid(np.arange(0.0, 0.15, 0.005), np.arange(-0.1, -0.05, 0.005),
+                                 np.arange(0.02, 0.05, 0.005), indexing="ij"), -1).reshape(-1, 3)
+    points = np.concatenate([strip, block])[:, None]
+    valid = np.ones(points.shape[:2], bool)
+    plane, region = np.array([0.0, 0.0, 1.0, 0.0]), np.array([-0.6, -0.6, 0.6, 0.6])
+    labels = geometric_segments(points, valid, plane, region, lambda p: np.zeros(len(p), bool),
+                                np.zeros_like(valid), MemoryConfig())[:, 0]
+    assert (labels[:len(strip)] == STATIC).all()
+    assert (labels[len(strip):] > 0).all() and len(np.unique(labels[len(strip):])) == 1
+
+
 def _cut_by_agent(right_color, right_offset=(0.0, 0.0, 0.0)):
     """A 10 x 30 pixel view of a block 4 cm high with the agent in front of its middle: the block's
     points (x 0-5.5 cm and 9-14.5 cm, the right part shifted by ``right_offset`` and coloured
