@@ -95,9 +95,9 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
         return labels
     # near the scaffold: static scene. Those points are fused into the scaffold again only as part
     # of a component too tall or too wide to be an object (an object touching an occluder would
-    # otherwise grow into the scaffold a voxel at a time), and the objects are the components of the rest: an
-    # object behind a known occluder, joined to it by the noisy depth at its edge, is not taken
-    # for part of it
+    # otherwise grow into the scaffold a voxel at a time), and the objects are the components of
+    # the rest: an object behind a known occluder, joined to it by the noisy depth at its edge, is
+    # not taken for part of it
     candidates, candidate_height = points[above], height[above]
     near = near_static(candidates)
     _, scenery = _components(candidates, candidate_height, cfg)
@@ -122,11 +122,10 @@ def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tu
     grid[tuple(keys.T)] = True
     components, count = ndimage.label(grid, structure=np.ones((3, 3, 3), bool))
     component = components[tuple(keys.T)]
-    index = np.arange(1, count + 1)
-    top = np.asarray(ndimage.maximum(height, component, index))
-    span = np.max([np.asarray(ndimage.maximum(keys[:, k], component, index))
-                   - np.asarray(ndimage.minimum(keys[:, k], component, index)) for k in (0, 1)], axis=0)
-    scenery = (top > cfg.object_max_height) | ((span + 1) * cfg.segment_voxel > cfg.object_max_size)
+    top = np.asarray(ndimage.maximum(height, component, np.arange(1, count + 1)))
+    # each component's bounding box in the grid: its widest side along x or y, in cells
+    cells = np.array([max(x.stop - x.start, y.stop - y.start) for x, y, _ in ndimage.find_objects(components)])
+    scenery = (top > cfg.object_max_height) | (cells * cfg.segment_voxel > cfg.object_max_size)
     return component, scenery[component - 1]
 
 
