@@ -92,7 +92,7 @@ class MemoryConfig:
     # to the floor. The table's piece: 1.48 m^2
     support_min_area: float = 0.25
     object_max_height: float = 0.15  # a segment rising higher above the table is static (an occluder)
-    object_max_size: float = 0.4  # a segment spanning more along x or y is static (a raised strip of the table)
+    object_max_size: float = 0.4  # a segment spanning more along x or y is a raised strip of the table: unexplained
     segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
     static_margin: float = 0.01  # points this close to a static voxel's surface are static scene
     part_reach: float = 0.02  # an unmatched segment this close to a matched track's model is more of it

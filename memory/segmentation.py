@@ -14,10 +14,12 @@ Each frame's points are explained in turn:
    26-connected components (``scipy.ndimage.label``) are the segments, so two objects a
    centimetre apart, or an object cut in two by an occluder in front, are separate components.
    Points near the scaffold are left out of it, so an object touching a known occluder is a
-   component of its own; a component rising higher than ``object_max_height`` above the table,
-   or spanning more than ``object_max_size``, is static (an occluder not yet in the scaffold, a
-   strip of the table's top raised by depth noise or a pose error; an object touching one is
-   taken with it);
+   component of its own; a component rising higher than ``object_max_height`` above the table
+   is static (an occluder not yet in the scaffold; an object touching one is taken with it). One
+   lower but spanning more than ``object_max_size`` is a strip of the table's top raised by depth
+   noise or a pose error: it is left unexplained, neither an object nor fused into the scaffold
+   (fused, it would make the table there near the scaffold, and an object touching it would be
+   fused with it: either way the objects later seen there go untracked);
 5. an object the agent cuts in two (standing over it, or in front of it) is two components: those
    beside the agent's pixels whose colours agree and whose points come within the agent's width
    of each other are joined, unless they lie on two remembered objects' models
@@ -43,7 +45,7 @@ from splatworld.memory.association import color_distance
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.tracks import ObjectTrack, Segment
 
-STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say)
+STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say, or a raised strip of the table)
 AGENT_MARGIN = 0.015  # beyond the agent's radius and half-height, points still taken for the agent (depth noise)
 
 
@@ -70,7 +72,8 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
                        near_static: Callable[[np.ndarray], np.ndarray], agent: np.ndarray,
                        cfg: MemoryConfig) -> np.ndarray:
     """``[H, W]`` int64 labels: 0 static scene (and pixels with no valid depth, as in an instance
-    mask), 1..n segments, -1 left unexplained (the agent, a component too small to be an object).
+    mask), 1..n segments, -1 left unexplained (the agent, a component too small to be an object,
+    a raised strip of the table).
 
     Args:
         points: ``[H, W, 3]`` world points of the depth.
@@ -94,28 +97,29 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
     if not above.any():
         return labels
     # near the scaffold: static scene. Those points are fused into the scaffold again only as part
-    # of a component too tall or too wide to be an object (an object touching an occluder would
-    # otherwise grow into the scaffold a voxel at a time), and the objects are the components of
-    # the rest: an object behind a known occluder, joined to it by the noisy depth at its edge, is
-    # not taken for part of it
+    # of a component too tall to be an object (an object touching an occluder would otherwise grow
+    # into the scaffold a voxel at a time), and the objects are the components of the rest: an
+    # object behind a known occluder, joined to it by the noisy depth at its edge, is not taken
+    # for part of it
     candidates, candidate_height = points[above], height[above]
     near = near_static(candidates)
-    _, scenery = _components(candidates, candidate_height, cfg)
-    out = np.where(scenery, STATIC, UNEXPLAINED)
+    _, tall, _ = _components(candidates, candidate_height, cfg)
+    out = np.where(tall, STATIC, UNEXPLAINED)
     rest = ~near
     if rest.any():
-        component, scenery = _components(candidates[rest], candidate_height[rest], cfg)
+        component, tall, wide = _components(candidates[rest], candidate_height[rest], cfg)
         sizes = np.bincount(component)
-        out[rest] = np.where(scenery, STATIC, np.where(sizes[component] >= cfg.min_segment_points, component, UNEXPLAINED))
+        small = sizes[component] < cfg.min_segment_points
+        out[rest] = np.where(tall, STATIC, np.where(wide | small, UNEXPLAINED, component))
     labels[above] = out
     return labels
 
 
-def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tuple[np.ndarray, np.ndarray]:
+def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 26-connected components of ``points [N, 3]`` binned into ``segment_voxel`` cells: each
-    point's component (1..n) and whether it is scenery, not an object: rising above
-    ``object_max_height`` (``height [N]``: above the table) or spanning more than
-    ``object_max_size`` along x or y."""
+    point's component (1..n), whether its component is too tall to be an object (rising above
+    ``object_max_height``; ``height [N]``: above the table) and whether, not too tall, it is too
+    wide (spanning more than ``object_max_size`` along x or y)."""
     keys = np.floor(points / cfg.segment_voxel).astype(np.int64)
     keys -= keys.min(axis=0)
     grid = np.zeros(keys.max(axis=0) + 1, bool)
@@ -125,8 +129,9 @@ def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tu
     top = np.asarray(ndimage.maximum(height, component, np.arange(1, count + 1)))
     # each component's bounding box in the grid: its widest side along x or y, in cells
     cells = np.array([max(x.stop - x.start, y.stop - y.start) for x, y, _ in ndimage.find_objects(components)])
-    scenery = (top > cfg.object_max_height) | (cells * cfg.segment_voxel > cfg.object_max_size)
-    return component, scenery[component - 1]
+    tall = top > cfg.object_max_height
+    wide = ~tall & (cells * cfg.segment_voxel > cfg.object_max_size)
+    return component, tall[component - 1], wide[component - 1]
 
 
 def agent_dimensions(shape: dict | None) -> dict[str, float]:
