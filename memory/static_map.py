@@ -21,6 +21,7 @@ from splatworld.scene.gaussians import Gaussians
 
 
 GROUND_EXPLAINED = 0.9  # share of the floor's colour variance its pattern must explain to replace its voxels
+_SUPPORT_SEARCH_PLANES = 6  # planes fitted in turn when looking for the support plane (each a RANSAC of 200 draws)
 
 
 def largest_patch(xy: np.ndarray, cell: float) -> float:
@@ -79,21 +80,27 @@ class StaticMap:
     def fit_support_plane(self) -> None:
         """The highest large horizontal plane of the scaffold (the table top), by RANSAC: a plane
         tilted by more than ``support_max_tilt_deg`` is not taken, however high, nor one whose
-        largest piece (:func:`largest_patch`) is under ``support_min_area``."""
+        largest piece (:func:`largest_patch`) is under ``support_min_area``. Planes are found one
+        after another; once one is taken, only the points above it are searched on, so layers of
+        the floor (fused from drifted camera poses, each with more points than the table) cannot
+        use up the search below the table (on `long` seed 1 three of them did, and the floor
+        became the support plane)."""
         if len(self.grid) < 200:
             return
         self._layout_cache = self._drawn = None  # the splats depend on the plane (completion) and the ground
         rng = np.random.default_rng(0)  # same input, same plane
         points = self.grid.points
         best, level = None, math.cos(math.radians(self.cfg.support_max_tilt_deg))
-        for _ in range(3):
+        for _ in range(_SUPPORT_SEARCH_PLANES):
             if len(points) < 100:
                 break
             plane, inliers = ransac_plane(points, 0.01, 200, rng)
             if (plane[2] > level and (best is None or -plane[3] / plane[2] > -best[3] / best[2])
                     and largest_patch(points[inliers, :2], self.cfg.static_voxel) >= self.cfg.support_min_area):
                 best = plane
-            points = points[~inliers]
+                points = points[points @ plane[:3] + plane[3] >= 0.01]
+            else:
+                points = points[~inliers]
         self.support_plane = best
         if best is not None:
             on_plane = np.abs(self.grid.points @ best[:3] + best[3]) < 0.01
