@@ -45,7 +45,7 @@ from splatworld.memory.association import color_distance
 from splatworld.memory.config import MemoryConfig
 from splatworld.memory.tracks import ObjectTrack, Segment
 
-STATIC, UNEXPLAINED = 0, -1  # labels in the map before objects are numbered (UNEXPLAINED: too small to say, or a raised strip of the table)
+STATIC, UNEXPLAINED = 0, -1  # labels before objects are numbered (UNEXPLAINED: too small to say, a raised table strip)
 AGENT_MARGIN = 0.015  # beyond the agent's radius and half-height, points still taken for the agent (depth noise)
 
 

@@ -21,7 +21,7 @@ from splatworld.scene.gaussians import Gaussians
 
 
 GROUND_EXPLAINED = 0.9  # share of the floor's colour variance its pattern must explain to replace its voxels
-_SUPPORT_SEARCH_PLANES = 6  # planes fitted in turn when looking for the support plane (each a RANSAC of 200 draws)
+_SUPPORT_SEARCH_PLANES = 6  # planes fitted in turn in the search for the support plane (200 RANSAC draws each)
 
 
 def largest_patch(xy: np.ndarray, cell: float) -> float:
