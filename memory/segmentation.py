@@ -118,8 +118,8 @@ def geometric_segments(points: np.ndarray, valid: np.ndarray, plane: np.ndarray,
 def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 26-connected components of ``points [N, 3]`` binned into ``segment_voxel`` cells: each
     point's component (1..n), whether its component is too tall to be an object (rising above
-    ``object_max_height``; ``height [N]``: above the table) and whether, not too tall, it is too
-    wide (spanning more than ``object_max_size`` along x or y)."""
+    ``object_max_height``; ``height [N]``: above the table) and whether it is too wide (spanning
+    more than ``object_max_size`` along x or y)."""
     keys = np.floor(points / cfg.segment_voxel).astype(np.int64)
     keys -= keys.min(axis=0)
     grid = np.zeros(keys.max(axis=0) + 1, bool)
@@ -130,7 +130,7 @@ def _components(points: np.ndarray, height: np.ndarray, cfg: MemoryConfig) -> tu
     # each component's bounding box in the grid: its widest side along x or y, in cells
     cells = np.array([max(x.stop - x.start, y.stop - y.start) for x, y, _ in ndimage.find_objects(components)])
     tall = top > cfg.object_max_height
-    wide = ~tall & (cells * cfg.segment_voxel > cfg.object_max_size)
+    wide = cells * cfg.segment_voxel > cfg.object_max_size
     return component, tall[component - 1], wide[component - 1]
 
 

@@ -91,19 +91,20 @@ class StaticMap:
         rng = np.random.default_rng(0)  # same input, same plane
         points = self.grid.points
         best, level = None, math.cos(math.radians(self.cfg.support_max_tilt_deg))
+        band = 0.01  # a plane's inliers lie within this of it; "above" a plane is beyond its band
         for _ in range(_SUPPORT_SEARCH_PLANES):
             if len(points) < 100:
                 break
-            plane, inliers = ransac_plane(points, 0.01, 200, rng)
+            plane, inliers = ransac_plane(points, band, 200, rng)
             if (plane[2] > level and (best is None or -plane[3] / plane[2] > -best[3] / best[2])
                     and largest_patch(points[inliers, :2], self.cfg.static_voxel) >= self.cfg.support_min_area):
                 best = plane
-                points = points[points @ plane[:3] + plane[3] >= 0.01]
+                points = points[points @ plane[:3] + plane[3] >= band]
             else:
                 points = points[~inliers]
         self.support_plane = best
         if best is not None:
-            on_plane = np.abs(self.grid.points @ best[:3] + best[3]) < 0.01
+            on_plane = np.abs(self.grid.points @ best[:3] + best[3]) < band
             xy = self.grid.points[on_plane, :2]
             self.support_region = np.concatenate(np.percentile(xy, [1, 99], axis=0))  # x0, y0, x1, y1
             self.support_color = np.median(self.grid.colors[on_plane], axis=0)
