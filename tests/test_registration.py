@@ -82,3 +82,16 @@ def test_ransac_finds_the_table_top_among_clutter():
     assert np.allclose(plane[:3], [0, 0, 1], atol=1e-3) and abs(-plane[3] - 0.625) < 1e-3
     near = np.abs(wall[:, 2] - 0.625) < 0.009  # wall points this close to the top are inliers too
     assert inliers[:3000].all() and inliers[3000:][near].all() and not inliers[3000:][np.abs(wall[:, 2] - 0.625) > 0.011].any()
+
+
+def test_ransac_gives_the_same_plane_whichever_triple_wins():
+    """A noisy table top (3 mm) among clutter: the plane refitted until its inliers settle is the
+    same for every random seed, and the least-squares plane of the true top's points."""
+    rng = np.random.default_rng(2)
+    top = np.column_stack([rng.uniform(-0.5, 0.5, (4000, 2)), 0.62 + rng.normal(0, 0.003, 4000)])
+    clutter = rng.uniform([-0.5, -0.5, 0.6], [0.5, 0.5, 0.7], (1500, 3))
+    points = np.concatenate([top, clutter])
+    planes = np.stack([ransac_plane(points, 0.01, 200, np.random.default_rng(seed))[0] for seed in range(10)])
+    assert np.ptp(planes, axis=0).max() < 1e-12
+    tilt = np.degrees(np.arccos(planes[0, 2]))
+    assert tilt < 0.05 and abs(-planes[0, 3] / planes[0, 2] - 0.62) < 5e-4
