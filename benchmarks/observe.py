@@ -1,6 +1,6 @@
 """Scene-memory benchmark on generated episodes with reshuffled labels: identity (IDF1, switches),
 object permanence after hiding (re-identification, belief, remembered pose), pose accuracy of
-visible objects, revisit consistency (PSNR of the memory rendered from a revisited viewpoint,
+visible objects and how far their tracks moved while they stood still, revisit consistency (PSNR of the memory rendered from a revisited viewpoint,
 before that frame is observed, on static pixels), speed, and size (Gaussians and saved bytes
 at the end vs after the first minute).
 
@@ -15,7 +15,7 @@ their labels mapped to the true ones: ``*_tracks_scored.json``), and the objects
 switched are listed with the tracks that took turns holding them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
-position_median=... centre_position_median=... rotation_median_deg=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
+position_median=... centre_position_median=... rotation_median_deg=... still_moved_share=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
 ate_rmse_max=...`` (the last with ``--poses estimate``).
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from splatworld.evaluation import (aligned_pose_errors, centre_errors, depth_edges, identity_metrics, majority_labels, psnr, reappearances,
-                                   revisited_frames, to_true_labels)
+                                   revisited_frames, still_motion, to_true_labels)
 from splatworld.evaluation.report import plot_trajectory_error
 from splatworld.jobs.observe import camera_path_errors
 from splatworld.atomic import atomic_write_text
@@ -65,6 +65,7 @@ def main() -> None:
     root = args.episodes or Path(tempfile.mkdtemp())
     rows, all_events = [], []
     visible = []  # per object: scenario, name, and per tracked visible frame its position, rotation, centre errors
+    wander = {}  # per scenario: steps the truth stood still, those the track moved on anyway, and how far (m)
     glimpses, paths = 0, {}
     total_frames, total_seconds = 0, 0.0
     for name in args.scenarios:
@@ -127,6 +128,12 @@ def main() -> None:
             centre = centre_errors([gt[g]["poses"][k] for k in tracked],
                                    placed[:, :3, :3] @ track.box_centre + placed[:, :3, 3])
             visible.append((name, str(gt[g].get("name", gt[g]["id"])), pos, rot, centre))
+            still, moved, distance = still_motion([gt[g]["poses"][k] for k in tracked],
+                                                  [tracks[p]["poses"][k] for k in tracked])
+            counts = wander.setdefault(name, [0, 0, 0.0])
+            counts[0] += int(still.sum())
+            counts[1] += int((still & moved).sum())
+            counts[2] += float(distance[still & moved].sum())
         # a glimpse (a few pixels for a frame or two, never half in sight) is counted, not scored
         events = [e for e in reappearances(gt, tracks, episode.fps) if e["hidden_seconds"] >= 1.0]
         glimpses += sum(e["glimpse"] for e in events)
@@ -160,6 +167,10 @@ def main() -> None:
         print(f"  {group[0] if group[1] is None else '  ' + group[1]:<16}{len(pos):>7} frames "
               f"{np.median(pos) * 1000:>6.1f} ({np.percentile(pos, 90) * 1000:>5.1f})  {np.median(rot):>6.1f} "
               f"({np.percentile(rot, 90):>5.1f})  {np.median(centre) * 1000:>6.1f} ({np.percentile(centre, 90) * 1000:>5.1f})")
+    for name, (still, moved, distance) in wander.items():
+        print(f"{name}: objects standing still, tracks moving anyway (over 1 mm or 1 degree between held frames): "
+              f"{moved} of {still} steps ({moved / max(still, 1):.1%}), {distance * 1000:.0f} mm in all")
+    still_moved_share = sum(w[1] for w in wander.values()) / max(sum(w[0] for w in wander.values()), 1)
     position_errors, rotation_errors, centre_position_errors = (np.concatenate([v[k] for v in visible]) for k in (2, 3, 4))
     reid = np.mean([e["reidentified"] for e in all_events]) if all_events else float("nan")
     errors = [e["pose_error"] for e in all_events if e["reidentified"]]
@@ -173,7 +184,7 @@ def main() -> None:
           f"reid_rate={reid:.4f} pose_error_max={max(errors) if errors else float('nan'):.4f} "
           f"belief_min={min(beliefs) if beliefs else float('nan'):.3f} "
           f"position_median={np.median(position_errors):.4f} centre_position_median={np.median(centre_position_errors):.4f} "
-          f"rotation_median_deg={np.median(rotation_errors):.2f} "
+          f"rotation_median_deg={np.median(rotation_errors):.2f} still_moved_share={still_moved_share:.4f} "
           f"revisit_psnr_min={min(r[10] for r in rows):.1f} size_ratio_max={max((r[13] for r in rows if r[13] == r[13]), default=float('nan')):.2f} "
           f"observe_fps={total_frames / total_seconds:.1f}"
           + (f" ate_rmse_max={max(np.sqrt(np.mean(p['position'] ** 2)) for p in paths.values()):.4f}" if paths else ""))

@@ -83,6 +83,32 @@ def centre_errors(gt_poses, track_centres) -> np.ndarray:
     return np.linalg.norm(offset - design @ solution, axis=1)
 
 
+def still_motion(gt_poses, track_poses, still: float = 0.0005, moved: float = 0.001,
+                 turned_deg: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How a track moved while its object stood still, over ``K`` frames it held the object (in
+    order): for each of the ``K - 1`` steps between them, whether the truth stood still (moved
+    under ``still`` m), whether the track moved anyway (over ``moved`` m or ``turned_deg``), and
+    how far its position went (m). A memory's objects move only when something moves them.
+
+    Args:
+        gt_poses: ``[K, 7]`` world_from_object, position then quaternion wxyz.
+        track_poses: ``[K, 7]`` same layout, the same frames.
+    Returns:
+        ``still [K - 1]`` bool, ``moved [K - 1]`` bool, ``distance [K - 1]`` m.
+    """
+    gt = torch.as_tensor(np.asarray(gt_poses, dtype=np.float64))
+    tr = torch.as_tensor(np.asarray(track_poses, dtype=np.float64))
+    check_shape("gt_poses", gt, (None, 7))
+    check_shape("track_poses", tr, (gt.shape[0], 7))
+    if len(gt) < 2:
+        return np.zeros(0, bool), np.zeros(0, bool), np.zeros(0)
+    t = pose_to_matrix(tr).numpy()
+    gt_step = np.linalg.norm(np.diff(gt[:, :3].numpy(), axis=0), axis=1)
+    distance = np.linalg.norm(np.diff(t[:, :3, 3], axis=0), axis=1)
+    turn = rotation_angle(torch.from_numpy(np.einsum("kji,kjl->kil", t[:-1, :3, :3], t[1:, :3, :3]))).numpy()
+    return gt_step < still, (distance > moved) | (turn > turned_deg), distance
+
+
 def trajectory_errors(estimated, truth) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame camera position error (m) and rotation error (degrees) ``[T]`` of an estimated
     camera path against the true one, both camera-to-world ``[T, 4, 4]`` in the same world frame

@@ -31,6 +31,9 @@ class MemoryConfig:
     carve_margin: float = 0.01  # a model voxel this far in front of the depth seen through it is free space
     still_translation: float = 0.002
     still_rotation_deg: float = 1.0
+    # a registered move is taken only if the view fits it better than the remembered pose by this many
+    # noise^2 (tracking.motion_evidence): fitting 6 parameters to a still object's noise gains about 6
+    min_motion_evidence: float = 25.0
     # a registration from the remembered pose is taken over one from the predicted motion when its share
     # of points on the model is at most this much lower and its inlier RMSE at most this share higher
     still_fitness_margin: float = 0.02

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from splatworld.errors import ShapeError
-from splatworld.evaluation import aligned_pose_errors, centre_errors, depth_edges, psnr, revisited_frames
+from splatworld.evaluation import aligned_pose_errors, centre_errors, depth_edges, psnr, revisited_frames, still_motion
 from splatworld.scene.transforms import matrix_to_pose, pose_to_matrix
 
 
@@ -75,6 +75,23 @@ def test_centre_errors_hand_computed():
     with pytest.raises(ShapeError, match="track_centres"):
         centre_errors(gt, np.zeros((2, 3)))
     assert centre_errors(np.zeros((0, 7)), np.zeros((0, 3))).shape == (0,)
+
+
+def test_still_motion_hand_computed():
+    """Four held frames: the truth stands, then is pushed 5 cm; the track steps 2 mm, turns 3
+    degrees about z in place, then follows the push."""
+    half = math.radians(3.0) / 2
+    gt = [[0, 0, 0, 1, 0, 0, 0]] * 3 + [[0.05, 0, 0, 1, 0, 0, 0]]
+    track = [[0, 0, 0, 1, 0, 0, 0], [0.002, 0, 0, 1, 0, 0, 0], [0.002, 0, 0, math.cos(half), 0, 0, math.sin(half)],
+             [0.052, 0, 0, math.cos(half), 0, 0, math.sin(half)]]
+    still, moved, distance = still_motion(gt, track)
+    np.testing.assert_array_equal(still, [True, True, False])
+    np.testing.assert_array_equal(moved, [True, True, True])
+    np.testing.assert_allclose(distance, [0.002, 0.0, 0.05], atol=1e-12)
+    still, moved, _ = still_motion(gt, track, moved=0.003, turned_deg=5.0)
+    np.testing.assert_array_equal(moved, [False, False, True])
+    with pytest.raises(ShapeError, match="track_poses"):
+        still_motion(gt, track[:3])
 
 
 def test_psnr_hand_computed():

@@ -649,8 +649,9 @@ def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():
     """The walled box moved 6 mm along x in its last step (ICP jitter, say), so its predicted pose is
     6 mm further on, while the agent has never been seen moving near it. Its next view is the -y face
     alone, where it was: a slide along that face changes nothing ICP sees, so from the predicted pose
-    ICP would keep the slide and the box would drift on at every step. It stays where it was; were the
-    agent pushing it, the predicted slide would be kept."""
+    ICP would keep the slide and the box would drift on at every step. It stays where it was, and so
+    it does with no agent information (it may be pushed): a slide the view does not show is no
+    evidence of motion."""
     cfg, faces, pose, track = _walled_box("visible")
     before = pose.copy()
     before[0, 3] -= 0.006
@@ -661,7 +662,7 @@ def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():
     _update(track, _grey_segment(face, np.median(face, axis=0)), [1.0, 1.0, 0.7, 1.0, 0.0, 0.0, 0.0], cfg)
     np.testing.assert_array_equal(track.pose, pose)
     _update(pushed, _grey_segment(face, np.median(face, axis=0)), None, cfg)  # no agent information
-    assert pushed.pose[0, 3] - pose[0, 3] > cfg.still_translation  # the slide, kept in part
+    np.testing.assert_array_equal(pushed.pose, pose)
 
 
 def test_a_stray_voxel_in_the_model_does_not_make_every_view_a_sliver():
@@ -690,3 +691,31 @@ def test_an_object_moved_beyond_icp_reach_but_within_the_track_gate_is_followed(
     assert np.linalg.norm(seg.centroid - track.centroid) < cfg.track_gate
     _update(track, seg, None, cfg)
     np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + shift, atol=0.003)
+
+
+def test_icp_fitting_noise_does_not_move_a_still_object_that_may_be_pushed():
+    """A 5 x 5 x 4 cm brick (the lego's size) seen from its top and front through 2 mm depth noise
+    (Kinect at a metre), twenty views, with no agent information (so any of them may show a push).
+    ICP fitted to the noise moved it by 1-3 mm and degrees a view, which the constant-velocity
+    prediction then carried on: it stays, while the same view 1 cm aside moves it there
+    (:func:`~splatworld.memory.tracking.motion_evidence`)."""
+    cfg = MemoryConfig()
+    side, height = np.arange(-0.025, 0.0251, 0.004), np.arange(0.0, 0.0401, 0.004)
+    top = np.stack(np.meshgrid(side, side, [0.04], indexing="ij"), -1).reshape(-1, 3)
+    faces = [np.stack(np.meshgrid(side, [y], height, indexing="ij"), -1).reshape(-1, 3) for y in (-0.025, 0.025)]
+    faces += [np.stack(np.meshgrid([x], side, height, indexing="ij"), -1).reshape(-1, 3) for x in (-0.025, 0.025)]
+    model = VoxelGrid(cfg.object_voxel)
+    surface = np.concatenate([top, *faces])
+    model.integrate(surface, np.full_like(surface, 0.5))
+    pose = np.eye(4)
+    pose[:3, 3] = [0.3, -0.2, TABLE_TOP_Z]
+    track = ObjectTrack(1, model, pose.copy(), state="visible", belief=0.999, labels=[0, 0])
+    rng = np.random.default_rng(0)
+    view = np.concatenate([top, faces[0]]) + pose[:3, 3]
+    for _ in range(20):
+        noisy = view + rng.normal(0.0, 0.002, view.shape)
+        _update(track, _grey_segment(noisy, np.median(noisy, axis=0)), None, cfg)
+        np.testing.assert_array_equal(track.pose, pose)
+    pushed = view + [0.0, 0.01, 0.0] + rng.normal(0.0, 0.002, view.shape)
+    _update(track, _grey_segment(pushed, np.median(pushed, axis=0)), None, cfg)
+    np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + [0.0, 0.01, 0.0], atol=0.003)
