@@ -19,7 +19,9 @@ evidence of motion (ICP on partial views slides along elongated objects). The ru
   (reaching farther after a jump), unless the agent is not pushing it and ICP from the remembered
   pose fits the view as well (a slide along the faces in view is invisible to ICP); when a view moved
   away or stretching the model cannot be registered so, once more from its centroid as after a
-  jump; none otherwise;
+  jump; none otherwise. A registered move (other than after a jump) is taken only if the view fits
+  it better than the remembered pose by ``min_motion_evidence`` (:func:`motion_evidence`): ICP
+  fitted to noise moves a still object too;
 - fusion: only when registered within ``fuse_max_rmse`` and, for a stretching view, when the
   registered view no longer stretches the model.
 """
@@ -188,7 +190,7 @@ def motion_evidence(points: np.ndarray, remembered: np.ndarray, moved: np.ndarra
     for pose in (remembered, moved):
         distances, _ = model_tree.query(to_object_frame(pose, points), distance_upper_bound=radius)
         capped.append(float(np.square(np.minimum(distances, radius)).sum()))
-    return (capped[0] - capped[1]) / max(noise, 1e-4) ** 2
+    return (capped[0] - capped[1]) / max(noise, 1e-4) ** 2  # a fit exact to 0.1 mm gives no infinite evidence
 
 
 def centred_on(track: ObjectTrack, seg: Segment) -> np.ndarray:

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
 
 from splatworld.cli import main
 from splatworld.jobs.config import load_config
@@ -12,7 +13,7 @@ from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
 from splatworld.memory.keyframes import KeyframeStore
-from splatworld.memory.tracking import AgentMotion, drop_if_falling, explained, update_track
+from splatworld.memory.tracking import AgentMotion, drop_if_falling, explained, motion_evidence, update_track
 from splatworld.memory.tracks import History, ObjectTrack, Segment, TrackState, expand, runs
 from splatworld.render.compositing import composite, over
 from splatworld.render.api import RenderOutput, render
@@ -719,3 +720,18 @@ def test_icp_fitting_noise_does_not_move_a_still_object_that_may_be_pushed():
     pushed = view + [0.0, 0.01, 0.0] + rng.normal(0.0, 0.002, view.shape)
     _update(track, _grey_segment(pushed, np.median(pushed, axis=0)), None, cfg)
     np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + [0.0, 0.01, 0.0], atol=0.003)
+
+
+def test_motion_evidence_hand_computed():
+    """Ten points 2 mm above a dense model plane at the remembered pose, on it at the moved one
+    (lifted 2 mm): the squared distances drop by 10 x 4 mm^2, 40 noise^2 for 1 mm of noise; capped
+    at 1 mm, by 10 x 1 mm^2. No move, no evidence."""
+    grid = np.stack(np.meshgrid(np.arange(-0.01, 0.0101, 0.0005), np.arange(-0.01, 0.0101, 0.0005), [0.0],
+                                indexing="ij"), -1).reshape(-1, 3)
+    tree = cKDTree(grid)
+    points = np.column_stack([np.arange(10) * 0.001 - 0.005, np.zeros(10), np.full(10, 0.002)])
+    moved = np.eye(4)
+    moved[2, 3] = 0.002
+    assert motion_evidence(points, np.eye(4), moved, tree, 0.005, 0.001) == pytest.approx(40.0)
+    assert motion_evidence(points, np.eye(4), moved, tree, 0.001, 0.001) == pytest.approx(10.0)
+    assert motion_evidence(points, np.eye(4), np.eye(4), tree, 0.005, 0.001) == 0.0
