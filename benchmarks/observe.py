@@ -1,8 +1,8 @@
 """Scene-memory benchmark on generated episodes with reshuffled labels: identity (IDF1, switches),
 object permanence after hiding (re-identification, belief, remembered pose), pose accuracy of
-visible objects and how far their tracks moved while they stood still, revisit consistency (PSNR of the memory rendered from a revisited viewpoint,
-before that frame is observed, on static pixels), speed, and size (Gaussians and saved bytes
-at the end vs after the first minute).
+visible objects and how far their tracks moved while they stood still, revisit consistency (PSNR
+of the memory rendered from a revisited viewpoint, before that frame is observed, on static
+pixels), speed, and size (Gaussians and saved bytes at the end vs after the first minute).
 
     python benchmarks/observe.py [--scenarios occlusion out_of_view long] [--episodes DIR] [--sensor kinect]
                                  [--segmentation geometry] [--poses estimate] [--plot FILE.png]
@@ -15,8 +15,8 @@ their labels mapped to the true ones: ``*_tracks_scored.json``), and the objects
 switched are listed with the tracks that took turns holding them.
 The peer for speed is real time at the episode's frame rate. Last line:
 ``idf1_min=... switches_per_10min_max=... reid_rate=... pose_error_max=... belief_min=...
-position_median=... centre_position_median=... rotation_median_deg=... still_moved_share=... revisit_psnr_min=... size_ratio_max=... observe_fps=...
-ate_rmse_max=...`` (the last with ``--poses estimate``).
+position_median=... centre_position_median=... rotation_median_deg=... still_moved_share=...
+revisit_psnr_min=... size_ratio_max=... observe_fps=... ate_rmse_max=...`` (the last with ``--poses estimate``).
 """
 
 from __future__ import annotations
