@@ -212,7 +212,7 @@ def ransac_plane(points: np.ndarray, threshold: float, iterations: int,
         if np.array_equal(refitted, inliers) or refitted.sum() < 3:
             break
         inliers = refitted
-    return plane, np.abs(points @ plane[:3] + plane[3]) < threshold
+    return plane, refitted
 
 
 def plane_height(plane: np.ndarray, xy: np.ndarray) -> np.ndarray:
