@@ -40,6 +40,7 @@ class MemoryConfig:
     still_rmse_margin: float = 0.05
     belief_decay: float = 0.5
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
+    agent_contact_points: int = 5  # model points inside the agent that show it walked into the object (tracking.push_distance)
     agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     max_stretch: float = 0.015  # ...unless they would make its largest size this much larger
@@ -99,7 +100,8 @@ class MemoryConfig:
     segment_voxel: float = 0.01  # cell of the connectivity that splits the rest into objects
     static_margin: float = 0.01  # points this close to a static voxel's surface are static scene
     part_reach: float = 0.02  # an unmatched segment this close to a matched track's model is more of it
-    agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape), left out of segments
+    agent_radius: float = 0.025  # the agent's radius and height (the episode's agent_shape): left out of segments,
+    # and no object's model overlaps it (tracking.AgentMotion.push_out)
     agent_height: float = 0.1
     min_depth_fraction: float = 0.02  # a frame with depth on fewer pixels is depthless (memory.depthless_frames)
     # camera poses: "given" (each frame's transform_matrix) or "estimate" (memory/camera_tracking.py: the
@@ -134,6 +136,8 @@ class MemoryConfig:
             raise ConfigError(f"memory segmentation must be 'instances' or 'geometry', got {self.segmentation!r}")
         if self.poses not in ("given", "estimate"):
             raise ConfigError(f"memory poses must be 'given' or 'estimate', got {self.poses!r}")
+        if self.agent_contact_points < 1:
+            raise ConfigError(f"memory agent_contact_points must be at least 1, got {self.agent_contact_points}")
         box = tuple(float(v) for v in self.workspace)
         if len(box) != 6 or not all(a < b for a, b in zip(box[:3], box[3:])):
             raise ConfigError(f"memory workspace must be (x0, y0, z0, x1, y1, z1) with x0 < x1 etc., got {box}")

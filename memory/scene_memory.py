@@ -9,7 +9,8 @@ Per frame (:meth:`SceneMemory.observe`), each step in its own module:
    re-identified wherever they reappear; what is left is born as new objects. Two tracks matched
    to parts of one object are one: the one observed less is dropped
    (:func:`~splatworld.memory.tracking.duplicate_tracks`).
-3. **Tracking and fusion** (:mod:`~splatworld.memory.tracking`). A matched object's pose is
+3. **Tracking and fusion** (:mod:`~splatworld.memory.tracking`). Before association, an object in
+   view (seen or occluded) that the agent stepped into is pushed out along its step. A matched object's pose is
    refined by ICP against its model when something may have moved it, and the view is fused
    into its voxel model when registered well.
 4. **Visibility and existence** (:mod:`~splatworld.memory.visibility`): every unmatched object
@@ -141,6 +142,10 @@ class SceneMemory:
             instances = self._segment(frame, points, colors, valid)
         segments = segments_of(instances, valid, points, colors, self.agent_label, cfg.min_segment_points)
         self.agent.note(agent_pose, self.time)
+        # only where the camera looks: out of view for minutes, an object pushed along the agent's path
+        # ends far from where a real push (which turns it, or lets it roll aside) left it
+        pushed_out = {track.id for track in self.tracks if track.state in (TrackState.VISIBLE, TrackState.OCCLUDED)
+                      and self.agent.push_out(track, agent_pose, cfg)}
 
         small = cam.resized(max(1, round(cam.width * cfg.render_scale)), max(1, round(cam.height * cfg.render_scale)))
         rendered = self._render_for_association(small)
@@ -155,7 +160,8 @@ class SceneMemory:
         nearest_depth = None
         for seg_index, track in matches.items():
             if update_track(track, segments[seg_index], self.agent.may_push(track, agent_pose, self.time, cfg),
-                            self.time, cfg, self.agent.coasting(track, agent_pose, self.time, cfg)):
+                            self.time, cfg, self.agent.coasting(track, agent_pose, self.time, cfg),
+                            pushed_out=track.id in pushed_out):
                 if nearest_depth is None:  # the smallest depth around each pixel, 0 where any is unknown
                     nearest_depth = ndimage.minimum_filter(depth, size=3)
                 carve(track, nearest_depth, cam, cfg, self.static_map.support_plane, self.static_map.support_region)

@@ -3,8 +3,8 @@ whether the view is fused into the model, and how a new object is born.
 
 Objects move only when something moves them. A track whose agent stood still (or far) keeps its
 remembered pose as long as the view lies on or next to its model; a part not seen before is no
-evidence of motion (ICP on partial views slides along elongated objects). The rule for one view
-(:func:`update_track`), from the view and the track:
+evidence of motion (ICP on partial views slides along elongated objects). An agent that steps into
+where an object is remembered pushes it out along its step first (:meth:`AgentMotion.push_out`). The rule for one view (:func:`update_track`), from the view and the track:
 
 - ``pushed``: the agent moved within reach in the last ``agent_settle`` seconds, or the track was
   moving at its last step, or no agent pose is known (:meth:`AgentMotion.may_push`);
@@ -15,7 +15,8 @@ evidence of motion (ICP on partial views slides along elongated objects). The ru
   by more than ICP reaches), farther than the track gate, and not a sliver (unless known to have
   left or farther than the object's size): the pose jumps to the view's centroid first;
 - registration: none for a sliver (a view spanning under ``sliver_fraction`` of the model's size);
-  none while the model is too small; ICP from the predicted pose when pushed or moved away
+  none while the model is too small; ICP from the predicted pose (the pushed-out one, if the agent
+  stepped into it) when pushed or moved away
   (reaching farther after a jump), unless the agent is not pushing it and ICP from the remembered
   pose fits the view as well (a slide along the faces in view is invisible to ICP); when a view moved
   away or stretching the model cannot be registered so, once more from its centroid as after a
@@ -49,11 +50,14 @@ class AgentMotion:
     def __init__(self) -> None:
         self.position: np.ndarray | None = None  # at the last frame that gave one
         self.moved_at = -math.inf  # time the agent was last seen moving
+        self.step = np.zeros(2)  # its horizontal move (m) from the frame before (0 without both poses)
 
     def note(self, agent_pose, time: float) -> None:
         if agent_pose is None:
+            self.step = np.zeros(2)
             return
         position = np.asarray(agent_pose[:3], dtype=np.float64)
+        self.step = np.zeros(2) if self.position is None else position[:2] - self.position[:2]
         # a resting agent's pose repeats exactly; 0.1 mm is well above float noise
         if self.position is None or np.linalg.norm(position - self.position) > 1e-4:
             self.moved_at = time
@@ -72,11 +76,51 @@ class AgentMotion:
         and at rest or out of its reach (an object left sliding, or a still one's ICP jitter)."""
         return agent_pose is not None and in_motion(track) and not self._within_reach(track, agent_pose, time, cfg)
 
+    def push_out(self, track: ObjectTrack, agent_pose, cfg: MemoryConfig) -> bool:
+        """Move ``track`` (not turned) along the agent's last horizontal step until its model, where
+        remembered, no longer lies inside the agent (an upright cylinder of ``cfg.agent_radius`` and
+        ``cfg.agent_height`` centred at ``agent_pose [7]``'s position): two solids do not overlap, so
+        an object the agent walked into was pushed at least that far. Returns whether
+        it moved. The move is :func:`push_distance` over the model's points less half a voxel (they
+        sample its surface to within that)."""
+        length = float(np.linalg.norm(self.step))
+        if agent_pose is None or length < 1e-4 or not len(track.model):  # an agent at rest pushes nothing
+            return False
+        position = np.asarray(agent_pose[:3], dtype=np.float64)
+        if np.linalg.norm(position[:2] - track.centroid[:2]) > cfg.agent_radius + np.linalg.norm(track.extent):
+            return False
+        direction = self.step / length
+        points = track.model.points @ track.pose[:3, :3].T + track.pose[:3, 3]
+        shift = push_distance(points, position, direction, cfg.agent_radius, cfg.agent_height,
+                              cfg.agent_contact_points) - cfg.object_voxel / 2
+        if shift <= 0:
+            return False
+        track.pose = track.pose.copy()
+        track.pose[:2, 3] += shift * direction
+        return True
+
     def _within_reach(self, track: ObjectTrack, agent_pose, time: float, cfg: MemoryConfig) -> bool:
         if time - self.moved_at > cfg.agent_settle:
             return False
         reach = cfg.agent_reach + float(np.linalg.norm(track.extent)) / 2
         return float(np.linalg.norm(np.asarray(agent_pose[:3]) - track.centroid)) < reach
+
+
+def push_distance(points: np.ndarray, agent_position: np.ndarray, direction: np.ndarray, radius: float,
+                  height: float, min_points: int) -> float:
+    """How far (m) the world ``points [P, 3]`` must move along the horizontal unit ``direction [2]``
+    to leave an upright cylinder of ``radius`` and ``height`` centred at ``agent_position [3]``: the
+    ``min_points``-th largest of the points' distances to its wall ahead (0 when fewer lie inside;
+    a stray point or two of a model is no contact)."""
+    offset = points - agent_position
+    flat = offset[np.abs(offset[:, 2]) < height / 2, :2]
+    along = flat @ direction
+    across_squared = np.square(flat).sum(axis=1) - np.square(along)
+    inside = np.square(flat).sum(axis=1) < radius ** 2
+    if inside.sum() < min_points:
+        return 0.0
+    exits = -along[inside] + np.sqrt(radius ** 2 - across_squared[inside])
+    return float(np.partition(exits, len(exits) - min_points)[len(exits) - min_points])
 
 
 def in_motion(track: ObjectTrack) -> bool:
@@ -201,10 +245,12 @@ def centred_on(track: ObjectTrack, seg: Segment) -> np.ndarray:
 
 
 def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cfg: MemoryConfig,
-                 coasting: bool = False) -> bool:
+                 coasting: bool = False, pushed_out: bool = False) -> bool:
     """Update ``track`` with the view ``seg`` matched to it at ``time`` (the rule in the module
     docstring); ``pushed``: :meth:`AgentMotion.may_push` for it, ``coasting``: :meth:`AgentMotion.coasting`
-    (taken to move by its last motion alone). Returns whether the view was fused
+    (taken to move by its last motion alone), ``pushed_out``: :meth:`AgentMotion.push_out` moved it
+    this frame (registered from there: the agent's step is a better guess than the object's last
+    motion, which it already contains). Returns whether the view was fused
     into the model (it was registered well: its depth may also carve the model, :func:`carve`)."""
     known_moved = track.state in (TrackState.DISPLACED, TrackState.CONTRADICTED)
     (on_fit, on_model), stretch_m = explained(track, seg, (cfg.icp_max_distance / 2, cfg.near_model))
@@ -233,8 +279,8 @@ def update_track(track: ObjectTrack, seg: Segment, pushed: bool, time: float, cf
     elif len(track.model) < cfg.min_register_points:
         rmse = 0.0  # a model still too small to register against grows from its first views
     elif pushed or moved_away:  # otherwise still: keep the pose, only grow the model
-        track.pose, rmse = register(track, seg, predicted_pose(track) if pushed else track.pose, cfg, rough=jumped,
-                                    coasting=coasting)
+        start = predicted_pose(track) if pushed and not pushed_out else track.pose
+        track.pose, rmse = register(track, seg, start, cfg, rough=jumped, coasting=coasting)
         if math.isinf(rmse) and (moved_away or stretched) and not jumped:
             # beyond ICP's reach of where it was remembered, yet nearer than the track gate (moved
             # 4-6 cm while in view): search again from the view's centroid, reaching as after a jump

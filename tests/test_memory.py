@@ -13,7 +13,8 @@ from splatworld.errors import ConfigError, ShapeError, SplatworldError
 from splatworld.evaluation import aligned_pose_errors, identity_metrics, psnr, reappearances
 from splatworld.memory import MemoryConfig, SceneMemory, VoxelGrid
 from splatworld.memory.keyframes import KeyframeStore
-from splatworld.memory.tracking import AgentMotion, drop_if_falling, explained, motion_evidence, update_track
+from splatworld.memory.tracking import (AgentMotion, drop_if_falling, explained, motion_evidence, push_distance,
+                                        update_track)
 from splatworld.memory.tracks import History, ObjectTrack, Segment, TrackState, expand, runs
 from splatworld.render.compositing import composite, over
 from splatworld.render.api import RenderOutput, render
@@ -720,6 +721,41 @@ def test_icp_fitting_noise_does_not_move_a_still_object_that_may_be_pushed():
     pushed = view + [0.0, 0.01, 0.0] + rng.normal(0.0, 0.002, view.shape)
     _update(track, _grey_segment(pushed, np.median(pushed, axis=0)), None, cfg)
     np.testing.assert_allclose(track.pose[:3, 3], pose[:3, 3] + [0.0, 0.01, 0.0], atol=0.003)
+
+
+def test_push_distance_hand_computed():
+    """The agent (radius 25 mm, height 10 cm) at the origin stepping along +x: a point 10 mm ahead
+    of its axis leaves it 15 mm on, one 15 mm to its side sqrt(25^2 - 15^2) = 20 mm on; one above
+    its top or beside it does not count."""
+    points = np.array([[0.01, 0.0, 0.0], [0.0, 0.015, 0.0], [0.0, 0.0, 0.06], [0.0, 0.03, 0.0]])
+    direction = np.array([1.0, 0.0])
+    assert push_distance(points, np.zeros(3), direction, 0.025, 0.1, 1) == pytest.approx(0.02)
+    assert push_distance(points, np.zeros(3), direction, 0.025, 0.1, 2) == pytest.approx(0.015)
+    assert push_distance(points, np.zeros(3), direction, 0.025, 0.1, 3) == 0.0  # two inside: no contact
+
+
+def test_the_agent_stepping_into_a_remembered_object_pushes_it_out():
+    """The agent steps 1 cm along +x into the walled box's -x wall, 4 mm deep, its centre level with
+    the box's: the box moves 4 mm less half a voxel (the model's points sample its walls to within
+    that) along +x, neither turned nor lifted. At rest there, or passing beside, it
+    pushes nothing."""
+    cfg, _, pose, track = _walled_box("occluded")
+    agent = np.array([pose[0, 3] - 0.08 - cfg.agent_radius + 0.004, pose[1, 3], pose[2, 3] + 0.05, 1, 0, 0, 0])
+    motion = AgentMotion()
+    motion.note(agent - [0.01, 0, 0, 0, 0, 0, 0], 0.0)
+    motion.note(agent, 0.1)
+    assert motion.push_out(track, agent, cfg)
+    np.testing.assert_allclose(track.pose[:3, 3] - pose[:3, 3], [0.004 - cfg.object_voxel / 2, 0, 0], atol=2e-4)
+    np.testing.assert_array_equal(track.pose[:3, :3], pose[:3, :3])
+    motion.note(agent, 0.2)  # at rest
+    assert not motion.push_out(track, agent, cfg)
+    cfg, _, pose, track = _walled_box("visible")
+    beside = agent + [0, 0.08 + cfg.agent_radius + 0.002, 0, 0, 0, 0, 0]  # 2 mm clear of the +y wall's line
+    motion = AgentMotion()
+    motion.note(beside - [0.01, 0, 0, 0, 0, 0, 0], 0.0)
+    motion.note(beside + [0.1, 0, 0, 0, 0, 0, 0], 0.1)
+    assert not motion.push_out(track, beside + [0.1, 0, 0, 0, 0, 0, 0], cfg)
+    np.testing.assert_array_equal(track.pose, pose)
 
 
 def test_motion_evidence_hand_computed():
