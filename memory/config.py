@@ -40,7 +40,8 @@ class MemoryConfig:
     still_rmse_margin: float = 0.05
     belief_decay: float = 0.5
     agent_reach: float = 0.08  # agent radius plus margin: objects farther from it are assumed still
-    agent_contact_points: int = 5  # model points inside the agent that show it walked into the object (tracking.push_distance)
+    # model points inside the agent that show it stepped into the object (tracking.push_distance)
+    agent_contact_points: int = 5
     agent_settle: float = 0.5  # s: an agent at rest this long pushes nothing (objects left sliding are tracked on)
     near_model: float = 0.04  # points this close to a still object's model are taken as its new parts
     max_stretch: float = 0.015  # ...unless they would make its largest size this much larger

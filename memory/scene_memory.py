@@ -10,9 +10,9 @@ Per frame (:meth:`SceneMemory.observe`), each step in its own module:
    to parts of one object are one: the one observed less is dropped
    (:func:`~splatworld.memory.tracking.duplicate_tracks`).
 3. **Tracking and fusion** (:mod:`~splatworld.memory.tracking`). Before association, an object in
-   view (seen or occluded) that the agent stepped into is pushed out along its step. A matched object's pose is
-   refined by ICP against its model when something may have moved it, and the view is fused
-   into its voxel model when registered well.
+   view (seen or occluded) that the agent stepped into is pushed out along its step. A matched
+   object's pose is refined by ICP against its model when something may have moved it, and the
+   view is fused into its voxel model when registered well.
 4. **Visibility and existence** (:mod:`~splatworld.memory.visibility`): every unmatched object
    is ``out_of_view``, ``occluded``, ``contradicted`` or ``displaced`` (:class:`TrackState`).
    One last registered falling over the table's edge is put on the floor below

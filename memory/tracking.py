@@ -4,7 +4,8 @@ whether the view is fused into the model, and how a new object is born.
 Objects move only when something moves them. A track whose agent stood still (or far) keeps its
 remembered pose as long as the view lies on or next to its model; a part not seen before is no
 evidence of motion (ICP on partial views slides along elongated objects). An agent that steps into
-where an object is remembered pushes it out along its step first (:meth:`AgentMotion.push_out`). The rule for one view (:func:`update_track`), from the view and the track:
+where an object is remembered pushes it out along its step first (:meth:`AgentMotion.push_out`).
+The rule for one view (:func:`update_track`), from the view and the track:
 
 - ``pushed``: the agent moved within reach in the last ``agent_settle`` seconds, or the track was
   moving at its last step, or no agent pose is known (:meth:`AgentMotion.may_push`);
