@@ -116,8 +116,9 @@ def push_distance(points: np.ndarray, agent_position: np.ndarray, direction: np.
     offset = points - agent_position
     flat = offset[np.abs(offset[:, 2]) < height / 2, :2]
     along = flat @ direction
-    across_squared = np.square(flat).sum(axis=1) - np.square(along)
-    inside = np.square(flat).sum(axis=1) < radius ** 2
+    radial_squared = np.square(flat).sum(axis=1)
+    across_squared = radial_squared - np.square(along)
+    inside = radial_squared < radius ** 2
     if inside.sum() < min_points:
         return 0.0
     exits = -along[inside] + np.sqrt(radius ** 2 - across_squared[inside])
