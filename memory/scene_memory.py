@@ -94,7 +94,8 @@ class SceneMemory:
         self.agent = AgentMotion()
         self.next_id = 1
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
-        self._model_cache: dict[tuple[int, float], tuple[int, Gaussians]] = {}  # object Gaussians in their frame
+        # (track id, splat scale) -> (model state, Gaussians in the object's frame, last pose, Gaussians placed there)
+        self._model_cache: dict[tuple[int, float], tuple] = {}
         # per keyframe, for refinement: its object map (id(keyframe) -> (it, [H, W] uint16)), read for every
         # object; the other pixels are unpacked when a step draws the keyframe
         self._object_maps: dict[int, tuple] = {}
@@ -277,15 +278,18 @@ class SceneMemory:
         refined = track.refined if scale == self.config.object_splat_scale else None
         key = (track.id, scale)
         state = (track.model.version, None if refined is None else (refined.steps, len(refined)))
+        pose = np.asarray(pose)
         cached = self._model_cache.get(key)
         if cached is None or cached[0] != state:  # a model changes only when fused into or refined
             voxels = track.model.to_gaussians(object_id=track.id, scale=scale)
             if refined is not None:
                 fresh = torch.from_numpy(~np.isin(track.model.keys, refined.keys))
                 voxels = Gaussians.concat([refined.gaussians(track.id), voxels.select(fresh)])
-            cached = (state, voxels)
+            cached = (state, voxels, None, None)
+        if cached[2] is None or not np.array_equal(cached[2], pose):  # most objects stand still between draws
+            cached = (state, cached[1], pose.copy(), cached[1].transform(torch.from_numpy(pose)))
             self._model_cache[key] = cached
-        return cached[1].transform(torch.from_numpy(pose))
+        return cached[3]
 
     def _render_for_association(self, cam: Camera) -> RenderOutput | None:
         """The static map (as of the last refresh) and every object not displaced, as the memory

@@ -647,6 +647,29 @@ def test_a_view_is_a_snapshot_the_memory_does_not_change(occlusion):
     assert remembered == {o.id for o in view.objects if o.state != TrackState.DISPLACED}
 
 
+def test_a_track_is_drawn_where_it_is_placed_each_time(occlusion):
+    """Object splats are placed once per pose: moved, moved in place, turned, and moved back, each
+    draw is the model in its own frame turned and shifted to that pose."""
+    _, memory = occlusion
+    track = max(memory.tracks, key=lambda t: len(t.model))
+    scale = memory.config.compare_splat_scale
+    own = memory.track_gaussians(track, np.eye(4), scale).means.double()
+
+    def drawn_at(pose):
+        drawn = memory.track_gaussians(track, pose, scale).means.double()
+        return torch.allclose(drawn, own @ torch.from_numpy(pose[:3, :3]).T + torch.from_numpy(pose[:3, 3]), atol=1e-5)
+
+    pose = track.pose.copy()
+    assert drawn_at(pose)
+    pose[:3, 3] += 0.03  # the same array, moved in place
+    assert drawn_at(pose)
+    turned = np.eye(4)
+    quat = torch.tensor([0.9, 0.1, -0.2, 0.3], dtype=torch.float64)
+    turned[:3, :3] = quat_to_rotmat(quat / quat.norm()).numpy()
+    turned[:3, 3] = [0.1, -0.05, 0.02]
+    assert drawn_at(turned) and drawn_at(track.pose)
+
+
 def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():
     """The walled box moved 6 mm along x in its last step (ICP jitter, say), so its predicted pose is
     6 mm further on, while the agent has never been seen moving near it. Its next view is the -y face

@@ -4,7 +4,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from splatworld.errors import ConfigError
-from splatworld.memory.registration import estimate_normals, icp_point_to_plane, ransac_plane
+from splatworld.memory.registration import PLANE_SCORE_POINTS, estimate_normals, icp_point_to_plane, ransac_plane
 
 
 def _box_surface(n=2000, seed=0):
@@ -95,3 +95,23 @@ def test_ransac_gives_the_same_plane_whichever_triple_wins():
     assert np.ptp(planes, axis=0).max() < 1e-12
     tilt = np.degrees(np.arccos(planes[0, 2]))
     assert tilt < 0.05 and abs(-planes[0, 3] / planes[0, 2] - 0.62) < 5e-4
+
+
+def test_ransac_on_a_map_sized_cloud_gives_the_least_squares_plane_of_its_inliers():
+    """100k points (a static map's size, well over PLANE_SCORE_POINTS, so triples are ranked on a
+    sample): a noisy table top over a larger floor below it. The plane is the table's least-squares
+    plane through exactly the points within the threshold of it, the same for every seed."""
+    rng = np.random.default_rng(3)
+    top = np.column_stack([rng.uniform(-0.4, 0.4, (45_000, 2)), 0.7 + rng.normal(0, 0.003, 45_000)])
+    floor = np.column_stack([rng.uniform(-1.5, 1.5, (30_000, 2)), rng.normal(0, 0.003, 30_000)])
+    clutter = rng.uniform([-0.4, -0.4, 0.7], [0.4, 0.4, 0.9], (25_000, 3))
+    points = np.concatenate([top, floor, clutter])
+    assert len(points) > PLANE_SCORE_POINTS
+    runs = [ransac_plane(points, 0.01, 200, np.random.default_rng(seed)) for seed in range(4)]
+    for plane, inliers in runs:
+        assert np.array_equal(inliers, np.abs(points @ plane[:3] + plane[3]) < 0.01)
+        centre = points[inliers].mean(axis=0)
+        normal = np.linalg.svd(points[inliers] - centre, full_matrices=False)[2][-1]
+        assert np.allclose(np.abs(normal @ plane[:3]), 1.0, atol=1e-12) and abs(plane[:3] @ centre + plane[3]) < 1e-12
+    planes = np.stack([plane for plane, _ in runs])
+    assert np.ptp(planes, axis=0).max() < 1e-12 and abs(-planes[0, 3] / planes[0, 2] - 0.7) < 5e-4
