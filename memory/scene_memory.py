@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,16 @@ from splatworld.scene.gaussians import Gaussians
 from splatworld.scene.transforms import pose_to_matrix
 
 
+class _PlacedModel(NamedTuple):
+    """A track's model as drawn: its Gaussians in the object's frame for one model ``state``, and
+    the same placed at the last ``pose`` asked for."""
+
+    state: tuple
+    own: Gaussians
+    pose: np.ndarray | None = None
+    placed: Gaussians | None = None
+
+
 class SceneMemory:
     """The persistent memory of one scene. See the module docstring for the per-frame steps.
 
@@ -94,8 +105,7 @@ class SceneMemory:
         self.agent = AgentMotion()
         self.next_id = 1
         self._render_static: Gaussians | None = None  # refreshed every static_refresh_frames
-        # (track id, splat scale) -> (model state, Gaussians in the object's frame, last pose, Gaussians placed there)
-        self._model_cache: dict[tuple[int, float], tuple] = {}
+        self._model_cache: dict[tuple[int, float], _PlacedModel] = {}  # by (track id, splat scale)
         # per keyframe, for refinement: its object map (id(keyframe) -> (it, [H, W] uint16)), read for every
         # object; the other pixels are unpacked when a step draws the keyframe
         self._object_maps: dict[int, tuple] = {}
@@ -280,16 +290,16 @@ class SceneMemory:
         state = (track.model.version, None if refined is None else (refined.steps, len(refined)))
         pose = np.asarray(pose)
         cached = self._model_cache.get(key)
-        if cached is None or cached[0] != state:  # a model changes only when fused into or refined
+        if cached is None or cached.state != state:  # a model changes only when fused into or refined
             voxels = track.model.to_gaussians(object_id=track.id, scale=scale)
             if refined is not None:
                 fresh = torch.from_numpy(~np.isin(track.model.keys, refined.keys))
                 voxels = Gaussians.concat([refined.gaussians(track.id), voxels.select(fresh)])
-            cached = (state, voxels, None, None)
-        if cached[2] is None or not np.array_equal(cached[2], pose):  # most objects stand still between draws
-            cached = (state, cached[1], pose.copy(), cached[1].transform(torch.from_numpy(pose)))
+            cached = _PlacedModel(state, voxels)
+        if cached.pose is None or not np.array_equal(cached.pose, pose):  # most objects stand still between draws
+            cached = cached._replace(pose=pose.copy(), placed=cached.own.transform(torch.from_numpy(pose)))
             self._model_cache[key] = cached
-        return cached[3]
+        return cached.placed
 
     def _render_for_association(self, cam: Camera) -> RenderOutput | None:
         """The static map (as of the last refresh) and every object not displaced, as the memory
