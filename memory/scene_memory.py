@@ -47,8 +47,8 @@ from splatworld.memory.keyframes import Keyframe, KeyframeStore
 from splatworld.memory.persistence import (DAMAGED, export_tracks, memory_state, read_state, restore, save_memory,
                                            tracks_json)
 from splatworld.memory.refine import LazyViews, RefineConfig, RefinedSplats, View, refine
-from splatworld.memory.segmentation import (AGENT_MARGIN, agent_pixels, bootstrap_plane, geometric_segments,
-                                            join_across_agent, merge_parts, split_touching)
+from splatworld.memory.segmentation import (AGENT_MARGIN, agent_pixels, bootstrap_plane, depth_edge_pixels,
+                                            geometric_segments, join_across_agent, merge_parts, split_touching)
 from splatworld.memory.static_map import StaticMap
 from splatworld.memory.tracking import AgentMotion, carve, drop_if_falling, duplicate_tracks, new_track, update_track
 from splatworld.memory.tracks import ObjectTrack, TrackState, record_all
@@ -202,7 +202,9 @@ class SceneMemory:
         new_keyframe = not depthless and self.keyframes.consider(
             cam, frame.rgb, np.where(valid, depth, 0.0), static, self.time, _object_map(instances, frame_labels),
             self.frame_count)
-        self.static_map.integrate(points, colors, static, depth, cam, self.time)
+        fused = static if cfg.static_edge_jump is None else \
+            static & ~depth_edge_pixels(depth, cfg.static_edge_jump, cfg.static_edge_width)
+        self.static_map.integrate(points, colors, fused, depth, cam, self.time)
         if new_keyframe and cfg.refine_steps_per_keyframe > 0:
             started = time.perf_counter()
             self.refine(cfg.refine_steps_per_keyframe)
@@ -291,10 +293,15 @@ class SceneMemory:
         pose = np.asarray(pose)
         cached = self._model_cache.get(key)
         if cached is None or cached.state != state:  # a model changes only when fused into or refined
-            voxels = track.model.to_gaussians(object_id=track.id, scale=scale)
+            shown = None  # drawn for the eye: noise scattered beside a surface left out
+            if scale == self.config.object_splat_scale and self.config.draw_min_support > 0:
+                shown = track.model.support() >= self.config.draw_min_support
+            voxels = track.model.to_gaussians(object_id=track.id, scale=scale, select=shown)
             if refined is not None:
-                fresh = torch.from_numpy(~np.isin(track.model.keys, refined.keys))
-                voxels = Gaussians.concat([refined.gaussians(track.id), voxels.select(fresh)])
+                kept = track.model.keys if shown is None else track.model.keys[shown]
+                fresh = torch.from_numpy(~np.isin(kept, refined.keys))
+                splats = refined.gaussians(track.id).select(torch.from_numpy(np.isin(refined.keys, kept)))
+                voxels = Gaussians.concat([splats, voxels.select(fresh)])
             cached = _PlacedModel(state, voxels)
         if cached.pose is None or not np.array_equal(cached.pose, pose):  # most objects stand still between draws
             cached = cached._replace(pose=pose.copy(), placed=cached.own.transform(torch.from_numpy(pose)))

@@ -49,6 +49,16 @@ STATIC, UNEXPLAINED = 0, -1  # labels before objects are numbered (UNEXPLAINED: 
 AGENT_MARGIN = 0.015  # beyond the agent's radius and half-height, points still taken for the agent (depth noise)
 
 
+def depth_edge_pixels(depth: np.ndarray, jump: float, width: int = 1) -> np.ndarray:
+    """bool ``[H, W]``: pixels on the near side of a depth edge, where a pixel within ``width``
+    (in each direction) has no depth or lies farther by more than ``jump`` times the pixel's depth
+    (``depth [H, W]``, m, 0 = none). A depth camera's edges fray: a pixel beside an occluder's
+    silhouette reads the occluder's depth now and then (Kinect's lateral noise, mixed pixels), and
+    its point floats a pixel or two outside the occluder, in front of what lies behind."""
+    far = ndimage.maximum_filter(np.where(depth > 0, depth, np.inf), size=2 * width + 1)
+    return (depth > 0) & (far > depth * (1.0 + jump))
+
+
 def bootstrap_plane(points: np.ndarray, cell: float = 0.01, share: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
     """The highest horizontal plane holding at least ``share`` of ``points [N, 3]`` (a histogram of
     heights in ``cell`` bins): ``(plane [4], region [4] x0 y0 x1 y1)``, or None."""

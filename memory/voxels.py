@@ -144,6 +144,24 @@ class VoxelGrid:
             self.remove(gone)
         return int(gone.sum())
 
+    def support(self) -> np.ndarray:
+        """``[M]`` each voxel's weight over the largest weight among it and its 26 neighbours, in
+        (0, 1]. Depth noise scatters a few of a surface's points into the voxels beside it; those
+        are hit a fraction as often as the surface itself (Kinect at 1.5 m: weight 1-4 beside
+        20-30), while a part of the object seen in few views has neighbours seen as rarely."""
+        if not len(self.keys):
+            return np.zeros(0)
+        ijk = unpack_keys(self.keys)
+        strongest = self.weights.copy()
+        for offset in np.stack(np.meshgrid(*[[-1, 0, 1]] * 3, indexing="ij"), -1).reshape(-1, 3):
+            if not offset.any():
+                continue
+            keys = pack_keys(ijk + offset)
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            found = self.keys[pos] == keys
+            strongest[found] = np.maximum(strongest[found], self.weights[pos[found]])
+        return self.weights / np.maximum(strongest, 1e-12)
+
     def covariances(self) -> np.ndarray:
         """``[M, 3, 3]`` covariance of the points seen in each voxel (needs ``covariance``)."""
         if not self.covariance:

@@ -69,6 +69,19 @@ def test_voxel_grid_refines_instead_of_growing():
     assert grid.contains(np.array([[0.05, 0.05, 0.05], [0.3, 0.0, 0.0]])).tolist() == [True, False]
 
 
+def test_voxel_support_is_weight_over_the_strongest_neighbour():
+    """A surface voxel seen 30 times, noise beside it (3 times, and once diagonally), and a lone
+    voxel seen once with no neighbour: support 1, 3/30, 1/30 and 1."""
+    grid = VoxelGrid(1.0)
+    for points, times in (([[0.5, 0.5, 0.5]], 30), ([[1.5, 0.5, 0.5]], 3), ([[-0.5, 1.5, -0.5]], 1),
+                          ([[5.5, 5.5, 5.5]], 1)):
+        for _ in range(times):
+            grid.integrate(np.array(points), np.ones((1, 3)))
+    support = dict(zip(map(tuple, unpack_keys(grid.keys).tolist()), grid.support()))
+    assert support == pytest.approx({(0, 0, 0): 1.0, (1, 0, 0): 0.1, (-1, 1, -1): 1 / 30, (5, 5, 5): 1.0})
+    assert VoxelGrid(1.0).support().shape == (0,)
+
+
 def test_voxel_covariance_takes_the_shape_of_what_was_seen():
     """Two observations of points on the x-y plane inside one 10 cm voxel: its covariance is that
     of all the points (equal counts per observation), and its Gaussian is flat, with each in-plane
@@ -187,6 +200,36 @@ def _largest_track_at_frame_10(episode):
     owners = {t.id: t.labels[-1] for t in memory.tracks if t.labels[-1]}
     track_id, label = max(owners.items(), key=lambda kv: (frame.instances == kv[1]).sum())
     return memory, frame, next(t for t in memory.tracks if t.id == track_id), label
+
+
+def test_a_frayed_edge_of_an_occluder_is_not_fused_into_the_scaffold(occlusion):
+    """A pole 0.8 m away before a wall at 1.2 m; in a second frame, pixels beside the pole's edge
+    read its depth (a depth camera's frayed edge). The scaffold keeps the same pole, while with
+    every static pixel fused the frayed pixels widen it."""
+    frame = occlusion[0][0]
+    depth = np.full(frame.depth.shape, 1.2, np.float32)
+    depth[20:100, 50:60] = 0.8
+    frayed = depth.copy()
+    frayed[20:100:4, 60:62] = 0.8
+    empty = np.zeros(frame.instances.shape, frame.instances.dtype)
+
+    def pole(cfg, d):
+        memory = SceneMemory(cfg, agent_label=occlusion[0].agent_label)
+        memory.observe(_fake_frame(frame, d, empty))
+        _, z = frame.camera.project(torch.from_numpy(memory.static.points))
+        near = z.numpy() < 1.0
+        return memory.static.keys[near], memory.static.points[near]
+
+    clean, fused_frayed = pole(MemoryConfig(), depth), pole(MemoryConfig(), frayed)
+    np.testing.assert_array_equal(clean[0], fused_frayed[0])
+    np.testing.assert_allclose(clean[1], fused_frayed[1], atol=1e-12)
+    every = MemoryConfig(static_edge_jump=None)
+    every_clean, every_frayed = pole(every, depth), pole(every, frayed)
+    assert len(every_frayed[0]) > len(every_clean[0]) or not np.allclose(every_frayed[1], every_clean[1])
+    with pytest.raises(ConfigError, match="static_edge_width"):
+        MemoryConfig(static_edge_width=-1)
+    with pytest.raises(ConfigError, match="draw_min_support"):
+        MemoryConfig(draw_min_support=1.5)
 
 
 def test_contradiction_and_occlusion_reasoning(occlusion):
@@ -668,6 +711,29 @@ def test_a_track_is_drawn_where_it_is_placed_each_time(occlusion):
     turned[:3, :3] = quat_to_rotmat(quat / quat.norm()).numpy()
     turned[:3, 3] = [0.1, -0.05, 0.02]
     assert drawn_at(turned) and drawn_at(track.pose)
+
+
+def test_noise_beside_a_model_is_drawn_for_the_eye_only(occlusion):
+    """A voxel hit once right beside the model's best-seen voxel (depth noise off its surface) is
+    left out of what the memory shows, and kept in what it compares views with; a voxel seen as
+    often as its neighbours is shown."""
+    _, memory = occlusion
+    memory = copy.deepcopy(memory)
+    track = max(memory.tracks, key=lambda t: len(t.model))
+    model = track.model
+    best = model.points[np.argmax(model.weights)]
+    corners = best + model.voxel_size * np.array([[s0, s1, s2] for s0 in (-1, 1) for s1 in (-1, 1) for s2 in (-1, 1)])
+    beside = corners[~model.contains(corners)][0]
+    model.integrate(beside[None], np.ones((1, 3)))
+
+    def drawn(scale):
+        return memory.track_gaussians(track, np.eye(4), scale).means.double().numpy()
+
+    assert np.linalg.norm(drawn(memory.config.compare_splat_scale) - beside, axis=1).min() < 1e-6
+    assert np.linalg.norm(drawn(memory.config.object_splat_scale) - beside, axis=1).min() > model.voxel_size / 2
+    model.weights[np.searchsorted(model.keys, model.key_of(beside[None]))] = model.weights.max()  # seen as often: a surface
+    model.integrate(beside[None], np.ones((1, 3)))
+    assert np.linalg.norm(drawn(memory.config.object_splat_scale) - beside, axis=1).min() < 1e-6
 
 
 def test_a_still_object_seen_face_on_does_not_coast_on_its_last_motion():

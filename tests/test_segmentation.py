@@ -16,7 +16,7 @@ from splatworld.evaluation.imagined import memory_to_truth
 from splatworld.imagination import WorldModel
 from splatworld.jobs.config import load_config
 from splatworld.memory import MemoryConfig, SceneMemory
-from splatworld.memory.segmentation import bootstrap_plane
+from splatworld.memory.segmentation import bootstrap_plane, depth_edge_pixels
 from splatworld.scene.episode import Episode
 from splatworld.sim.generate import generate_episode
 from splatworld.sim.pybullet_scene import TABLE_TOP_Z
@@ -28,6 +28,24 @@ def episode(tmp_path_factory):
     cfg = load_config("generate", [f"out={out}", "progress=false", "width=160", "height=160", "scenario=occlusion",
                                    "seconds=4", "seed=2"])
     return Episode(generate_episode(cfg))
+
+
+def test_depth_edge_pixels_are_the_near_side_of_jumps_and_holes():
+    """A wall at 2 m with a 1 m block (rows 2-5, columns 2-6) and one pixel without depth at (7, 8):
+    the block's rim (its pixels within 1 px of the wall; 2 px with width 2) and the pixels around
+    the hole, never the wall beside the block, nor a 1% step."""
+    depth = np.full((10, 12), 2.0)
+    depth[2:6, 2:7] = 1.0
+    depth[0, 9:] = 2.02  # a step of 1%, under the 5% jump
+    depth[7, 8] = 0.0
+    expected = np.zeros(depth.shape, bool)
+    expected[2:6, 2:7] = True
+    expected[3:5, 3:6] = False  # the block's inside
+    expected[6:9, 7:10] = True  # around the hole
+    expected[7, 8] = False  # the hole itself has no depth
+    np.testing.assert_array_equal(depth_edge_pixels(depth, 0.05), expected)
+    wide = depth_edge_pixels(depth, 0.05, width=2)
+    assert wide[2:6, 2:7].all() and not wide[:2].any() and wide[5:10, 6:11].sum() == 24
 
 
 def test_bootstrap_plane_is_the_table_top(episode):
