@@ -117,11 +117,15 @@ class VoxelGrid:
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """bool ``[N]``: the voxel holding each point is occupied."""
+        return self._lookup(self.key_of(points))[1]
+
+    def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For packed ``keys [N]``: each one's index among the occupied voxels (clamped; meaningful
+        where found) and whether it is occupied."""
         if len(self.keys) == 0:
-            return np.zeros(len(points), bool)
-        keys = self.key_of(points)
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
         pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        return self.keys[pos] == keys
+        return pos, self.keys[pos] == keys
 
     def remove(self, mask: np.ndarray) -> None:
         """Drop the voxels where ``mask [M]`` is true."""
@@ -156,9 +160,7 @@ class VoxelGrid:
         for offset in np.stack(np.meshgrid(*[[-1, 0, 1]] * 3, indexing="ij"), -1).reshape(-1, 3):
             if not offset.any():
                 continue
-            keys = pack_keys(ijk + offset)
-            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-            found = self.keys[pos] == keys
+            pos, found = self._lookup(pack_keys(ijk + offset))
             strongest[found] = np.maximum(strongest[found], self.weights[pos[found]])
         return self.weights / np.maximum(strongest, 1e-12)
 
